@@ -1,0 +1,42 @@
+"""Names shared by the directory and everything that reads it: kinds, roles and the General attributes."""
+
+from django.db import models
+
+
+class Kind(models.TextChoices):
+    MAILBOX = "mailbox", "Mailbox"
+    DISTRIBUTION_LIST = "distribution_list", "Distribution list"
+    CUSTOM_RECIPIENT = "custom_recipient", "Custom recipient"
+
+
+class Role(models.TextChoices):
+    MASTER = "master", "Master"
+    REQUESTOR = "requestor", "Requestor"
+    BOTH = "both", "Master and requestor"
+
+
+# The "General" property page: the only attributes that ever leave an organization, with the
+# longest value each may hold (the Exchange 5.5 directory's limits, rounded up).
+GENERAL_ATTRIBUTES: dict[str, int] = {
+    "display_name": 256,
+    "alias": 64,
+    "first_name": 64,
+    "initials": 6,
+    "last_name": 64,
+    "title": 64,
+    "company": 64,
+    "department": 64,
+    "office": 128,
+    "assistant": 256,
+    "phone": 64,
+    "address": 1024,
+    "city": 128,
+    "state": 128,
+    "postal_code": 40,
+    "country": 64,
+    "primary_smtp": 256,
+}
+
+CUSTOM_ATTRIBUTE_COUNT = 15
+CUSTOM_ATTRIBUTE_MAX_LENGTH = 1024
+TRUST_LEVEL_MAX = 100

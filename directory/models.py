@@ -1,0 +1,403 @@
+"""Each organization's directory: sites, containers, recipients, and the local USN that orders changes."""
+
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.validators import (
+    EmailValidator,
+    MaxValueValidator,
+    MinValueValidator,
+    RegexValidator,
+)
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Lower
+
+from directory.constants import (
+    CUSTOM_ATTRIBUTE_MAX_LENGTH,
+    GENERAL_ATTRIBUTES,
+    TRUST_LEVEL_MAX,
+    Kind,
+    Role,
+)
+
+name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    "Use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+)
+# An RDN value inside our X.500-style DNs: no separators, no control characters.
+rdn_validator = RegexValidator(
+    r"^[^/=\x00-\x1f\x7f]{1,64}$",
+    "Use 1-64 characters without '/', '=' or control characters.",
+)
+smtp_validator = EmailValidator("Enter a valid SMTP address, such as jane.doe@example.com.")
+
+
+def allocate_usns(organization_id: int, count: int = 1) -> int:
+    """Reserve `count` consecutive local USNs of an organization and return the first.
+
+    The organization's row stays locked until the caller's transaction commits, so no change can
+    commit with a USN lower than one already visible to an export (DESIGN.md, protocol rule 3).
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("allocate_usns() must run inside transaction.atomic().")
+    current = (
+        Organization.objects.select_for_update()
+        .filter(pk=organization_id)
+        .values_list("usn", flat=True)
+        .get()
+    )
+    Organization.objects.filter(pk=organization_id).update(usn=F("usn") + count)
+    return current + 1
+
+
+class Organization(models.Model):
+    """An organization (/o=NAME): one directory, and the sync roles it runs."""
+
+    name = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[name_validator],
+        help_text="Short name used in DNs, such as ORG1.",
+    )
+    display_name = models.CharField(max_length=256)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.REQUESTOR)
+    mail_domain = models.CharField(
+        max_length=253, blank=True, help_text="Default SMTP domain of this organization's agents."
+    )
+    usn = models.BigIntegerField(
+        default=0, editable=False, help_text="Highest local USN handed out so far."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def dn(self) -> str:
+        return f"/o={self.name}"
+
+    @property
+    def runs_master(self) -> bool:
+        return self.role in (Role.MASTER, Role.BOTH)
+
+    @property
+    def runs_requestor(self) -> bool:
+        return self.role in (Role.REQUESTOR, Role.BOTH)
+
+
+class Site(models.Model):
+    """A site of an organization (/o=ORG/ou=SITE)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sites")
+    name = models.CharField(max_length=64, validators=[rdn_validator])
+
+    class Meta:
+        ordering = ["organization__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                "organization",
+                Lower("name"),
+                name="site_name_unique_per_org",
+                violation_error_message="This organization already has a site of that name.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.dn
+
+    @property
+    def dn(self) -> str:
+        return f"/o={self.organization.name}/ou={self.name}"
+
+    def save(self, *args, **kwargs) -> None:
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            for container in self.containers.filter(parent=None):
+                container.save()
+
+
+class Container(models.Model):
+    """A recipients container (/o=ORG/ou=SITE/cn=NAME), possibly inside another container."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="containers", editable=False
+    )
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="containers")
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+    )
+    name = models.CharField(max_length=64, validators=[rdn_validator])
+    dn = models.CharField(max_length=1024, unique=True, editable=False, verbose_name="DN")
+
+    class Meta:
+        ordering = ["dn"]
+        constraints = [
+            models.UniqueConstraint(
+                "site",
+                Lower("name"),
+                condition=Q(parent__isnull=True),
+                name="container_name_unique_per_site",
+                violation_error_message="A container of that name already exists in this site.",
+            ),
+            models.UniqueConstraint(
+                "parent",
+                Lower("name"),
+                condition=Q(parent__isnull=False),
+                name="container_name_unique_per_parent",
+                violation_error_message="A container of that name already exists there.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.dn
+
+    def clean(self) -> None:
+        if self.parent_id and self.site_id and self.parent.site_id != self.site_id:
+            raise ValidationError({"parent": "The parent container must be in the same site."})
+        node = self.parent
+        while node is not None:
+            if self.pk and node.pk == self.pk:
+                raise ValidationError({"parent": "A container cannot lie inside itself."})
+            node = node.parent
+
+    def compute_dn(self) -> str:
+        base = self.parent.dn if self.parent_id else self.site.dn
+        return f"{base}/cn={self.name}"
+
+    def is_within(self, other: "Container") -> bool:
+        """True if this container is `other` or lies anywhere inside it."""
+        return self.dn == other.dn or self.dn.startswith(other.dn + "/")
+
+    def save(self, *args, **kwargs) -> None:
+        self.organization_id = self.site.organization_id
+        old_dn = self.dn
+        self.dn = self.compute_dn()
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if old_dn and old_dn != self.dn:
+                for child in self.children.all():
+                    child.save()
+
+    def subtree_ids(self) -> list[int]:
+        """Ids of this container and every container inside it."""
+        return list(
+            Container.objects.filter(Q(pk=self.pk) | Q(dn__startswith=self.dn + "/")).values_list(
+                "pk", flat=True
+            )
+        )
+
+
+def _general(name: str, **kwargs) -> models.CharField:
+    return models.CharField(max_length=GENERAL_ATTRIBUTES[name], blank=True, **kwargs)
+
+
+def _custom(number: int) -> models.CharField:
+    return models.CharField(
+        f"custom attribute {number}", max_length=CUSTOM_ATTRIBUTE_MAX_LENGTH, blank=True
+    )
+
+
+class RecipientQuerySet(models.QuerySet):
+    def delete(self):
+        """Delete in bulk, leaving a tombstone with a fresh local USN for every recipient."""
+        with transaction.atomic():
+            rows = list(self.values_list("pk", "organization_id", "guid", "kind", "container_id"))
+            imported = set(self.filter(global_key__isnull=False).values_list("pk", flat=True))
+            Tombstone.record(rows, imported)
+            return super().delete()
+
+    delete.queryset_only = True
+
+    def exportable(self):
+        """Recipients that belong to the organization (imported contacts are never exported)."""
+        return self.filter(global_key__isnull=True)
+
+
+class Recipient(models.Model):
+    """A mailbox, distribution list or custom recipient (contact) in one container."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="recipients", editable=False
+    )
+    container = models.ForeignKey(Container, on_delete=models.PROTECT, related_name="recipients")
+    guid = models.UUIDField(
+        "object GUID", default=uuid.uuid4, unique=True, editable=False, help_text="Never changes."
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.MAILBOX)
+
+    display_name = models.CharField(max_length=GENERAL_ATTRIBUTES["display_name"])
+    alias = models.CharField(max_length=GENERAL_ATTRIBUTES["alias"])
+    first_name = _general("first_name")
+    initials = _general("initials")
+    last_name = _general("last_name")
+    title = _general("title")
+    company = _general("company")
+    department = _general("department")
+    office = _general("office")
+    assistant = _general("assistant")
+    phone = _general("phone")
+    address = models.TextField(max_length=GENERAL_ATTRIBUTES["address"], blank=True)
+    city = _general("city")
+    state = _general("state")
+    postal_code = _general("postal_code")
+    country = _general("country")
+    primary_smtp = models.CharField(
+        "primary SMTP address",
+        max_length=GENERAL_ATTRIBUTES["primary_smtp"],
+        validators=[smtp_validator],
+    )
+    target_address = models.CharField(
+        max_length=GENERAL_ATTRIBUTES["primary_smtp"],
+        blank=True,
+        validators=[smtp_validator],
+        help_text="Where mail to a custom recipient goes (custom recipients only).",
+    )
+
+    trust_level = models.PositiveSmallIntegerField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(TRUST_LEVEL_MAX)]
+    )
+    custom_attribute_1 = _custom(1)
+    custom_attribute_2 = _custom(2)
+    custom_attribute_3 = _custom(3)
+    custom_attribute_4 = _custom(4)
+    custom_attribute_5 = _custom(5)
+    custom_attribute_6 = _custom(6)
+    custom_attribute_7 = _custom(7)
+    custom_attribute_8 = _custom(8)
+    custom_attribute_9 = _custom(9)
+    custom_attribute_10 = _custom(10)
+    custom_attribute_11 = _custom(11)
+    custom_attribute_12 = _custom(12)
+    custom_attribute_13 = _custom(13)
+    custom_attribute_14 = _custom(14)
+    custom_attribute_15 = _custom(15)
+    members = models.ManyToManyField(
+        "self", symmetrical=False, blank=True, related_name="member_of"
+    )
+
+    # Provenance of a contact written by the requestor's import; empty for the organization's own.
+    origin_organization = models.CharField(max_length=64, blank=True, editable=False)
+    global_key = models.CharField(max_length=200, null=True, blank=True, editable=False)
+    master_usn = models.BigIntegerField(null=True, blank=True, editable=False)
+
+    usn = models.BigIntegerField("USN", default=0, editable=False, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    objects = RecipientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["display_name"]
+        indexes = [models.Index(fields=["organization", "usn"], name="recipient_org_usn")]
+        constraints = [
+            models.UniqueConstraint(
+                "organization",
+                Lower("primary_smtp"),
+                name="recipient_smtp_unique_per_org",
+                violation_error_message="Another recipient of this organization has that "
+                "primary SMTP address.",
+            ),
+            models.UniqueConstraint(
+                "organization",
+                Lower("alias"),
+                name="recipient_alias_unique_per_org",
+                violation_error_message="Another recipient of this organization has that alias.",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "global_key"],
+                condition=Q(global_key__isnull=False),
+                name="recipient_global_key_unique_per_org",
+            ),
+            models.CheckConstraint(
+                condition=Q(trust_level__gte=0, trust_level__lte=TRUST_LEVEL_MAX),
+                name="recipient_trust_level_range",
+                violation_error_message=f"Trust level must be between 0 and {TRUST_LEVEL_MAX}.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} <{self.primary_smtp}>"
+
+    @property
+    def dn(self) -> str:
+        return f"{self.container.dn}/cn={self.alias}"
+
+    @property
+    def is_imported(self) -> bool:
+        return self.global_key is not None
+
+    def clean(self) -> None:
+        if self.container_id:
+            self.organization_id = self.container.organization_id
+        if self.kind == Kind.CUSTOM_RECIPIENT and not self.target_address:
+            self.target_address = self.primary_smtp
+        if self.kind != Kind.CUSTOM_RECIPIENT and self.target_address:
+            raise ValidationError(
+                {"target_address": "Only custom recipients have a target address."}
+            )
+
+    def save(self, *args, **kwargs) -> None:
+        self.organization_id = self.container.organization_id
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "usn", "changed_at"}
+        with transaction.atomic():
+            self.usn = allocate_usns(self.organization_id)
+            super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        with transaction.atomic():
+            Tombstone.record(
+                [(self.pk, self.organization_id, self.guid, self.kind, self.container_id)],
+                {self.pk} if self.is_imported else set(),
+            )
+            return super().delete(*args, **kwargs)
+
+    def general_attributes(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in GENERAL_ATTRIBUTES}
+
+
+class Tombstone(models.Model):
+    """What is left of a deleted recipient: its GUID and the USN of the delete, for exports."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="tombstones"
+    )
+    guid = models.UUIDField("object GUID", db_index=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    container = models.ForeignKey(
+        Container, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    imported = models.BooleanField(default=False, help_text="The deleted object was a contact.")
+    usn = models.BigIntegerField("USN")
+    deleted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-usn"]
+        indexes = [models.Index(fields=["organization", "usn"], name="tombstone_org_usn")]
+
+    def __str__(self) -> str:
+        return f"{self.guid} (deleted at USN {self.usn})"
+
+    @classmethod
+    def record(cls, rows, imported_pks: set[int]) -> None:
+        """Write tombstones for (pk, organization_id, guid, kind, container_id) rows."""
+        by_org: dict[int, list] = {}
+        for row in rows:
+            by_org.setdefault(row[1], []).append(row)
+        for organization_id, org_rows in sorted(by_org.items()):
+            first = allocate_usns(organization_id, len(org_rows))
+            cls.objects.bulk_create(
+                cls(
+                    organization_id=organization_id,
+                    guid=guid,
+                    kind=kind,
+                    container_id=container_id,
+                    imported=pk in imported_pks,
+                    usn=first + offset,
+                )
+                for offset, (pk, _org, guid, kind, container_id) in enumerate(org_rows)
+            )

@@ -1,0 +1,4 @@
+"""Defaults of the master service."""
+
+DEFAULT_MAX_ATTACHMENT_SIZE = 2 * 1024 * 1024
+DEFAULT_TOMBSTONE_LIFETIME_DAYS = 60

@@ -1,0 +1,194 @@
+"""The master database: allowlisted requestors, global entries and the USN ledger."""
+
+import uuid
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from directory.constants import Kind
+from master.constants import DEFAULT_MAX_ATTACHMENT_SIZE, DEFAULT_TOMBSTONE_LIFETIME_DAYS
+from transport.constants import AddressType
+from transport.validators import validate_agent_address, validate_ex_address, validate_smtp_address
+
+
+class MasterConfig(models.Model):
+    """The master service of an organization (the InterOrg Master Configuration page)."""
+
+    organization = models.OneToOneField(
+        "directory.Organization", on_delete=models.CASCADE, related_name="master_config"
+    )
+    address = models.CharField(
+        "SMTP address",
+        max_length=256,
+        unique=True,
+        validators=[validate_smtp_address],
+        help_text="Where requestors in other organizations send their exports.",
+    )
+    dn = models.CharField(
+        "EX address",
+        max_length=1024,
+        unique=True,
+        validators=[validate_ex_address],
+        help_text="DN used by a requestor of this installation, e.g. "
+        "/o=ORG1/ou=Site1/cn=Recipients/cn=MASTER.",
+    )
+    max_attachment_size = models.PositiveIntegerField(
+        "e-mail attachment size",
+        default=DEFAULT_MAX_ATTACHMENT_SIZE,
+        validators=[MinValueValidator(16 * 1024)],
+        help_text="Largest message (bytes) the master generates; set it to the lowest limit "
+        "of any requestor's mail system.",
+    )
+    tombstone_lifetime_days = models.PositiveIntegerField(
+        default=DEFAULT_TOMBSTONE_LIFETIME_DAYS, validators=[MinValueValidator(1)]
+    )
+    enabled = models.BooleanField(default=True)
+    usn = models.BigIntegerField("master USN", default=0, editable=False)
+    epoch = models.UUIDField(default=uuid.uuid4, editable=False)
+    purged_through_usn = models.BigIntegerField(
+        default=0, editable=False, help_text="Highest USN of a tombstone purged so far."
+    )
+    sequence = models.BigIntegerField(default=0, editable=False)
+
+    class Meta:
+        verbose_name = "master configuration"
+
+    def __str__(self) -> str:
+        return f"Master of {self.organization}"
+
+
+class AllowedRequestor(models.Model):
+    """A requestor agent the master accepts exports from, and what the master knows of it."""
+
+    master = models.ForeignKey(MasterConfig, on_delete=models.CASCADE, related_name="requestors")
+    address = models.CharField(
+        max_length=1024,
+        validators=[validate_agent_address],
+        help_text="SMTP address of the requestor agent, or its DN when it runs in this "
+        "installation.",
+    )
+    organization_name = models.CharField(
+        max_length=64, help_text="The organization this requestor speaks for, such as ORG2."
+    )
+    label = models.CharField(max_length=256, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    acked_usn = models.BigIntegerField(
+        default=0, editable=False, help_text="Highest requestor USN held contiguously."
+    )
+    pending_ranges = models.JSONField(default=list, blank=True, editable=False)
+    reported_master_usn = models.BigIntegerField(default=0, editable=False)
+    last_sequence = models.BigIntegerField(default=0, editable=False)
+    last_contact_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["organization_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["master", "address"], name="requestor_address_unique"),
+            models.UniqueConstraint(
+                fields=["master", "organization_name"], name="requestor_org_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_name} <{self.address}>"
+
+    @property
+    def address_type(self) -> str:
+        return AddressType.EX if self.address.startswith("/") else AddressType.SMTP
+
+
+class ReceivedBatch(models.Model):
+    """Which parts of one export batch have arrived, and whether it was answered."""
+
+    requestor = models.ForeignKey(
+        AllowedRequestor, on_delete=models.CASCADE, related_name="batches"
+    )
+    batch = models.UUIDField()
+    parts = models.PositiveIntegerField()
+    received_parts = models.JSONField(default=list)
+    full = models.BooleanField(default=False)
+    master_usn = models.BigIntegerField(default=0)
+    master_epoch = models.UUIDField(null=True, blank=True)
+    replied = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["requestor", "batch"], name="received_batch_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch} ({len(self.received_parts)}/{self.parts})"
+
+    @property
+    def complete(self) -> bool:
+        return len(self.received_parts) >= self.parts
+
+
+class GlobalEntry(models.Model):
+    """The master's current state of one object exported by one requestor (or its tombstone)."""
+
+    master = models.ForeignKey(MasterConfig, on_delete=models.CASCADE, related_name="entries")
+    requestor = models.ForeignKey(
+        AllowedRequestor, on_delete=models.PROTECT, related_name="entries"
+    )
+    object_id = models.UUIDField("source object GUID")
+    global_key = models.CharField(max_length=200)
+    origin = models.CharField("origin organization", max_length=64)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    attrs = models.JSONField(default=dict)
+    deleted = models.BooleanField(default=False)
+    source_usn = models.BigIntegerField("source USN")
+    usn = models.BigIntegerField(
+        "master USN", default=0, help_text="0 while the master has nothing to publish for it."
+    )
+    full_batch = models.UUIDField(null=True, blank=True, editable=False)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "global entries"
+        ordering = ["-usn"]
+        indexes = [models.Index(fields=["master", "usn"], name="global_entry_master_usn")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["requestor", "object_id"], name="global_entry_object_unique"
+            ),
+            models.UniqueConstraint(fields=["master", "global_key"], name="global_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.attrs.get("display_name") or self.global_key
+
+
+class LedgerEntry(models.Model):
+    """One accepted change, in master USN order: the append-only history of the master database."""
+
+    class Op(models.TextChoices):
+        UPSERT = "upsert", "Add or change"
+        DELETE = "delete", "Delete"
+
+    master = models.ForeignKey(MasterConfig, on_delete=models.CASCADE, related_name="ledger")
+    usn = models.BigIntegerField("master USN")
+    global_key = models.CharField(max_length=200)
+    origin = models.CharField(max_length=64)
+    op = models.CharField(max_length=8, choices=Op.choices)
+    source_usn = models.BigIntegerField("source USN", null=True)
+    attrs = models.JSONField(default=dict)
+    message = models.ForeignKey(
+        "transport.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "USN ledger entry"
+        verbose_name_plural = "USN ledger"
+        ordering = ["-usn"]
+        constraints = [
+            models.UniqueConstraint(fields=["master", "usn"], name="ledger_usn_unique"),
+            models.CheckConstraint(condition=Q(usn__gt=0), name="ledger_usn_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.usn} {self.op} {self.global_key}"

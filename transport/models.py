@@ -1,0 +1,53 @@
+"""The message archive: every message of both directions, kept with its parsed summary."""
+
+from django.db import models
+
+from transport.constants import AddressType, Direction, MessageKind, Status
+
+
+class Message(models.Model):
+    """One message part sent or received by an agent of this installation."""
+
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    kind = models.CharField(max_length=16, choices=MessageKind.choices, default=MessageKind.UNKNOWN)
+    organization = models.ForeignKey(
+        "directory.Organization",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+        help_text="The local organization that sent or received it.",
+    )
+    sender = models.CharField(max_length=1024)
+    recipient = models.CharField(max_length=1024)
+    address_type = models.CharField(
+        max_length=8, choices=AddressType.choices, default=AddressType.EX
+    )
+    batch = models.UUIDField(null=True, blank=True, db_index=True)
+    part = models.PositiveIntegerField(null=True, blank=True)
+    parts = models.PositiveIntegerField(null=True, blank=True)
+    sequence = models.BigIntegerField(null=True, blank=True)
+    usn_from = models.BigIntegerField("USN after", null=True, blank=True)
+    usn_through = models.BigIntegerField("USN through", null=True, blank=True)
+    size = models.PositiveIntegerField(default=0, help_text="Size of the payload in bytes.")
+    payload = models.BinaryField(help_text="The gzip-compressed JSON document, as on the wire.")
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["direction", "status"], name="message_direction_status")]
+
+    def __str__(self) -> str:
+        part = f" part {self.part}/{self.parts}" if self.parts else ""
+        return f"{self.get_kind_display()}{part} {self.sender} → {self.recipient}"
+
+    @property
+    def usn_range(self) -> str:
+        if self.usn_from is None:
+            return ""
+        return f"({self.usn_from}, {self.usn_through}]"
