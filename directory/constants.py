@@ -1,4 +1,4 @@
-"""Names shared by the directory and everything that reads it: kinds, roles and the General attributes."""
+"""Names shared by the directory and its readers: kinds, roles, the General attributes."""
 
 from django.db import models
 

@@ -1,4 +1,4 @@
-"""Each organization's directory: sites, containers, recipients, and the local USN that orders changes."""
+"""Each organization's directory: sites, containers, recipients, and the local USN of changes."""
 
 import uuid
 

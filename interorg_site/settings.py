@@ -105,8 +105,9 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 # Largest message part (bytes) the master and requestors accept from the wire, whatever the sender
 # claims; and the most a gzip payload may expand to when decoded.
-INTERORG_MAX_INBOUND_MESSAGE = envint("INTERORG_MAX_INBOUND_MESSAGE", 25 * 1024 * 1024, minimum=1024)
-INTERORG_MAX_DECODED_PAYLOAD = envint("INTERORG_MAX_DECODED_PAYLOAD", 200 * 1024 * 1024, minimum=1024)
+MIB = 1024 * 1024
+INTERORG_MAX_INBOUND_MESSAGE = envint("INTERORG_MAX_INBOUND_MESSAGE", 25 * MIB, minimum=1024)
+INTERORG_MAX_DECODED_PAYLOAD = envint("INTERORG_MAX_DECODED_PAYLOAD", 200 * MIB, minimum=1024)
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,333 @@
-def is_requestor_address(address):
-    raise NotImplementedError
+"""Import: apply the master's reply to the organization's contacts (docs/protocol.md, rules 4-6).
+
+Runs inside the inbox's transaction for one reply part with the requestor's row locked; the part
+is applied whole or not at all. The number of queries does not depend on the number of entries.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from directory.constants import GENERAL_ATTRIBUTES, Kind
+from directory.models import Recipient, allocate_usns, smtp_validator
+from requestor.constants import RunStatus
+from requestor.models import Conflict, RequestorConfig, Run
+from transport import inbox, wire
+from transport.constants import Direction, Status
+from transport.exceptions import MessageDeferred, MessageRejected
+from transport.models import Message
+
+CONTACT_FIELDS = [
+    *GENERAL_ATTRIBUTES,
+    "kind",
+    "container",
+    "target_address",
+    "origin_organization",
+    "master_usn",
+    "usn",
+    "changed_at",
+]
+DELETE_CHUNK = 5000
 
 
-def handle_reply(message, document):
-    raise NotImplementedError
+def _by_address(address: str) -> Q:
+    return Q(address__iexact=address) | Q(dn__iexact=address)
+
+
+def is_requestor_address(address: str) -> bool:
+    return RequestorConfig.objects.filter(_by_address(address)).exists()
+
+
+@dataclass
+class Counts:
+    imported: int = 0
+    updated: int = 0
+    deleted: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+
+
+def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
+    """Inbox entry point for a reply part addressed to a requestor of this installation."""
+    config = (
+        RequestorConfig.objects.select_for_update()
+        .select_related("organization")
+        .filter(_by_address(message.recipient))
+        .get()
+    )
+    message.organization_id = config.organization_id
+    if message.sender.lower() != config.master_address.lower():
+        raise MessageRejected(
+            f"Replies are accepted only from this requestor's master, {config.master_address}; "
+            f"this one came from {message.sender}."
+        )
+    if config.import_container_id is None:
+        raise MessageRejected(
+            "No container for importing is set; choose one on the Import Config page."
+        )
+    apply_reply(config, document)
+
+
+def apply_reply(config: RequestorConfig, document: wire.ReplyDocument) -> Counts:
+    _check_applicable(config, document)
+    counts = Counts()
+    if document.through > config.master_usn or document.full:
+        apply_entries(config, document.entries, counts)
+        if document.full and _is_last_full_part(document):
+            counts.deleted += sweep_absent(config, document)
+    advanced = document.through > config.master_usn
+    config.master_usn = max(config.master_usn, document.through)
+    run = Run.objects.filter(config=config, batch=document.in_reply_to).first()
+    _acknowledge(config, document, run)
+    config.save(update_fields=["master_usn", "master_epoch", "requestor_usn"])
+    if run is not None:
+        _record(run, document, counts)
+    if advanced:
+        inbox.retry_deferred(config.organization_id)
+    return counts
+
+
+def _check_applicable(config: RequestorConfig, document: wire.ReplyDocument) -> None:
+    """Apply parts in USN order only; a new master epoch starts with part 1 of a full reply."""
+    if document.epoch != config.master_epoch:
+        if not document.full:
+            raise MessageRejected(
+                f"This reply belongs to master epoch {document.epoch}, but this requestor "
+                f"follows epoch {config.master_epoch}; a full reply will replace it."
+            )
+        if document.after != 0:
+            raise MessageDeferred("Waiting for the first part of the master's full reply.")
+        # The master's history changed (restored, or first contact): its USNs start over, so the
+        # master USNs recorded on our contacts mean nothing any more.
+        config.master_epoch = document.epoch
+        config.master_usn = 0
+        _contacts(config).update(master_usn=0)
+    if document.after > config.master_usn:
+        raise MessageDeferred(
+            f"Waiting for master USNs ({config.master_usn}, {document.after}] before this part."
+        )
+
+
+def _contacts(config: RequestorConfig):
+    return Recipient.objects.filter(
+        organization_id=config.organization_id, global_key__isnull=False
+    )
+
+
+def apply_entries(config: RequestorConfig, entries: list[wire.Entry], counts: Counts) -> None:
+    """Create, update and delete contacts in bulk for the entries of one reply part."""
+    latest: dict[str, wire.Entry] = {}
+    for entry in entries:
+        if entry.key not in latest or entry.usn > latest[entry.key].usn:
+            latest[entry.key] = entry
+    contacts = {c.global_key: c for c in _contacts(config).filter(global_key__in=latest)}
+    domains = config.domains()
+    removals: list[Recipient] = []
+    upserts: list[tuple[wire.Entry, Recipient | None]] = []
+    for key, entry in latest.items():
+        contact = contacts.get(key)
+        if entry.op == "delete" or not _wanted(entry, domains):
+            if contact is not None:
+                removals.append(contact)
+            continue
+        current = contact is not None and contact.container_id == config.import_container_id
+        if current and entry.usn <= (contact.master_usn or 0):
+            continue
+        upserts.append((entry, contact))
+    upserts = _set_conflicts_aside(config, upserts, removals, counts)
+    aliases = _choose_aliases(config, upserts)
+    _delete(removals, counts)
+    _write(config, upserts, aliases, counts)
+    resolved = [entry.key for entry, _ in upserts] + [c.global_key for c in removals]
+    Conflict.objects.filter(config=config, global_key__in=resolved).delete()
+    Conflict.objects.filter(
+        config=config, global_key__in=[c.global_key for c in counts.conflicts]
+    ).delete()
+    Conflict.objects.bulk_create(counts.conflicts)
+
+
+def _wanted(entry: wire.Entry, domains: list[str] | None) -> bool:
+    if domains is None:
+        return True
+    smtp = entry.attrs.get("primary_smtp", "")
+    return smtp.rpartition("@")[2].lower() in domains
+
+
+def _set_conflicts_aside(config, upserts, removals, counts) -> list:
+    """Entries whose address is taken here (by a local recipient, another contact, or an earlier
+    entry of this part) become conflicts; a contact that held such an entry is removed."""
+    addresses = {entry.attrs.get("primary_smtp", "").lower() for entry, _ in upserts}
+    holders, local_ids = {}, {}
+    rows = (
+        Recipient.objects.filter(organization_id=config.organization_id)
+        .annotate(smtp=Lower("primary_smtp"))
+        .filter(smtp__in=addresses)
+        .values_list("smtp", "global_key", "pk")
+    )
+    for smtp, key, pk in rows:
+        holders[smtp] = key
+        if key is None:
+            local_ids[smtp] = pk
+    kept, claimed = [], {}
+    for entry, contact in upserts:
+        smtp = entry.attrs.get("primary_smtp", "").lower()
+        reason = _conflict_reason(entry, smtp, holders, claimed)
+        if reason is None:
+            claimed[smtp] = entry.key
+            kept.append((entry, contact))
+            continue
+        counts.conflicts.append(
+            Conflict(
+                config=config,
+                global_key=entry.key,
+                origin=entry.origin,
+                display_name=entry.attrs.get("display_name", "")[:256],
+                address=smtp[:256],
+                reason=reason,
+                local_recipient_id=local_ids.get(smtp),
+            )
+        )
+        if contact is not None:
+            removals.append(contact)
+    return kept
+
+
+def _conflict_reason(entry, smtp: str, holders: dict, claimed: dict) -> str | None:
+    try:
+        smtp_validator(smtp)
+    except ValidationError:
+        return f"The entry has no valid primary SMTP address ({smtp!r})."
+    if smtp in holders and holders[smtp] != entry.key:
+        if holders[smtp] is None:
+            return f"{smtp} belongs to a recipient of this organization."
+        return f"{smtp} belongs to the contact imported for {holders[smtp]}."
+    if smtp in claimed:
+        return f"{smtp} is also the address of {claimed[smtp]} in the same reply."
+    return None
+
+
+def _choose_aliases(config, upserts) -> dict[str, str]:
+    """A unique alias for each contact: the source alias, or one made unique with a key hash."""
+    wanted = {entry.key: _base_alias(entry) for entry, _ in upserts}
+    fallback = {key: _fallback_alias(base, key) for key, base in wanted.items()}
+    candidates = {a.lower() for a in [*wanted.values(), *fallback.values()]}
+    holders: dict[str, set] = {}
+    rows = (
+        Recipient.objects.filter(organization_id=config.organization_id)
+        .annotate(lowered=Lower("alias"))
+        .filter(lowered__in=candidates)
+        .values_list("lowered", "global_key")
+    )
+    for alias, key in rows:
+        holders.setdefault(alias, set()).add(key)
+    chosen: dict[str, str] = {}
+    used: set[str] = set()
+    for key, base in wanted.items():
+        for alias in (base, fallback[key]):
+            others = holders.get(alias.lower(), set()) - {key}
+            if not others and alias.lower() not in used:
+                break
+        used.add(alias.lower())
+        chosen[key] = alias
+    return chosen
+
+
+def _base_alias(entry: wire.Entry) -> str:
+    alias = entry.attrs.get("alias") or entry.attrs.get("primary_smtp", "").partition("@")[0]
+    return wire.sanitize_value("alias", alias.strip()) or "contact"
+
+
+def _fallback_alias(base: str, key: str) -> str:
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"{base[: 64 - 9]}-{digest}"
+
+
+def _delete(removals: list[Recipient], counts: Counts) -> None:
+    pks = sorted({contact.pk for contact in removals})
+    for start in range(0, len(pks), DELETE_CHUNK):
+        Recipient.objects.filter(pk__in=pks[start : start + DELETE_CHUNK]).delete()
+    counts.deleted += len(pks)
+
+
+def _write(config, upserts, aliases, counts: Counts) -> None:
+    if not upserts:
+        return
+    first = allocate_usns(config.organization_id, len(upserts))
+    now = timezone.now()
+    create, update = [], []
+    for offset, (entry, contact) in enumerate(upserts):
+        if contact is None:
+            contact = Recipient(organization_id=config.organization_id, global_key=entry.key)
+            create.append(contact)
+        else:
+            update.append(contact)
+        for name in GENERAL_ATTRIBUTES:
+            setattr(contact, name, entry.attrs.get(name, ""))
+        contact.alias = aliases[entry.key]
+        contact.kind = Kind.CUSTOM_RECIPIENT
+        contact.container_id = config.import_container_id
+        contact.target_address = contact.primary_smtp
+        contact.origin_organization = entry.origin
+        contact.master_usn = entry.usn
+        contact.usn = first + offset
+        contact.changed_at = now
+    Recipient.objects.bulk_update(update, CONTACT_FIELDS)
+    Recipient.objects.bulk_create(create)
+    counts.imported += len(create)
+    counts.updated += len(update)
+
+
+def _is_last_full_part(document: wire.ReplyDocument) -> bool:
+    done = Message.objects.filter(
+        direction=Direction.INBOUND, status=Status.PROCESSED, batch=document.batch
+    ).count()
+    return done + 1 >= document.parts
+
+
+def sweep_absent(config: RequestorConfig, document: wire.ReplyDocument) -> int:
+    """After the last part of a full reply: remove contacts the master no longer lists."""
+    present = set(_full_reply_keys(document))
+    stale = [
+        pk
+        for pk, key in _contacts(config)
+        .filter(master_usn__lte=document.through)
+        .values_list("pk", "global_key")
+        if key not in present
+    ]
+    for start in range(0, len(stale), DELETE_CHUNK):
+        Recipient.objects.filter(pk__in=stale[start : start + DELETE_CHUNK]).delete()
+    return len(stale)
+
+
+def _full_reply_keys(document: wire.ReplyDocument):
+    yield from (entry.key for entry in document.entries)
+    others = Message.objects.filter(
+        direction=Direction.INBOUND, status=Status.PROCESSED, batch=document.batch
+    ).exclude(part=document.part)
+    for payload in others.values_list("payload", flat=True):
+        yield from (entry.key for entry in wire.decode(bytes(payload)).entries)
+
+
+def _acknowledge(config: RequestorConfig, document: wire.ReplyDocument, run: Run | None) -> None:
+    """Advance the requestor USN to the master's ack, but only for the latest export batch, and
+    never past what that batch covered."""
+    if run is None or config.last_export_batch != document.in_reply_to:
+        return
+    config.requestor_usn = max(config.requestor_usn, min(document.ack, run.export_through or 0))
+
+
+def _record(run: Run, document: wire.ReplyDocument, counts: Counts) -> None:
+    run.imported += counts.imported
+    run.updated += counts.updated
+    run.deleted += counts.deleted
+    run.conflicts += len(counts.conflicts)
+    run.acknowledged = document.ack
+    run.reply_parts = document.parts
+    run.reply_parts_applied += 1
+    if run.reply_parts_applied >= document.parts:
+        run.status = RunStatus.OK
+        run.finished_at = timezone.now()
+    run.save()

@@ -259,6 +259,9 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     parts_sent = models.PositiveIntegerField(default=0)
     exported = models.PositiveIntegerField(default=0)
+    export_through = models.BigIntegerField(
+        null=True, blank=True, help_text="Highest local USN the export covered."
+    )
     acknowledged = models.BigIntegerField(null=True, blank=True)
     reply_parts = models.PositiveIntegerField(null=True, blank=True)
     reply_parts_applied = models.PositiveIntegerField(default=0)

@@ -6,7 +6,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
 _smtp = EmailValidator("Enter a valid SMTP address, such as master@org1.example.")
-_ex_dn = re.compile(r"^/o=[^/=\x00-\x1f\x7f]{1,64}(/(ou|cn)=[^/=\x00-\x1f\x7f]{1,64})+$", re.IGNORECASE)
+_RDN = r"[^/=\x00-\x1f\x7f]{1,64}"
+_ex_dn = re.compile(rf"^/o={_RDN}(/(ou|cn)={_RDN})+$", re.IGNORECASE)
 
 
 def validate_smtp_address(value: str) -> None:

@@ -1,0 +1,102 @@
+"""A requestor cycle: export the organization's changes and ask the master for its news."""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from requestor.constants import RunStatus, Trigger
+from requestor.export import build_export
+from requestor.models import RequestorConfig, Run
+from transport import outbox
+from transport.inbox import pump
+
+log = logging.getLogger(__name__)
+
+
+class SyncError(Exception):
+    """A cycle that cannot start; the message says what to change."""
+
+
+def run_cycle(config_id: int, trigger: str = Trigger.COMMAND, user=None) -> Run:
+    """Queue this organization's next export batch and record the run waiting for its reply."""
+    try:
+        with transaction.atomic():
+            return _start(config_id, trigger, user)
+    except SyncError:
+        raise
+    except Exception as exc:
+        log.exception("requestor cycle of config %s failed", config_id)
+        return Run.objects.create(
+            config_id=config_id,
+            trigger=trigger,
+            requested_by=user,
+            status=RunStatus.FAILED,
+            finished_at=timezone.now(),
+            error=f"{exc.__class__.__name__}: {exc}",
+        )
+
+
+def _start(config_id: int, trigger: str, user) -> Run:
+    config = (
+        RequestorConfig.objects.select_for_update()
+        .select_related("organization")
+        .filter(pk=config_id)
+        .first()
+    )
+    if config is None:
+        raise SyncError(f"There is no requestor configuration {config_id}.")
+    if not config.enabled and trigger == Trigger.SCHEDULE:
+        raise SyncError(f"The requestor of {config.organization} is disabled.")
+    export = build_export(config)
+    for document, payload in export.parts:
+        outbox.queue(
+            config.organization_id, config.own_address, config.master_address, document, payload
+        )
+    config.sequence += len(export.parts)
+    config.last_export_batch = export.batch
+    config.save(update_fields=["sequence", "last_export_batch"])
+    return Run.objects.create(
+        config=config,
+        trigger=trigger,
+        requested_by=user,
+        status=RunStatus.WAITING,
+        batch=export.batch,
+        full_export=export.full,
+        parts_sent=len(export.parts),
+        exported=export.changes,
+        export_through=export.usn_through,
+    )
+
+
+@dataclass
+class Round:
+    """What one round of sync_all did."""
+
+    runs: list[Run]
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing left to exchange: no changes went out and no reply changed anything."""
+        return all(
+            run.status == RunStatus.OK
+            and run.exported == 0
+            and run.imported + run.updated + run.deleted == 0
+            for run in self.runs
+        )
+
+
+def sync_all(trigger: str = Trigger.COMMAND, max_rounds: int = 10) -> list[Round]:
+    """Run every enabled requestor, deliver and process inside this installation, and repeat
+    until a round exchanges nothing (or `max_rounds` is reached)."""
+    rounds = []
+    configs = RequestorConfig.objects.filter(enabled=True).order_by("organization__name")
+    ids = list(configs.values_list("pk", flat=True))
+    for _ in range(max_rounds):
+        runs = [run_cycle(config_id, trigger) for config_id in ids]
+        pump()
+        rounds.append(Round([Run.objects.get(pk=run.pk) for run in runs]))
+        if rounds[-1].quiet:
+            break
+    return rounds

@@ -1,0 +1,139 @@
+"""Export: the requestor's own changes since its requestor USN, as documents (rules 1, 6, 7)."""
+
+import uuid
+from dataclasses import dataclass
+
+from directory.constants import GENERAL_ATTRIBUTES
+from directory.models import Container, Organization, Recipient, Tombstone
+from requestor.models import RequestorConfig
+from transport import wire
+
+RECIPIENT_COLUMNS = ["guid", "kind", "usn", "container_id", "trust_level", *GENERAL_ATTRIBUTES]
+
+
+@dataclass
+class Export:
+    """The parts of one export batch, ready to queue."""
+
+    batch: uuid.UUID
+    full: bool
+    usn_through: int
+    changes: int
+    parts: list[tuple[dict, bytes]]
+
+
+class Scope:
+    """Which recipients the requestor exports: per container (and below it), the kinds checked."""
+
+    def __init__(self, config: RequestorConfig):
+        self.trust_level = config.trust_level
+        self.kinds: dict[int, set[str]] = {}
+        exported = list(config.exported_containers.select_related("container"))
+        if not exported:
+            return
+        containers = Container.objects.filter(organization_id=config.organization_id)
+        for container_id, dn in containers.values_list("pk", "dn"):
+            for row in exported:
+                top = row.container.dn
+                if dn == top or dn.startswith(top + "/"):
+                    self.kinds.setdefault(container_id, set()).update(row.kinds())
+
+    def includes(self, row: dict) -> bool:
+        return row["trust_level"] <= self.trust_level and row["kind"] in self.kinds.get(
+            row["container_id"], ()
+        )
+
+
+def transform(row: dict, config: RequestorConfig) -> dict[str, str]:
+    """The General attributes as they leave the organization: suffix, SMTP rewrite, sanitized."""
+    values = {name: row[name] for name in GENERAL_ATTRIBUTES}
+    if config.append_display_name:
+        values["display_name"] += config.append_display_name
+    if config.modify_smtp_domain and "@" in values["primary_smtp"]:
+        local = values["primary_smtp"].rsplit("@", 1)[0]
+        values["primary_smtp"] = f"{local}@{config.modify_smtp_domain.lower()}"
+    cleaned = {name: wire.sanitize_value(name, value) for name, value in values.items()}
+    return {name: value for name, value in cleaned.items() if value}
+
+
+def _upsert(row: dict, config: RequestorConfig) -> dict:
+    return {
+        "id": str(row["guid"]),
+        "op": "upsert",
+        "kind": row["kind"],
+        "usn": row["usn"],
+        "attrs": transform(row, config),
+    }
+
+
+def _delete(guid: uuid.UUID, kind: str, usn: int) -> dict:
+    return {"id": str(guid), "op": "delete", "kind": kind, "usn": usn, "attrs": {}}
+
+
+def collect_changes(config: RequestorConfig, through: int) -> list[dict]:
+    """Changes in (requestor_usn, through], oldest first; a full export lists the whole scope."""
+    scope = Scope(config)
+    own = Recipient.objects.exportable().filter(
+        organization_id=config.organization_id, usn__lte=through
+    )
+    if config.requestor_usn == 0:
+        rows = own.filter(container_id__in=scope.kinds, trust_level__lte=config.trust_level)
+        return [
+            _upsert(row, config)
+            for row in rows.order_by("usn").values(*RECIPIENT_COLUMNS)
+            if scope.includes(row)
+        ]
+    changes = []
+    for row in own.filter(usn__gt=config.requestor_usn).values(*RECIPIENT_COLUMNS):
+        if scope.includes(row):
+            changes.append(_upsert(row, config))
+        else:
+            changes.append(_delete(row["guid"], row["kind"], row["usn"]))
+    tombstones = Tombstone.objects.filter(
+        organization_id=config.organization_id,
+        imported=False,
+        usn__gt=config.requestor_usn,
+        usn__lte=through,
+    )
+    for guid, kind, usn in tombstones.values_list("guid", "kind", "usn"):
+        changes.append(_delete(guid, kind, usn))
+    changes.sort(key=lambda change: change["usn"])
+    return changes
+
+
+def build_export(config: RequestorConfig) -> Export:
+    """Build the parts of the next export batch; at least one part, since it also asks for news."""
+    # Read the organization's USN before the changes: every USN up to it has committed (rule 3),
+    # and changes committed while we read are left for the next export.
+    through = Organization.objects.values_list("usn", flat=True).get(pk=config.organization_id)
+    full = config.requestor_usn == 0
+    changes = collect_changes(config, through)
+    batch = uuid.uuid4()
+    first_sequence = config.sequence + 1
+    sender = {"organization": config.organization.name, "address": config.own_address}
+
+    def render(chunks: list[list[dict]], index: int) -> dict:
+        last = index == len(chunks) - 1
+        if full:
+            usn_from, usn_through = 0, through
+        else:
+            usn_from = config.requestor_usn if index == 0 else chunks[index - 1][-1]["usn"]
+            usn_through = through if last else chunks[index][-1]["usn"]
+        return {
+            "protocol": 1,
+            "type": "export",
+            "sender": sender,
+            "batch": str(batch),
+            "part": index + 1,
+            "parts": len(chunks),
+            "sequence": first_sequence + index,
+            "full": full,
+            "master_usn": config.master_usn,
+            "master_epoch": str(config.master_epoch) if config.master_epoch else None,
+            "usn_from": usn_from,
+            "usn_through": usn_through,
+            "changes": chunks[index],
+        }
+
+    parts = wire.split(changes, config.max_message_size, render)
+    return Export(batch, full, through, len(changes), parts)
