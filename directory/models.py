@@ -30,6 +30,10 @@ rdn_validator = RegexValidator(
     r"^[^/=\x00-\x1f\x7f]{1,64}$",
     "Use 1-64 characters without '/', '=' or control characters.",
 )
+alias_validator = RegexValidator(
+    r"^[^/=\s\x00-\x1f\x7f-\x9f]{1,64}$",
+    "Use 1-64 characters without spaces, '/', '=' or control characters.",
+)
 smtp_validator = EmailValidator("Enter a valid SMTP address, such as jane.doe@example.com.")
 
 
@@ -172,6 +176,8 @@ class Container(models.Model):
         return self.dn == other.dn or self.dn.startswith(other.dn + "/")
 
     def save(self, *args, **kwargs) -> None:
+        if self.pk and self.organization_id not in (None, self.site.organization_id):
+            raise ValueError("A container cannot move to another organization's site.")
         self.organization_id = self.site.organization_id
         old_dn = self.dn
         self.dn = self.compute_dn()
@@ -229,7 +235,7 @@ class Recipient(models.Model):
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.MAILBOX)
 
     display_name = models.CharField(max_length=GENERAL_ATTRIBUTES["display_name"])
-    alias = models.CharField(max_length=GENERAL_ATTRIBUTES["alias"])
+    alias = models.CharField(max_length=GENERAL_ATTRIBUTES["alias"], validators=[alias_validator])
     first_name = _general("first_name")
     initials = _general("initials")
     last_name = _general("last_name")
@@ -331,6 +337,10 @@ class Recipient(models.Model):
 
     def clean(self) -> None:
         if self.container_id:
+            if self.pk and self.organization_id != self.container.organization_id:
+                raise ValidationError(
+                    {"container": "A recipient cannot move to another organization's container."}
+                )
             self.organization_id = self.container.organization_id
         if self.kind == Kind.CUSTOM_RECIPIENT and not self.target_address:
             self.target_address = self.primary_smtp
@@ -339,7 +349,15 @@ class Recipient(models.Model):
                 {"target_address": "Only custom recipients have a target address."}
             )
 
+    def validate_constraints(self, exclude=None) -> None:
+        # `organization` is not editable, so model forms exclude it, and with it every
+        # per-organization uniqueness check; it is derived from the container, so check them.
+        super().validate_constraints(exclude=set(exclude or ()) - {"organization"})
+
     def save(self, *args, **kwargs) -> None:
+        if self.pk and self.organization_id not in (None, self.container.organization_id):
+            # The old organization would never export the delete: refuse rather than lose it.
+            raise ValueError("A recipient cannot move to another organization's container.")
         self.organization_id = self.container.organization_id
         update_fields = kwargs.get("update_fields")
         if update_fields is not None:

@@ -34,10 +34,12 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_celery_beat",
     "directory",
     "transport",
     "master",
     "requestor",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -108,6 +110,50 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 MIB = 1024 * 1024
 INTERORG_MAX_INBOUND_MESSAGE = envint("INTERORG_MAX_INBOUND_MESSAGE", 25 * MIB, minimum=1024)
 INTERORG_MAX_DECODED_PAYLOAD = envint("INTERORG_MAX_DECODED_PAYLOAD", 200 * MIB, minimum=1024)
+
+# --- Celery -------------------------------------------------------------------------------------
+# The embedded default is Celery's filesystem broker under var/ (no server to install); production
+# sets CELERY_BROKER_URL=redis://host:6379/0.
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    BROKER_DIR = Path(envstr("INTERORG_BROKER_DIR", str(VAR_DIR / "broker")))
+    for folder in ("queue", "control", "processed"):
+        (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# A task lost with its worker (SIGKILL, OOM) goes back to the queue; tasks are idempotent.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = TIME_ZONE
+
+# --- Mail ---------------------------------------------------------------------------------------
+# Outbound: Django's SMTP backend towards the relay. Inbound: `manage.py run_smtpd` listens on
+# INTERORG_SMTPD_HOST:INTERORG_SMTPD_PORT (loopback by default).
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = envstr("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = envint("EMAIL_PORT", 2525, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("Set EMAIL_USE_TLS (STARTTLS) or EMAIL_USE_SSL, not both.")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30, minimum=1)
+INTERORG_SMTPD_HOST = envstr("INTERORG_SMTPD_HOST", "127.0.0.1")
+INTERORG_SMTPD_PORT = envint("INTERORG_SMTPD_PORT", 2525, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -18,6 +18,8 @@ _domain = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a
 EXPORT_OPTIONS = ("append_display_name", "modify_smtp_domain", "trust_level")
 # Options whose change alters which contacts we should hold: a full import follows.
 IMPORT_OPTIONS = ("import_container_id", "import_all_domains", "import_domains")
+# Written by the engine under a row lock; an edit of the options leaves them alone.
+SYNC_STATE = {"requestor_usn", "master_usn", "master_epoch", "sequence", "last_export_batch"}
 
 
 def parse_domains(text: str) -> list[str]:
@@ -119,6 +121,10 @@ class RequestorConfig(models.Model):
 
     class Meta:
         verbose_name = "requestor configuration"
+        permissions = [
+            ("execute_now", "Can run a requestor cycle now (Execute Now)"),
+            ("reset_usns", "Can reset USNs (Import All / Export All Recipients)"),
+        ]
 
     def __str__(self) -> str:
         return f"Requestor of {self.organization}"
@@ -164,24 +170,47 @@ class RequestorConfig(models.Model):
             )
 
     def save(self, *args, **kwargs) -> None:
-        if self.pk and not kwargs.get("update_fields"):
-            self._reset_usns_after_option_change()
+        if self.pk and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            # An edit of the options must not write back sync state read before a cycle moved it.
+            kwargs["update_fields"] = self._option_fields() | self._reset_usns_after_option_change()
         super().save(*args, **kwargs)
 
-    def _reset_usns_after_option_change(self) -> None:
+    def _option_fields(self) -> set[str]:
+        return {
+            f.name
+            for f in self._meta.concrete_fields
+            if not f.primary_key and f.name not in SYNC_STATE
+        }
+
+    def _reset_usns_after_option_change(self) -> set[str]:
+        """Reset the USNs an option change invalidates; return the sync-state fields to write."""
         old = RequestorConfig.objects.filter(pk=self.pk).values(*EXPORT_OPTIONS, *IMPORT_OPTIONS)
         old = old.first()
+        reset = set()
         if old is None:
-            return
+            return reset
         if any(old[name] != getattr(self, name) for name in EXPORT_OPTIONS):
             self.request_full_export()
+            reset |= {"requestor_usn", "last_export_batch"}
         if any(old[name] != getattr(self, name) for name in IMPORT_OPTIONS):
             self.master_usn = 0
+            reset.add("master_usn")
+        return reset
 
     def request_full_export(self) -> None:
-        """Export All Recipients: send everything again; replies to earlier batches ack nothing."""
+        """Send everything again next cycle; replies to earlier batches acknowledge nothing."""
         self.requestor_usn = 0
         self.last_export_batch = None
+
+    def export_all_recipients(self) -> None:
+        """Export All Recipients: reset the requestor USN to 0 (a full export next cycle)."""
+        self.request_full_export()
+        RequestorConfig.objects.filter(pk=self.pk).update(requestor_usn=0, last_export_batch=None)
+
+    def import_all_recipients(self) -> None:
+        """Import All Recipients: reset the master USN to 0 (a full reply next cycle)."""
+        self.master_usn = 0
+        RequestorConfig.objects.filter(pk=self.pk).update(master_usn=0)
 
 
 class ExportedContainer(models.Model):

@@ -18,16 +18,22 @@ log = logging.getLogger(__name__)
 def process_pending() -> int:
     """Process every received message, oldest first; return how many were handled."""
     handled = 0
+    # Messages another worker holds locked are its to finish: don't spin on them.
+    skipped: set[int] = set()
     while True:
         batch = list(
             Message.objects.filter(direction=Direction.INBOUND, status=Status.RECEIVED)
+            .exclude(pk__in=skipped)
             .order_by("id")
             .values_list("pk", flat=True)[:200]
         )
         if not batch:
             return handled
         for pk in batch:
-            handled += process_safely(pk)
+            if process_safely(pk):
+                handled += 1
+            else:
+                skipped.add(pk)
 
 
 def process_safely(pk: int) -> bool:

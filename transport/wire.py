@@ -27,8 +27,8 @@ MIME_OVERHEAD = 8 * 1024
 # Directory JSON compresses at least this well; chunks are cut from raw sizes, then checked.
 COMPRESSION_GUESS = 3
 
-# C0 controls, DEL, and the bidirectional overrides that can disguise a name on screen.
-_FORBIDDEN = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls, DEL, and the bidirectional overrides that can disguise a name on screen.
+_FORBIDDEN = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NEWLINE = re.compile(r"\r\n?|\n")
 MULTILINE_ATTRIBUTES = {"address"}
 
@@ -55,8 +55,12 @@ def _check_attrs(attrs: dict[str, str]) -> dict[str, str]:
 AttributeName = Literal[tuple(GENERAL_ATTRIBUTES)]
 Attrs = Annotated[dict[AttributeName, str], AfterValidator(_check_attrs)]
 KindName = Literal[tuple(Kind.values)]
-Count = Annotated[int, Field(ge=0)]
-Positive = Annotated[int, Field(ge=1)]
+# Numbers end up in bigint (USNs, sequences) and integer (part numbers) columns.
+MAX_BIGINT = 2**63 - 1
+MAX_PARTS = 2**31 - 1
+Count = Annotated[int, Field(ge=0, le=MAX_BIGINT)]
+Positive = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
+PartNumber = Annotated[int, Field(ge=1, le=MAX_PARTS)]
 OrgName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Address = Annotated[
     str, StringConstraints(min_length=3, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$")
@@ -79,26 +83,28 @@ class Change(_Strict):
     op: Literal["upsert", "delete"]
     kind: KindName
     usn: Count
-    attrs: Attrs = {}
+    attrs: Attrs
 
 
 class Entry(_Strict):
     """One entry of a reply: the master's latest state of a global entry."""
 
-    key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    key: Annotated[
+        str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+    ]
     origin: OrgName
     op: Literal["upsert", "delete"]
     kind: KindName
     usn: Positive
-    attrs: Attrs = {}
+    attrs: Attrs
 
 
 class _Document(_Strict):
     protocol: Literal[1]
     sender: Sender
     batch: UUID
-    part: Positive
-    parts: Positive
+    part: PartNumber
+    parts: PartNumber
     sequence: Positive
     full: bool
 
@@ -156,14 +162,25 @@ def decode(payload: bytes) -> Document:
     """Parse and validate a wire payload; raise WireError saying what is wrong with it."""
     raw = decompress(payload)
     try:
-        probe = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError(f"The attachment is not valid JSON ({exc}).") from None
+        text = raw.decode("utf-8")  # strictly: json.loads alone lets encoded surrogates through
+    except UnicodeDecodeError as exc:
+        raise WireError(f"The attachment is not valid UTF-8 ({exc}).") from None
+    try:
+        probe = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        # ValueError: bad JSON, or an integer too long to convert; RecursionError: nested too deep.
+        raise WireError(f"The attachment is not valid JSON ({_clip(str(exc))}).") from None
     if not isinstance(probe, dict):
         raise WireError("The document must be a JSON object.")
-    if probe.get("protocol") != PROTOCOL_VERSION:
+    if "protocol" not in probe:
         raise WireError(
-            f"Protocol version {probe.get('protocol')!r} is not supported; "
+            f"The document has no protocol version; this installation speaks {PROTOCOL_VERSION}."
+        )
+    protocol = probe["protocol"]
+    # `type`, not just ==: True == 1 and 1.0 == 1 in Python.
+    if type(protocol) is not int or protocol != PROTOCOL_VERSION:
+        raise WireError(
+            f"Protocol version {_clip(repr(protocol))} is not supported; "
             f"this installation speaks version {PROTOCOL_VERSION}."
         )
     try:
@@ -174,11 +191,16 @@ def decode(payload: bytes) -> Document:
     return document
 
 
+def _clip(text: str, length: int = 200) -> str:
+    """Error messages quote the input; keep what a hostile payload can put in them short."""
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
 def _describe(exc: ValidationError) -> str:
     problems = []
-    for error in exc.errors()[:5]:
+    for error in exc.errors(include_url=False)[:5]:
         where = ".".join(str(part) for part in error["loc"]) or "document"
-        problems.append(f"{where}: {error['msg']}")
+        problems.append(_clip(f"{where}: {error['msg']}"))
     more = exc.error_count() - len(problems)
     suffix = f" (and {more} more)" if more > 0 else ""
     return "Invalid document: " + "; ".join(problems) + suffix

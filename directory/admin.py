@@ -1,0 +1,218 @@
+"""Admin pages of the directory: organizations, sites, containers, recipients and tombstones."""
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.utils.html import format_html
+
+from directory.constants import GENERAL_ATTRIBUTES, Kind
+from directory.models import Container, Organization, Recipient, Site, Tombstone
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Pages for records only the engine writes: they can be read, never added or edited."""
+
+    # Logs (runs, conflicts, tombstones) may go with their organization; the master database and
+    # the message archive may not.
+    allow_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self.allow_delete and super().has_delete_permission(request, obj)
+
+
+def pretty_json(value) -> str:
+    """A JSON value as indented text in a <pre>, escaped."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
+
+
+class SiteInline(admin.TabularInline):
+    model = Site
+    extra = 0
+    fields = ("name",)
+    show_change_link = True
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ("name", "display_name", "role", "mail_domain", "usn")
+    list_filter = ("role",)
+    search_fields = ("name", "display_name", "mail_domain")
+    readonly_fields = ("usn",)
+    inlines = [SiteInline]
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ("dn", "organization")
+    list_filter = ("organization",)
+    list_select_related = ("organization",)
+    search_fields = ("name", "organization__name")
+
+    @admin.display(description="DN", ordering="name")
+    def dn(self, obj: Site) -> str:
+        return obj.dn
+
+
+@admin.register(Container)
+class ContainerAdmin(admin.ModelAdmin):
+    list_display = ("dn", "organization", "recipient_count")
+    list_filter = ("organization",)
+    list_select_related = ("organization",)
+    search_fields = ("name", "dn")
+    fields = ("site", "parent", "name", "dn", "organization")
+    readonly_fields = ("dn", "organization")
+    autocomplete_fields = ("parent",)
+
+    def get_queryset(self, request):
+        # A GROUP BY query drops Meta.ordering, which the autocomplete's paginator needs.
+        counted = super().get_queryset(request).annotate(recipient_count=Count("recipients"))
+        return counted.order_by("dn")
+
+    @admin.display(description="recipients", ordering="recipient_count")
+    def recipient_count(self, obj: Container) -> int:
+        return obj.recipient_count
+
+
+class ImportedFilter(admin.SimpleListFilter):
+    title = "origin"
+    parameter_name = "imported"
+
+    def lookups(self, request, model_admin):
+        return (("no", "Own recipients"), ("yes", "Imported contacts"))
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(global_key__isnull=self.value() == "no")
+        return queryset
+
+
+class RecipientForm(forms.ModelForm):
+    def clean(self):
+        cleaned = super().clean()
+        container, members = cleaned.get("container"), cleaned.get("members")
+        if container is None:
+            return cleaned
+        # Moving a recipient to another organization would leave the old one without a tombstone.
+        if self.instance.pk and container.organization_id != self.instance.organization_id:
+            self.add_error("container", "Choose a container of the recipient's organization.")
+        strangers = [
+            m.alias for m in members or () if m.organization_id != container.organization_id
+        ]
+        if strangers:
+            self.add_error("members", f"Not in this organization: {', '.join(strangers)}.")
+        return cleaned
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        # The organization is not a form field, so the model form skips every constraint naming it
+        # (SMTP address and alias unique per organization): check them here, or the save would
+        # fail with an IntegrityError instead of a message on the form.
+        if self.instance.organization_id is None:
+            return
+        try:
+            self.instance.validate_constraints(exclude=set(self.errors))
+        except ValidationError as exc:
+            self.add_error(None, exc)
+
+
+GENERAL_FIELDS = (
+    "container",
+    "kind",
+    ("first_name", "initials", "last_name"),
+    "display_name",
+    "alias",
+    "primary_smtp",
+    "target_address",
+    ("title", "department"),
+    ("company", "office"),
+    "assistant",
+    "phone",
+    "address",
+    ("city", "state"),
+    ("postal_code", "country"),
+    "trust_level",
+)
+PROVENANCE_FIELDS = (
+    "dn",
+    "organization",
+    "guid",
+    "usn",
+    "origin_organization",
+    "global_key",
+    "master_usn",
+    "created_at",
+    "changed_at",
+)
+
+
+@admin.register(Recipient)
+class RecipientAdmin(admin.ModelAdmin):
+    form = RecipientForm
+    list_display = (
+        "display_name",
+        "kind",
+        "alias",
+        "primary_smtp",
+        "dn",
+        "organization",
+        "trust_level",
+        "imported",
+        "usn",
+    )
+    list_filter = ("organization", "kind", ImportedFilter, "container")
+    list_select_related = ("organization", "container")
+    search_fields = ("display_name", "alias", "primary_smtp")
+    readonly_fields = PROVENANCE_FIELDS
+    autocomplete_fields = ("container", "members")
+    fieldsets = (
+        ("General", {"fields": GENERAL_FIELDS}),
+        (
+            "Custom attributes",
+            {
+                "classes": ("collapse",),
+                "description": "Kept in this organization: never exported.",
+                "fields": tuple(f"custom_attribute_{n}" for n in range(1, 16)),
+            },
+        ),
+        ("Membership", {"fields": ("members",)}),
+        ("Provenance", {"fields": PROVENANCE_FIELDS}),
+    )
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and obj.kind != Kind.DISTRIBUTION_LIST:
+            return [fs for fs in self.fieldsets if fs[0] != "Membership"]
+        return self.fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        # The master owns an imported contact's General attributes: the next import would undo
+        # an edit made here.
+        if obj is not None and obj.is_imported:
+            return (*PROVENANCE_FIELDS, "container", "kind", "target_address", *GENERAL_ATTRIBUTES)
+        return self.readonly_fields
+
+    @admin.display(description="DN", ordering="container__dn")
+    def dn(self, obj: Recipient) -> str:
+        return obj.dn
+
+    @admin.display(description="imported", boolean=True, ordering="global_key")
+    def imported(self, obj: Recipient) -> bool:
+        return obj.is_imported
+
+
+@admin.register(Tombstone)
+class TombstoneAdmin(ReadOnlyAdmin):
+    allow_delete = True
+    list_display = ("guid", "organization", "kind", "container", "imported", "usn", "deleted_at")
+    list_filter = ("organization", "kind", "imported")
+    list_select_related = ("organization", "container")
+    search_fields = ("guid",)

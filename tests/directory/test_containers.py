@@ -1,0 +1,105 @@
+"""Containers: their DNs, nesting, renames and the checks on where a container may go."""
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from directory.factories import ContainerFactory, RecipientFactory, SiteFactory
+from directory.models import Container
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tree(container):
+    """Recipients > Sales > Europe, and a sibling whose name starts like the first."""
+    sales = ContainerFactory(site=container.site, parent=container, name="Sales")
+    europe = ContainerFactory(site=container.site, parent=sales, name="Europe")
+    lookalike = ContainerFactory(site=container.site, name="Recipients2")
+    return container, sales, europe, lookalike
+
+
+def test_it_names_containers_by_dn(tree):
+    top, sales, europe, lookalike = tree
+    assert top.dn == "/o=ORG1/ou=Site1/cn=Recipients"
+    assert sales.dn == "/o=ORG1/ou=Site1/cn=Recipients/cn=Sales"
+    assert europe.dn == "/o=ORG1/ou=Site1/cn=Recipients/cn=Sales/cn=Europe"
+    assert europe.organization == top.organization
+
+
+def test_it_renames_everything_inside_a_renamed_container(tree):
+    top, sales, europe, _ = tree
+    person = RecipientFactory(container=europe, alias="jdoe")
+    top.name = "People"
+    top.save()
+    europe.refresh_from_db()
+    sales.refresh_from_db()
+    assert sales.dn == "/o=ORG1/ou=Site1/cn=People/cn=Sales"
+    assert europe.dn == "/o=ORG1/ou=Site1/cn=People/cn=Sales/cn=Europe"
+    assert Container.objects.get(pk=person.container_id).dn.endswith(
+        "/cn=People/cn=Sales/cn=Europe"
+    )
+
+
+def test_it_renames_the_containers_of_a_renamed_site(tree):
+    top, _, europe, lookalike = tree
+    site = top.site
+    site.name = "Headquarters"
+    site.save()
+    europe.refresh_from_db()
+    lookalike.refresh_from_db()
+    assert europe.dn == "/o=ORG1/ou=Headquarters/cn=Recipients/cn=Sales/cn=Europe"
+    assert lookalike.dn == "/o=ORG1/ou=Headquarters/cn=Recipients2"
+
+
+def test_it_knows_which_containers_lie_within_another(tree):
+    top, sales, europe, lookalike = tree
+    assert top.is_within(top)
+    assert sales.is_within(top)
+    assert europe.is_within(top)
+    assert not top.is_within(sales)
+    assert not lookalike.is_within(top)
+    assert not top.is_within(lookalike)
+    assert sorted(top.subtree_ids()) == sorted([top.pk, sales.pk, europe.pk])
+
+
+def test_it_rejects_a_parent_in_another_site(container):
+    elsewhere = ContainerFactory(site=SiteFactory(organization=container.organization))
+    child = Container(site=elsewhere.site, parent=container, name="Stray")
+    with pytest.raises(ValidationError) as exc:
+        child.full_clean()
+    assert "parent" in exc.value.message_dict
+
+
+def test_it_rejects_a_container_inside_itself(tree):
+    top, _, europe, _ = tree
+    top.parent = europe
+    with pytest.raises(ValidationError, match="cannot lie inside itself"):
+        top.full_clean()
+
+
+def test_it_rejects_a_duplicate_name_in_the_same_place_ignoring_case(tree):
+    top, sales, _, _ = tree
+    for twin in (
+        Container(site=top.site, name="RECIPIENTS"),
+        Container(site=top.site, parent=top, name="sales"),
+    ):
+        with pytest.raises(ValidationError, match="already exists"):
+            twin.full_clean()
+        with pytest.raises(IntegrityError), transaction.atomic():
+            twin.save()
+
+
+def test_it_allows_the_same_name_under_different_parents(tree):
+    top, _, _, lookalike = tree
+    for parent in (top, lookalike):
+        twin = Container(site=top.site, parent=parent, name="Europe")
+        twin.full_clean()
+        twin.save()
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "cn=x", "tab\there", "x" * 65])
+def test_it_rejects_a_name_that_would_break_the_dn(container, name):
+    with pytest.raises(ValidationError) as exc:
+        Container(site=container.site, name=name).full_clean()
+    assert "name" in exc.value.message_dict

@@ -1,0 +1,111 @@
+"""Admin pages of the message archive: every message sent and received, read-only."""
+
+import json
+import zlib
+
+from django.contrib import admin
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from directory.admin import ReadOnlyAdmin, pretty_json
+from transport.models import Message
+
+# Most decompressed payload text shown on a message's page; larger documents are cut.
+SHOWN_PAYLOAD_LIMIT = 200 * 1024
+
+
+def describe_payload(payload: bytes, limit: int = SHOWN_PAYLOAD_LIMIT) -> str:
+    """The payload's JSON document as indented text, or what is wrong with it; cut at `limit`."""
+    # Decompress at most `limit` bytes: an archived message may be a rejected gzip bomb.
+    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    try:
+        raw = inflater.decompress(bytes(payload), limit + 1)
+    except zlib.error as exc:
+        return f"(not a gzip document: {exc})"
+    if len(raw) > limit:
+        return _cut(raw.decode("utf-8", "replace"), limit)
+    try:
+        text = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+    except ValueError as exc:
+        return f"(not a JSON document: {exc})\n{raw.decode('utf-8', 'replace')}"
+    return _cut(text, limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… (cut: only the first {limit // 1024} KB are shown)"
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "direction",
+        "status",
+        "kind",
+        "sender",
+        "recipient",
+        "batch",
+        "part_of",
+        "usn_range",
+        "size",
+        "short_error",
+    )
+    list_filter = ("direction", "status", "kind", "organization")
+    search_fields = ("sender", "recipient", "batch", "error")
+    fieldsets = (
+        (None, {"fields": ("direction", "status", "kind", "organization", "error")}),
+        ("Envelope", {"fields": ("sender", "recipient", "address_type", "attempts")}),
+        (
+            "Batch",
+            {"fields": ("batch", "part_of", "sequence", "usn_range", "size", "processed_at")},
+        ),
+        ("Document", {"fields": ("summary_json", "document")}),
+    )
+    readonly_fields = (
+        "direction",
+        "status",
+        "kind",
+        "organization",
+        "error",
+        "sender",
+        "recipient",
+        "address_type",
+        "attempts",
+        "batch",
+        "part_of",
+        "sequence",
+        "usn_range",
+        "size",
+        "processed_at",
+        "summary_json",
+        "document",
+    )
+
+    def get_queryset(self, request):
+        # Payloads run to megabytes; only a message's own page reads one.
+        return super().get_queryset(request).defer("payload")
+
+    @admin.display(description="part")
+    def part_of(self, obj: Message) -> str:
+        return f"{obj.part}/{obj.parts}" if obj.parts else ""
+
+    @admin.display(description="USN range")
+    def usn_range(self, obj: Message) -> str:
+        return obj.usn_range
+
+    @admin.display(description="error")
+    def short_error(self, obj: Message) -> str:
+        return Truncator(obj.error).chars(80)
+
+    @admin.display(description="summary")
+    def summary_json(self, obj: Message) -> str:
+        return pretty_json(obj.summary)
+
+    @admin.display(description="payload (decoded)")
+    def document(self, obj: Message) -> str:
+        return format_html(
+            '<pre style="white-space: pre-wrap">{}</pre>', describe_payload(obj.payload)
+        )
