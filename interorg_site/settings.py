@@ -138,6 +138,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+# Send a task when a message is queued or received (workers deliver and process at once). Off,
+# the sync commands and tests pump the outbox and inbox themselves.
+INTERORG_DISPATCH_TASKS = envbool("INTERORG_DISPATCH_TASKS", False)
 
 # --- Mail ---------------------------------------------------------------------------------------
 # Outbound: Django's SMTP backend towards the relay. Inbound: `manage.py run_smtpd` listens on

@@ -73,6 +73,12 @@ class AllowedRequestor(models.Model):
     )
     label = models.CharField(max_length=256, blank=True)
     enabled = models.BooleanField(default=True)
+    public_key = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The requestor organization's Ed25519 public key (base64); its exports must be "
+        "signed with it.",
+    )
 
     acked_usn = models.BigIntegerField(
         default=0, editable=False, help_text="Highest requestor USN held contiguously."

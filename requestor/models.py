@@ -19,7 +19,14 @@ EXPORT_OPTIONS = ("append_display_name", "modify_smtp_domain", "trust_level")
 # Options whose change alters which contacts we should hold: a full import follows.
 IMPORT_OPTIONS = ("import_container_id", "import_all_domains", "import_domains")
 # Written by the engine under a row lock; an edit of the options leaves them alone.
-SYNC_STATE = {"requestor_usn", "master_usn", "master_epoch", "sequence", "last_export_batch"}
+SYNC_STATE = {
+    "requestor_usn",
+    "master_usn",
+    "master_epoch",
+    "sequence",
+    "last_reply_sequence",
+    "last_export_batch",
+}
 
 
 def parse_domains(text: str) -> list[str]:
@@ -99,6 +106,12 @@ class RequestorConfig(models.Model):
         validators=[validate_agent_address],
         help_text="SMTP address of the master, or its DN (EX) when it runs in this installation.",
     )
+    master_public_key = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The master organization's Ed25519 public key (base64); replies must be signed "
+        "with it.",
+    )
     import_container = models.ForeignKey(
         "directory.Container",
         on_delete=models.PROTECT,
@@ -117,6 +130,7 @@ class RequestorConfig(models.Model):
 
     master_epoch = models.UUIDField(null=True, blank=True, editable=False)
     sequence = models.BigIntegerField(default=0, editable=False)
+    last_reply_sequence = models.BigIntegerField(default=0, editable=False)
     last_export_batch = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:

@@ -33,8 +33,20 @@ class Message(models.Model):
     size = models.PositiveIntegerField(default=0, help_text="Size of the payload in bytes.")
     payload = models.BinaryField(help_text="The gzip-compressed JSON document, as on the wire.")
     summary = models.JSONField(default=dict, blank=True)
+    signature = models.TextField(
+        blank=True, help_text="Ed25519 signature of the payload by the sender's key (base64)."
+    )
+    key_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="Fingerprint of the key that signed it."
+    )
+    message_id = models.CharField(
+        "Message-ID", max_length=998, blank=True, db_index=True, help_text="RFC 5322 Message-ID."
+    )
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When sending is tried again after a temporary failure."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
@@ -51,3 +63,30 @@ class Message(models.Model):
         if self.usn_from is None:
             return ""
         return f"({self.usn_from}, {self.usn_through}]"
+
+
+class SigningKey(models.Model):
+    """An Ed25519 key pair with which an organization signs the messages of its agents."""
+
+    organization = models.ForeignKey(
+        "directory.Organization", on_delete=models.CASCADE, related_name="signing_keys"
+    )
+    public_key = models.CharField(max_length=64, help_text="Raw public key, base64.")
+    private_key = models.CharField(max_length=64, editable=False)
+    fingerprint = models.CharField(max_length=64, unique=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["organization", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=models.Q(active=True),
+                name="one_active_signing_key_per_org",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization} key {self.fingerprint[:16]}"

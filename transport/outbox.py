@@ -3,9 +3,10 @@
 import logging
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
+from transport import dispatch
 from transport.constants import AddressType, Direction, MessageKind, Status, address_type_of
 from transport.models import Message
 from transport.registry import is_local_address
@@ -33,7 +34,7 @@ def usn_range(document: dict) -> tuple[int | None, int | None]:
 def queue(organization_id: int, sender: str, recipient: str, document: dict, payload: bytes):
     """Store an outbound message part; it leaves when the surrounding transaction commits."""
     usn_from, usn_through = usn_range(document)
-    return Message.objects.create(
+    message = Message.objects.create(
         direction=Direction.OUTBOUND,
         status=Status.QUEUED,
         kind=document["type"],
@@ -51,11 +52,22 @@ def queue(organization_id: int, sender: str, recipient: str, document: dict, pay
         payload=payload,
         summary=summarize(document),
     )
+    dispatch.message_queued(message.pk)
+    return message
 
 
-def receive(sender: str, recipient: str, payload: bytes, address_type: str) -> Message:
-    """Archive an inbound message before anything else looks at it."""
-    return Message.objects.create(
+def receive(
+    sender: str,
+    recipient: str,
+    payload: bytes,
+    address_type: str,
+    *,
+    signature: str = "",
+    key_fingerprint: str = "",
+    message_id: str = "",
+) -> Message:
+    """Archive an inbound message before anything else looks at it; processing follows commit."""
+    message = Message.objects.create(
         direction=Direction.INBOUND,
         status=Status.RECEIVED,
         sender=sender,
@@ -63,18 +75,36 @@ def receive(sender: str, recipient: str, payload: bytes, address_type: str) -> M
         address_type=address_type,
         size=len(payload),
         payload=payload,
+        signature=signature,
+        key_fingerprint=key_fingerprint,
+        message_id=message_id,
     )
+    dispatch.message_received(message.pk)
+    return message
 
 
 def deliver_pending() -> int:
-    """Deliver queued messages addressed by EX inside this installation; return how many moved."""
-    delivered = 0
-    queued = Message.objects.filter(
-        direction=Direction.OUTBOUND, status=Status.QUEUED, address_type=AddressType.EX
-    ).order_by("id")
-    for pk in queued.values_list("pk", flat=True):
-        delivered += deliver_locally(pk)
-    return delivered
+    """Deliver every queued message that is due; return how many were handled."""
+    due = Message.objects.filter(direction=Direction.OUTBOUND, status=Status.QUEUED).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now())
+    )
+    return sum(deliver(pk) for pk in due.order_by("id").values_list("pk", flat=True))
+
+
+def deliver(pk: int) -> bool:
+    """Deliver one queued message: EX inside this installation, anything else by SMTP."""
+    address_type = (
+        Message.objects.filter(pk=pk, status=Status.QUEUED)
+        .values_list("address_type", flat=True)
+        .first()
+    )
+    if address_type is None:
+        return False
+    if address_type == AddressType.EX:
+        return deliver_locally(pk)
+    from transport.smtp import send_queued
+
+    return send_queued(pk)
 
 
 def deliver_locally(pk: int) -> bool:
@@ -94,5 +124,12 @@ def deliver_locally(pk: int) -> bool:
             message.save(update_fields=["status", "error"])
             log.warning("message %s: %s", pk, message.error)
             return True
-        receive(message.sender, message.recipient, bytes(message.payload), AddressType.EX)
+        receive(
+            message.sender,
+            message.recipient,
+            bytes(message.payload),
+            AddressType.EX,
+            signature=message.signature,
+            key_fingerprint=message.key_fingerprint,
+        )
     return True
