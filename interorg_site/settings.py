@@ -158,6 +158,9 @@ EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30, minimum=1)
 INTERORG_SMTPD_HOST = envstr("INTERORG_SMTPD_HOST", "127.0.0.1")
 INTERORG_SMTPD_PORT = envint("INTERORG_SMTPD_PORT", 2525, minimum=1)
 
+# A message whose sequence lies this far behind the newest accepted from its sender is stale.
+INTERORG_REPLAY_WINDOW_SECONDS = envint("INTERORG_REPLAY_WINDOW_SECONDS", 7 * 24 * 3600, minimum=60)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

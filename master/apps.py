@@ -6,7 +6,9 @@ class MasterAppConfig(AppConfig):
     verbose_name = "Master"
 
     def ready(self) -> None:
-        from master import processing
-        from transport import registry
+        from master import processing, trust
+        from transport.registry import Agent, register_agent
 
-        registry.register_agent("export", processing.is_master_address, processing.handle_export)
+        register_agent(
+            Agent("export", trust.organization_at, trust.trusted_keys, processing.handle_export)
+        )

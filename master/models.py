@@ -9,7 +9,12 @@ from django.db.models import Q
 from directory.constants import Kind
 from master.constants import DEFAULT_MAX_ATTACHMENT_SIZE, DEFAULT_TOMBSTONE_LIFETIME_DAYS
 from transport.constants import AddressType
-from transport.validators import validate_agent_address, validate_ex_address, validate_smtp_address
+from transport.validators import (
+    validate_agent_address,
+    validate_ex_address,
+    validate_public_key,
+    validate_smtp_address,
+)
 
 
 class MasterConfig(models.Model):
@@ -76,6 +81,7 @@ class AllowedRequestor(models.Model):
     public_key = models.CharField(
         max_length=64,
         blank=True,
+        validators=[validate_public_key],
         help_text="The requestor organization's Ed25519 public key (base64); its exports must be "
         "signed with it.",
     )

@@ -6,7 +6,9 @@ class RequestorAppConfig(AppConfig):
     verbose_name = "Requestor"
 
     def ready(self) -> None:
-        from requestor import importer
-        from transport import registry
+        from requestor import importer, trust
+        from transport.registry import Agent, register_agent
 
-        registry.register_agent("reply", importer.is_requestor_address, importer.handle_reply)
+        register_agent(
+            Agent("reply", trust.organization_at, trust.trusted_keys, importer.handle_reply)
+        )

@@ -10,7 +10,12 @@ from django.db import models, transaction
 from directory.constants import TRUST_LEVEL_MAX
 from requestor.constants import DEFAULT_MAX_MESSAGE_SIZE, RunStatus, Trigger
 from transport.constants import AddressType, address_type_of
-from transport.validators import validate_agent_address, validate_ex_address, validate_smtp_address
+from transport.validators import (
+    validate_agent_address,
+    validate_ex_address,
+    validate_public_key,
+    validate_smtp_address,
+)
 
 _domain = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
@@ -109,6 +114,7 @@ class RequestorConfig(models.Model):
     master_public_key = models.CharField(
         max_length=64,
         blank=True,
+        validators=[validate_public_key],
         help_text="The master organization's Ed25519 public key (base64); replies must be signed "
         "with it.",
     )

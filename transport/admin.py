@@ -8,7 +8,8 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from directory.admin import ReadOnlyAdmin, pretty_json
-from transport.models import Message
+from transport import signing
+from transport.models import Message, SigningKey
 
 # Most decompressed payload text shown on a message's page; larger documents are cut.
 SHOWN_PAYLOAD_LIMIT = 200 * 1024
@@ -109,3 +110,35 @@ class MessageAdmin(ReadOnlyAdmin):
         return format_html(
             '<pre style="white-space: pre-wrap">{}</pre>', describe_payload(obj.payload)
         )
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(admin.ModelAdmin):
+    """Keys are made and rotated here or with `manage.py keys`; the private half never shows."""
+
+    list_display = ("organization", "short_fingerprint", "active", "created_at", "retired_at")
+    list_filter = ("organization", "active")
+    list_select_related = ("organization",)
+    fields = ("organization", "public_key", "fingerprint", "active", "created_at", "retired_at")
+    readonly_fields = fields
+    actions = ["rotate"]
+
+    @admin.display(description="fingerprint")
+    def short_fingerprint(self, key: SigningKey) -> str:
+        return key.fingerprint[:16]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Rotate: give these organizations a new signing key")
+    def rotate(self, request, queryset) -> None:
+        for organization_id in set(queryset.values_list("organization_id", flat=True)):
+            key = signing.generate_key(organization_id)
+            self.message_user(
+                request,
+                f"{key.organization}: new key {key.fingerprint}. Give its public key to the "
+                "organizations that receive its messages.",
+            )

@@ -2,15 +2,17 @@
 
 import logging
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Max, Q
 from django.utils import timezone
 
-from transport import wire
+from transport import signing, wire
 from transport.constants import Direction, Status
 from transport.exceptions import MessageDeferred, MessageRejected
 from transport.models import Message
 from transport.outbox import deliver_pending
-from transport.registry import agent_for
+from transport.registry import agent_at, organization_at
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +77,92 @@ def process_message(pk: int) -> bool:
 
 
 def _dispatch(message: Message) -> None:
+    """Check who sent it before reading it, then what it is, then whether it was seen before."""
+    agent = agent_at(message.recipient)
+    if agent is None:
+        raise MessageRejected(
+            f"No agent of this installation receives mail at {message.recipient}."
+        )
+    message.organization_id = agent.organization_at(message.recipient)
+    _verify_sender(agent, message)
     try:
         document = wire.decode(bytes(message.payload))
     except wire.WireError as exc:
         raise MessageRejected(str(exc)) from None
     _describe(message, document)
+    if document.type != agent.document_type:
+        raise MessageRejected(
+            f"The agent at {message.recipient} takes {agent.document_type} messages, "
+            f"not {document.type}."
+        )
     if document.sender.address.lower() != message.sender.lower():
         raise MessageRejected(
             f"The document says it is from {document.sender.address}, "
             f"but the message came from {message.sender}."
         )
-    agent = agent_for(document.type)
-    if agent is None or not agent.owns_address(message.recipient):
-        raise MessageRejected(f"No {document.type} agent receives mail at {message.recipient}.")
-    duplicate = _earlier_copy(message)
-    if duplicate is not None:
-        message.error = f"Duplicate of message {duplicate}; nothing to do."
-        return
+    _refuse_replays(message)
     # A savepoint: a handler that rejects or defers leaves no trace of its writes.
     with transaction.atomic():
         agent.handle(message, document)
+
+
+def _verify_sender(agent, message: Message) -> None:
+    keys = agent.trusted_keys(message.recipient, message.sender)
+    if keys is None:
+        raise MessageRejected(
+            f"{message.sender} may not send to {message.recipient}: it is not on the list of "
+            "senders this agent accepts."
+        )
+    if not message.signature:
+        raise MessageRejected("The message is not signed; every InterOrg message must be.")
+    if not keys:
+        # Allowed, and no key configured: a sender inside this installation is known anyway.
+        sender_organization = organization_at(message.sender)
+        if sender_organization is not None:
+            keys = signing.local_public_keys(sender_organization)
+    if not keys:
+        raise MessageRejected(
+            f"No public key is configured for {message.sender}; paste the key that "
+            "`manage.py keys show` prints in the sender's organization."
+        )
+    try:
+        signing.verify(
+            message.recipient,
+            bytes(message.payload),
+            message.signature,
+            message.key_fingerprint,
+            keys,
+        )
+    except signing.SignatureError as exc:
+        raise MessageRejected(str(exc)) from None
+
+
+def _refuse_replays(message: Message) -> None:
+    """A message already accepted from this sender (same sequence, or same batch and part) is a
+    replay; one far older than the newest accepted is stale."""
+    accepted = Message.objects.filter(
+        direction=Direction.INBOUND,
+        status__in=[Status.PROCESSED, Status.DEFERRED],
+        sender__iexact=message.sender,
+    ).exclude(pk=message.pk)
+    earlier = (
+        accepted.filter(Q(sequence=message.sequence) | Q(batch=message.batch, part=message.part))
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if earlier is not None:
+        raise MessageRejected(
+            f"Replay: message {message.sequence} from {message.sender} was already accepted "
+            f"(archived as message {earlier}); nothing to do."
+        )
+    newest = accepted.aggregate(newest=Max("sequence"))["newest"]
+    window = settings.INTERORG_REPLAY_WINDOW_SECONDS * 1000
+    if newest is not None and message.sequence < newest - window:
+        raise MessageRejected(
+            f"Stale: message {message.sequence} from {message.sender} is older than the replay "
+            f"window ({settings.INTERORG_REPLAY_WINDOW_SECONDS} s) behind the newest accepted, "
+            f"{newest}."
+        )
 
 
 def _describe(message: Message, document: wire.Document) -> None:
@@ -109,21 +177,6 @@ def _describe(message: Message, document: wire.Document) -> None:
         message.usn_from, message.usn_through = document.usn_from, document.usn_through
     else:
         message.usn_from, message.usn_through = document.after, document.through
-
-
-def _earlier_copy(message: Message) -> int | None:
-    return (
-        Message.objects.filter(
-            direction=Direction.INBOUND,
-            status=Status.PROCESSED,
-            sender__iexact=message.sender,
-            batch=message.batch,
-            part=message.part,
-        )
-        .exclude(pk=message.pk)
-        .values_list("pk", flat=True)
-        .first()
-    )
 
 
 def retry_deferred(organization_id: int) -> int:

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from transport import dispatch
+from transport import dispatch, signing
 from transport.constants import AddressType, Direction, MessageKind, Status, address_type_of
 from transport.models import Message
 from transport.registry import is_local_address
@@ -34,6 +34,7 @@ def usn_range(document: dict) -> tuple[int | None, int | None]:
 def queue(organization_id: int, sender: str, recipient: str, document: dict, payload: bytes):
     """Store an outbound message part; it leaves when the surrounding transaction commits."""
     usn_from, usn_through = usn_range(document)
+    signature, key_fingerprint = signing.sign(organization_id, recipient, payload)
     message = Message.objects.create(
         direction=Direction.OUTBOUND,
         status=Status.QUEUED,
@@ -51,6 +52,8 @@ def queue(organization_id: int, sender: str, recipient: str, document: dict, pay
         size=len(payload),
         payload=payload,
         summary=summarize(document),
+        signature=signature,
+        key_fingerprint=key_fingerprint,
     )
     dispatch.message_queued(message.pk)
     return message

@@ -1,4 +1,5 @@
-"""Who handles which inbound document: filled by the master and requestor apps at start-up.
+"""Which agent of this installation receives mail at an address: filled by the master and
+requestor apps at start-up.
 
 `transport` never imports `master` or `requestor`; they register here in `AppConfig.ready()`.
 """
@@ -9,24 +10,37 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Agent:
-    """An agent kind of this installation: the documents it takes and the addresses it owns."""
+    """A kind of agent: the documents it takes, the addresses it owns, whom it trusts."""
 
     document_type: str
-    owns_address: Callable[[str], bool]
+    # The organization whose agent of this kind receives at an address, or None.
+    organization_at: Callable[[str], int | None]
+    # (recipient, sender) → the public keys configured for that sender, [] when the sender is
+    # allowed but no key is configured, None when the sender may not send to that recipient.
+    trusted_keys: Callable[[str, str], list[str] | None]
     handle: Callable
 
 
 _agents: dict[str, Agent] = {}
 
 
-def register_agent(document_type: str, owns_address: Callable[[str], bool], handle) -> None:
-    _agents[document_type] = Agent(document_type, owns_address, handle)
+def register_agent(agent: Agent) -> None:
+    _agents[agent.document_type] = agent
 
 
-def agent_for(document_type: str) -> Agent | None:
-    return _agents.get(document_type)
+def agent_at(address: str) -> Agent | None:
+    """The agent of this installation that receives mail at `address`."""
+    return next((a for a in _agents.values() if a.organization_at(address) is not None), None)
+
+
+def organization_at(address: str) -> int | None:
+    """The organization of this installation whose agent receives mail at `address`."""
+    for agent in _agents.values():
+        organization_id = agent.organization_at(address)
+        if organization_id is not None:
+            return organization_id
+    return None
 
 
 def is_local_address(address: str) -> bool:
-    """True if an agent of this installation receives mail at `address`."""
-    return any(agent.owns_address(address) for agent in _agents.values())
+    return organization_at(address) is not None

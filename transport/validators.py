@@ -1,7 +1,9 @@
 """Validation of agent addresses: SMTP addresses and EX distinguished names."""
 
+import base64
 import re
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
@@ -28,3 +30,13 @@ def validate_agent_address(value: str) -> None:
         validate_ex_address(value)
     else:
         validate_smtp_address(value)
+
+
+def validate_public_key(value: str) -> None:
+    """A base64 raw Ed25519 public key, as `manage.py keys show ORG` prints it."""
+    try:
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(value, validate=True))
+    except ValueError:
+        raise ValidationError(
+            "Enter the base64 Ed25519 public key printed by `manage.py keys show ORG`."
+        ) from None

@@ -19,13 +19,18 @@ from master.factories import AllowedRequestorFactory
 from master.models import GlobalEntry, LedgerEntry, ReceivedBatch
 from requestor.factories import ExportedContainerFactory
 from requestor.models import Conflict, Run
+from transport import signing
 from transport.admin import describe_payload
-from transport.models import Message
+from transport.models import Message, SigningKey
 
 pytestmark = pytest.mark.django_db
 
-REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
-READ_ONLY = [GlobalEntry, LedgerEntry, ReceivedBatch, Message, Run, Conflict, Tombstone]
+PROJECT_APPS = {"auth", "directory", "master", "requestor", "transport"}
+REGISTERED = sorted(
+    (model for model in admin.site._registry if model._meta.app_label in PROJECT_APPS),
+    key=lambda model: model._meta.label,
+)
+READ_ONLY = [GlobalEntry, LedgerEntry, ReceivedBatch, Message, Run, Conflict, Tombstone, SigningKey]
 XSS = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
@@ -89,6 +94,7 @@ def every_model(container, admin_user):
         local_recipient=people[0],
     )
     Group.objects.create(name="Mail administrators")
+    signing.generate_key(container.organization_id)
 
 
 def test_it_registers_every_model_of_the_project():
@@ -108,6 +114,7 @@ def test_it_registers_every_model_of_the_project():
         "requestor.Run",
         "requestor.Conflict",
         "transport.Message",
+        "transport.SigningKey",
     }
 
 

@@ -2,6 +2,7 @@
 
 import threading
 import uuid
+from dataclasses import replace
 
 import pytest
 from django.db import connection, transaction
@@ -11,19 +12,14 @@ from master import processing
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig, ReceivedBatch
 from requestor.export import build_export
 from requestor.models import Conflict, RequestorConfig, Run
-from tests.engine.conftest import MASTER_DN, build_scenario
+from tests.engine.conftest import MASTER_DN
 from tests.transport.documents import export_doc, gz, reply_doc
-from transport import inbox, outbox, registry, wire
+from transport import inbox, outbox, registry, signing, wire
 from transport.constants import AddressType, Direction, Status
 from transport.exceptions import MessageDeferred, MessageRejected
 from transport.models import Message
 
 NOWHERE_DN = "/o=ORG9/ou=Site9/cn=Recipients/cn=MASTER"
-
-
-@pytest.fixture
-def scenario(db):
-    return build_scenario(people_per_org=2)
 
 
 def state() -> dict:
@@ -54,7 +50,11 @@ def export_of(org) -> tuple[dict, bytes]:
 
 
 def receive(sender: str, recipient: str, payload: bytes) -> Message:
-    return outbox.receive(sender, recipient, payload, AddressType.EX)
+    """Deliver a payload as the agent at `sender` would: signed with its organization's key."""
+    signature, key = signing.sign(registry.organization_at(sender), recipient, payload)
+    return outbox.receive(
+        sender, recipient, payload, AddressType.EX, signature=signature, key_fingerprint=key
+    )
 
 
 def processed(message: Message) -> Message:
@@ -164,7 +164,7 @@ def test_it_rejects_a_document_type_no_agent_takes(scenario, monkeypatch):
     message = processed(receive(document["sender"]["address"], MASTER_DN, payload))
 
     assert message.status == Status.REJECTED
-    assert message.error == f"No export agent receives mail at {MASTER_DN}."
+    assert message.error == f"No agent of this installation receives mail at {MASTER_DN}."
     assert state() == before
 
 
@@ -207,7 +207,10 @@ def test_it_rejects_a_message_to_an_address_no_agent_owns(scenario, recipient):
     message = processed(receive(org2.config.dn, address, payload))
 
     assert message.status == Status.REJECTED
-    assert message.error == f"No export agent receives mail at {address}."
+    if recipient == "nowhere":
+        assert message.error == f"No agent of this installation receives mail at {address}."
+    else:
+        assert message.error.startswith(f"{org2.config.dn} may not send to {address}")
     assert state() == before
 
 
@@ -219,7 +222,7 @@ def test_it_rejects_a_reply_to_the_master(scenario):
     message = processed(receive(MASTER_DN, master.address, wire.encode(document)))
 
     assert message.status == Status.REJECTED
-    assert message.error == f"No reply agent receives mail at {master.address}."
+    assert message.error.startswith(f"{MASTER_DN} may not send to {master.address}")
     assert state() == before
 
 
@@ -230,7 +233,7 @@ def test_it_keeps_no_trace_of_a_handler_that_writes_then_rejects(scenario, monke
         raise MessageRejected("Changed my mind.")
 
     monkeypatch.setitem(
-        registry._agents, "export", registry.Agent("export", processing.is_master_address, handle)
+        registry._agents, "export", replace(registry.agent_at(MASTER_DN), handle=handle)
     )
     org2 = scenario["ORG2"]
     _, payload = export_of(org2)
@@ -248,7 +251,7 @@ def test_it_keeps_no_trace_of_a_handler_that_writes_then_defers(scenario, monkey
         raise MessageDeferred("Not yet.")
 
     monkeypatch.setitem(
-        registry._agents, "export", registry.Agent("export", processing.is_master_address, handle)
+        registry._agents, "export", replace(registry.agent_at(MASTER_DN), handle=handle)
     )
     org2 = scenario["ORG2"]
     _, payload = export_of(org2)
@@ -289,7 +292,7 @@ def test_it_marks_a_message_failed_when_its_handler_crashes_and_rolls_back(scena
         raise RuntimeError("disk on fire")
 
     monkeypatch.setitem(
-        registry._agents, "export", registry.Agent("export", processing.is_master_address, handle)
+        registry._agents, "export", replace(registry.agent_at(MASTER_DN), handle=handle)
     )
     org2 = scenario["ORG2"]
     _, payload = export_of(org2)
@@ -317,7 +320,7 @@ def test_it_goes_on_with_other_messages_after_a_crash(scenario, monkeypatch):
         processing.handle_export(message, document)
 
     monkeypatch.setitem(
-        registry._agents, "export", registry.Agent("export", processing.is_master_address, handle)
+        registry._agents, "export", replace(registry.agent_at(MASTER_DN), handle=handle)
     )
     first = receive(org2.config.dn, MASTER_DN, export_of(org2)[1])
     second = receive(org3.config.dn, MASTER_DN, export_of(org3)[1])
@@ -334,7 +337,7 @@ def test_it_goes_on_with_other_messages_after_a_crash(scenario, monkeypatch):
 # --- duplicates -----------------------------------------------------------------------------
 
 
-def test_it_processes_a_duplicate_as_a_no_op(scenario):
+def test_it_rejects_a_duplicate_as_a_replay_and_changes_nothing(scenario):
     org2 = scenario["ORG2"]
     document, payload = export_of(org2)
     first = processed(receive(org2.config.dn, MASTER_DN, payload))
@@ -344,8 +347,9 @@ def test_it_processes_a_duplicate_as_a_no_op(scenario):
 
     copy = processed(receive(org2.config.dn.upper(), MASTER_DN, payload))
 
-    assert copy.status == Status.PROCESSED
-    assert copy.error == f"Duplicate of message {first.pk}; nothing to do."
+    assert copy.status == Status.REJECTED
+    assert copy.error.startswith("Replay: ")
+    assert f"archived as message {first.pk}" in copy.error
     assert (copy.batch, copy.part) == (first.batch, first.part)
     assert state() == before
 

@@ -1,0 +1,212 @@
+"""Authenticity and replay protection: nobody can forge, alter, redirect or replay a message."""
+
+import io
+import time
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from master.models import AllowedRequestor, GlobalEntry
+from requestor.cycle import sync_all
+from requestor.export import build_export
+from tests.engine.conftest import MASTER_DN
+from transport import inbox, outbox, signing, wire
+from transport.constants import AddressType, Status
+from transport.models import Message, SigningKey
+
+
+@pytest.fixture(autouse=True)
+def keys(scenario):
+    """Every organization has signed something before: its key exists."""
+    return {name: signing.active_key(org.organization.pk) for name, org in scenario.orgs.items()}
+
+
+def export_payload(org, **changes) -> bytes:
+    [(document, _payload)] = build_export(org.config).parts
+    return wire.encode(document | changes)
+
+
+def deliver(sender, recipient, payload, signed_by=None, signed_for=None):
+    """Hand a message to the inbox as if it had arrived, signed by an organization's key."""
+    signature, key = ("", "")
+    if signed_by is not None:
+        signature, key = signing.sign(signed_by.pk, signed_for or recipient, payload)
+    message = outbox.receive(
+        sender, recipient, payload, AddressType.EX, signature=signature, key_fingerprint=key
+    )
+    inbox.process_pending()
+    message.refresh_from_db()
+    return message
+
+
+def test_it_accepts_a_message_signed_by_its_sender(scenario):
+    org2 = scenario["ORG2"]
+
+    message = deliver(org2.config.dn, MASTER_DN, export_payload(org2), org2.organization)
+
+    assert message.status == Status.PROCESSED, message.error
+    assert GlobalEntry.objects.filter(origin="ORG2").count() == 2
+
+
+def test_it_rejects_a_sender_not_on_the_allowlist(scenario):
+    org2 = scenario["ORG2"]
+    AllowedRequestor.objects.filter(address=org2.config.dn).delete()
+
+    message = deliver(org2.config.dn, MASTER_DN, export_payload(org2), org2.organization)
+
+    assert message.status == Status.REJECTED
+    assert "may not send to" in message.error
+    assert GlobalEntry.objects.count() == 0
+
+
+def test_it_rejects_a_message_signed_with_another_organizations_key(scenario):
+    org2, org3 = scenario["ORG2"], scenario["ORG3"]
+
+    message = deliver(org2.config.dn, MASTER_DN, export_payload(org2), org3.organization)
+
+    assert message.status == Status.REJECTED
+    assert "not a key trusted for its sender" in message.error
+    assert GlobalEntry.objects.count() == 0
+
+
+def test_it_rejects_an_unsigned_message(scenario):
+    org2 = scenario["ORG2"]
+
+    message = deliver(org2.config.dn, MASTER_DN, export_payload(org2))
+
+    assert message.status == Status.REJECTED
+    assert message.error == "The message is not signed; every InterOrg message must be."
+
+
+def test_it_rejects_an_altered_payload(scenario):
+    org2 = scenario["ORG2"]
+    payload = export_payload(org2)
+    signature, key = signing.sign(org2.organization.pk, MASTER_DN, payload)
+    altered = export_payload(org2, usn_through=99)
+
+    message = outbox.receive(
+        org2.config.dn, MASTER_DN, altered, AddressType.EX, signature=signature, key_fingerprint=key
+    )
+    inbox.process_pending()
+    message.refresh_from_db()
+
+    assert message.status == Status.REJECTED
+    assert message.error == "The signature does not match the message: forged or altered."
+
+
+def test_it_rejects_a_reply_redirected_to_another_requestor(scenario):
+    sync_all()
+    org2, org3 = scenario["ORG2"], scenario["ORG3"]
+    reply = Message.objects.filter(recipient=org2.config.dn, direction="out").last()
+
+    message = outbox.receive(
+        MASTER_DN,
+        org3.config.dn,
+        bytes(reply.payload),
+        AddressType.EX,
+        signature=reply.signature,
+        key_fingerprint=reply.key_fingerprint,
+    )
+    inbox.process_pending()
+    message.refresh_from_db()
+
+    assert message.status == Status.REJECTED
+    assert message.error == "The signature does not match the message: forged or altered."
+
+
+def test_it_trusts_only_the_configured_key_when_one_is_set(scenario):
+    org2, org3 = scenario["ORG2"], scenario["ORG3"]
+    allowed = AllowedRequestor.objects.get(address=org2.config.dn)
+    allowed.public_key = signing.active_key(org3.organization.pk).public_key
+    allowed.save()
+
+    refused = deliver(org2.config.dn, MASTER_DN, export_payload(org2), org2.organization)
+    allowed.public_key = signing.active_key(org2.organization.pk).public_key
+    allowed.save()
+    accepted = deliver(org2.config.dn, MASTER_DN, export_payload(org2), org2.organization)
+
+    assert refused.status == Status.REJECTED
+    assert accepted.status == Status.PROCESSED, accepted.error
+
+
+def test_it_keeps_syncing_after_a_key_rotation(scenario):
+    sync_all()
+    old = signing.active_key(scenario["ORG2"].organization.pk)
+
+    new = signing.generate_key(scenario["ORG2"].organization.pk)
+    person = scenario["ORG2"].add(display_name="After Rotation")
+    sync_all()
+
+    assert new.fingerprint != old.fingerprint
+    assert Message.objects.filter(key_fingerprint=new.fingerprint, status="processed").exists()
+    assert "After Rotation (ORG2)" in scenario["ORG1"].contact_names()
+    assert person.guid
+
+
+def test_it_rejects_a_replayed_message(scenario):
+    org2 = scenario["ORG2"]
+    payload = export_payload(org2)
+    first = deliver(org2.config.dn, MASTER_DN, payload, org2.organization)
+    before = GlobalEntry.objects.count()
+
+    again = deliver(org2.config.dn, MASTER_DN, payload, org2.organization)
+
+    assert first.status == Status.PROCESSED
+    assert again.status == Status.REJECTED
+    assert again.error.startswith(f"Replay: message {first.sequence} from {org2.config.dn}")
+    assert GlobalEntry.objects.count() == before
+
+
+@override_settings(INTERORG_REPLAY_WINDOW_SECONDS=60)
+def test_it_rejects_a_message_older_than_the_replay_window(scenario):
+    org2 = scenario["ORG2"]
+    now = int(time.time() * 1000)
+    stale = export_payload(org2, sequence=now - 10 * 60 * 1000)
+    current = deliver(
+        org2.config.dn, MASTER_DN, export_payload(org2, sequence=now), org2.organization
+    )
+
+    old = deliver(org2.config.dn, MASTER_DN, stale, org2.organization)
+
+    assert current.status == Status.PROCESSED, current.error
+    assert old.status == Status.REJECTED
+    assert old.error.startswith("Stale: ")
+
+
+def test_it_numbers_messages_above_everything_sent_before_a_restore():
+    clock = int(time.time() * 1000)
+
+    assert signing.next_sequence(5) >= clock
+    assert signing.next_sequence(clock + 10_000) == clock + 10_001
+
+
+@pytest.mark.django_db
+def test_it_shows_and_rotates_keys_without_printing_the_private_key(scenario):
+    org2 = scenario["ORG2"].organization
+    out = io.StringIO()
+
+    call_command("keys", "show", "ORG2", stdout=out)
+    first = SigningKey.objects.get(organization=org2, active=True)
+    call_command("keys", "rotate", "org2", stdout=out)
+    call_command("keys", "list", stdout=out)
+
+    second = SigningKey.objects.get(organization=org2, active=True)
+    text = out.getvalue()
+    assert first.public_key in text and second.public_key in text
+    assert second.fingerprint in text and first.fingerprint != second.fingerprint
+    assert first.private_key not in text and second.private_key not in text
+    assert SigningKey.objects.get(pk=first.pk).retired_at is not None
+
+
+def test_it_never_shows_a_private_key_in_the_admin(scenario, admin_client):
+    key = signing.active_key(scenario["ORG1"].organization.pk)
+
+    pages = [
+        admin_client.get("/admin/transport/signingkey/"),
+        admin_client.get(f"/admin/transport/signingkey/{key.pk}/change/"),
+    ]
+
+    assert all(page.status_code == 200 for page in pages)
+    assert all(key.private_key.encode() not in page.content for page in pages)
+    assert key.fingerprint[:16].encode() in pages[0].content
