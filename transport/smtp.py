@@ -1,8 +1,308 @@
-"""SMTP delivery of queued messages (outbound) and parsing of received ones (inbound)."""
+"""SMTP both ways: queued message parts sent through the relay, and the receiver of `run_smtpd`.
 
+Sending goes through Django's e-mail framework, so EMAIL_HOST, EMAIL_PORT, EMAIL_USE_TLS
+(STARTTLS), EMAIL_USE_SSL, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD and EMAIL_TIMEOUT apply. A
+message is claimed before it is sent, so two workers never send it at once; a temporary failure
+keeps it queued with a growing delay, a refusal of the sender or recipient (5xx) fails it.
+"""
+
+import asyncio
+import base64
+import logging
+import smtplib
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from aiosmtpd.controller import Controller
+from django.conf import settings
+from django.core.mail import BadHeaderError
+from django.core.mail.message import sanitize_address
+from django.db import close_old_connections, connections
+from django.db.models import Q
+from django.utils import timezone
+
+from transport.constants import Direction, Status
+from transport.inbox import process_safely
+from transport.mail import (
+    CONTROL_CHARACTERS,
+    accept_mime,
+    build_email,
+    new_message_id,
+    one_line,
+)
 from transport.models import Message
+from transport.registry import is_local_address
+
+log = logging.getLogger(__name__)
+
+# A claimed message is not due again for this long: if the worker sending it dies, another one
+# sends it after that, with the same Message-ID, and the receiver drops the second copy.
+CLAIM_LEASE = timedelta(minutes=15)
+RETRY_FIRST = 30  # seconds; doubled after every failed attempt
+RETRY_MAX = 3600
+
+
+class PermanentFailure(Exception):
+    """The message can never be sent as it is; the reason says why."""
+
+
+# --- outbound -------------------------------------------------------------------------------
 
 
 def send_queued(pk: int) -> bool:
-    """Send one queued SMTP message; not written yet, so it stays queued."""
-    return not Message.objects.filter(pk=pk).exists()
+    """Send one queued message by SMTP; True if it was sent or failed for good, False if it
+    stays queued (not due, claimed by another worker, or a temporary failure)."""
+    message = claim(pk)
+    if message is None:
+        return False
+    try:
+        _check(message)
+        sent = build_email(message).send()
+        if not sent:
+            raise PermanentFailure("The e-mail backend sent nothing.")
+    except Exception as exc:
+        if isinstance(exc, PermanentFailure | BadHeaderError) or is_permanent(exc):
+            _finish(message, status=Status.FAILED, error=describe(exc))
+            return True
+        _retry_later(message, describe(exc))
+        return False
+    _finish(message, status=Status.SENT, error="")
+    log.info("message %s sent to %s as %s", pk, message.recipient, message.message_id)
+    return True
+
+
+def _due(now) -> Q:
+    return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+
+
+def claim(pk: int) -> Message | None:
+    """Take a due queued message for this worker: one attempt more, not due again for the
+    lease, and its Message-ID fixed (once, so that every retry repeats it)."""
+    now = timezone.now()
+    queued = Message.objects.filter(pk=pk, direction=Direction.OUTBOUND, status=Status.QUEUED)
+    message = queued.filter(_due(now)).select_related("organization").first()
+    if message is None:
+        return None
+    message_id = message.message_id or new_message_id(message.sender)
+    # Conditional on the attempts we saw: of two workers, only one gets the row.
+    claimed = queued.filter(_due(now), attempts=message.attempts).update(
+        attempts=message.attempts + 1, next_attempt_at=now + CLAIM_LEASE, message_id=message_id
+    )
+    if not claimed:
+        return None
+    message.attempts += 1
+    message.message_id = message_id
+    return message
+
+
+def _check(message: Message) -> None:
+    for name, value in (("sender", message.sender), ("recipient", message.recipient)):
+        if CONTROL_CHARACTERS.search(value):
+            raise PermanentFailure(f"The {name} address contains control characters.")
+        if "@" not in value:
+            raise PermanentFailure(
+                f"The {name} address {one_line(value)} is not an SMTP address; a message that "
+                "leaves by SMTP needs SMTP addresses at both ends (check the agent addresses)."
+            )
+        try:
+            sanitize_address(value, settings.DEFAULT_CHARSET)
+        except ValueError:
+            raise PermanentFailure(f"The {name} address {one_line(value)} is not valid.") from None
+    if not message.payload:
+        raise PermanentFailure("The message has no payload.")
+
+
+def is_permanent(exc: Exception) -> bool:
+    """A 5xx refusal of the recipient(s), the sender or the data: sending again cannot help."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return bool(codes) and all(500 <= code < 600 for code in codes)
+    if isinstance(exc, smtplib.SMTPSenderRefused | smtplib.SMTPDataError):
+        return 500 <= exc.smtp_code < 600
+    return False
+
+
+def describe(exc: Exception) -> str:
+    """The failure as the console shows it, without the relay password."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        text = "; ".join(
+            f"{address} refused: {code} {_text(reply)}"
+            for address, (code, reply) in exc.recipients.items()
+        )
+    elif isinstance(exc, smtplib.SMTPResponseException):
+        text = f"{exc.__class__.__name__}: {exc.smtp_code} {_text(exc.smtp_error)}"
+    elif isinstance(exc, PermanentFailure):
+        text = str(exc)
+    else:
+        text = f"{exc.__class__.__name__}: {exc}"
+    relay = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+    return _without_secrets(f"{one_line(text, 900)} (relay {relay})")
+
+
+def _text(reply) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _without_secrets(text: str) -> str:
+    password = settings.EMAIL_HOST_PASSWORD
+    if not password:
+        return text
+    user = settings.EMAIL_HOST_USER
+    plain = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    for secret in (password, plain):
+        text = text.replace(secret, "********")
+    return text
+
+
+def _finish(message: Message, status: str, error: str) -> None:
+    now = timezone.now()
+    _update(message, status=status, error=error, processed_at=now, next_attempt_at=None)
+    if status == Status.FAILED:
+        log.warning("message %s to %s failed: %s", message.pk, message.recipient, error)
+
+
+def _retry_later(message: Message, error: str) -> None:
+    delay = min(RETRY_FIRST * 2 ** (message.attempts - 1), RETRY_MAX)
+    _update(message, error=error, next_attempt_at=timezone.now() + timedelta(seconds=delay))
+    log.warning(
+        "message %s to %s: attempt %s failed, next in %s s: %s",
+        message.pk,
+        message.recipient,
+        message.attempts,
+        delay,
+        error,
+    )
+
+
+def _update(message: Message, **fields) -> None:
+    # Only while the claim is still ours: a worker that took over after the lease decides.
+    Message.objects.filter(pk=message.pk, status=Status.QUEUED, attempts=message.attempts).update(
+        **fields
+    )
+
+
+# --- inbound --------------------------------------------------------------------------------
+
+
+def _with_db(func, *args):
+    """Run database work in a worker thread the way Django runs a request."""
+    close_old_connections()
+    try:
+        return func(*args)
+    finally:
+        close_old_connections()
+
+
+class Handler:
+    """aiosmtpd handler: only agent addresses of this installation are accepted, and a message
+    is in the archive before the client hears 250; processing follows (inline or by a task)."""
+
+    def __init__(self, process_inline: bool):
+        self.process_inline = process_inline
+        self.closed = False
+        # SMTP sessions run concurrently on the event loop; their database work goes to one
+        # thread: inbound InterOrg mail is a few messages per cycle, and SQLite wants one writer.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtpd-db")
+
+    async def _db(self, func, *args):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, _with_db, func, *args)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        try:
+            local = await self._db(is_local_address, address)
+        except Exception:
+            log.exception("could not check recipient %s", one_line(address))
+            return "451 4.3.0 Cannot check the recipient now; try again later"
+        if not local:
+            return "550 5.1.1 No InterOrg agent of this installation has this address"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        try:
+            messages = await self._db(
+                _archive, envelope.original_content, envelope.mail_from, list(envelope.rcpt_tos)
+            )
+        except Exception:
+            log.exception("could not archive mail from %s", one_line(envelope.mail_from))
+            return "451 4.3.0 The message could not be stored; try again later"
+        if self.process_inline:
+            for message in messages:
+                if message.status == Status.RECEIVED:
+                    self.executor.submit(_with_db, process_safely, message.pk)
+        return "250 2.0.0 OK: archived as " + ", ".join(f"message {m.pk}" for m in messages)
+
+    def close(self) -> None:
+        """Let queued work finish, then close the worker thread's database connection."""
+        if not self.closed:
+            self.closed = True
+            self.executor.submit(connections.close_all)
+            self.executor.shutdown(wait=True)
+
+
+def _archive(raw: bytes, mail_from: str, recipients: list[str]) -> list[Message]:
+    return [accept_mime(raw, mail_from, recipient) for recipient in recipients]
+
+
+class Receiver:
+    """The SMTP receiver `run_smtpd` runs (and tests start): an aiosmtpd Controller on
+    INTERORG_SMTPD_HOST:INTERORG_SMTPD_PORT refusing mail larger than
+    INTERORG_MAX_INBOUND_MESSAGE with 552."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        process_inline: bool | None = None,
+        data_size_limit: int | None = None,
+    ):
+        self.host = host or settings.INTERORG_SMTPD_HOST
+        self.port = port or settings.INTERORG_SMTPD_PORT
+        if process_inline is None:
+            process_inline = not settings.INTERORG_DISPATCH_TASKS
+        self.handler = Handler(process_inline)
+        self.controller = Controller(
+            self.handler,
+            hostname=self.host,
+            port=self.port,
+            data_size_limit=data_size_limit or settings.INTERORG_MAX_INBOUND_MESSAGE,
+            # Once here rather than per connection: getfqdn() may wait for DNS.
+            server_hostname=socket.getfqdn(),
+            ident="InterOrg Sync",
+        )
+
+    def start(self) -> "Receiver":
+        try:
+            self._probe()
+            self.controller.start()
+        except BaseException:
+            self.handler.close()
+            raise
+        return self
+
+    def _probe(self) -> None:
+        """aiosmtpd reports a port in use only after its start-up timeout: fail at once."""
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+
+    def stop(self) -> None:
+        """Stop listening (sessions in progress end without 250, so senders retry), then let
+        the archiving and processing already started finish."""
+        try:
+            self.controller.stop()
+        finally:
+            self.handler.close()
+
+    def __enter__(self) -> "Receiver":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

@@ -455,13 +455,18 @@ def test_it_delivers_an_ex_addressed_message_to_an_inbound_copy(scenario):
     assert processed(copy).status == Status.PROCESSED
 
 
-def test_it_leaves_smtp_addressed_messages_to_the_smtp_sender(scenario):
-    sent = queue_export(scenario["ORG2"], scenario.master.address)
+def test_it_hands_smtp_addressed_messages_to_the_smtp_sender(scenario, mailoutbox):
+    org2 = scenario["ORG2"]
+    document, payload = export_of(org2)
+    sent = outbox.queue(
+        org2.organization.pk, org2.config.address, scenario.master.address, document, payload
+    )
 
-    assert outbox.deliver_pending() == 0
+    assert outbox.deliver_pending() == 1
 
     sent.refresh_from_db()
-    assert (sent.status, sent.address_type) == (Status.QUEUED, AddressType.SMTP)
+    assert (sent.status, sent.address_type) == (Status.SENT, AddressType.SMTP)
+    assert [m.to for m in mailoutbox] == [[scenario.master.address]]
     assert not Message.objects.filter(direction=Direction.INBOUND).exists()
 
 

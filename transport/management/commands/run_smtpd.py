@@ -1,0 +1,53 @@
+"""Receive InterOrg mail over SMTP until SIGINT or SIGTERM."""
+
+import argparse
+import logging
+import signal
+import threading
+
+from django.core.management.base import BaseCommand, CommandError
+
+from transport.smtp import Receiver
+
+
+class Command(BaseCommand):
+    help = (
+        "Listen for InterOrg mail over SMTP: refuse addresses that are not agents of this "
+        "installation, archive each message before answering 250, then process it."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", help="Address to listen on (INTERORG_SMTPD_HOST).")
+        parser.add_argument("--port", type=int, help="Port to listen on (INTERORG_SMTPD_PORT).")
+        parser.add_argument(
+            "--process-inline",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Process each message here after archiving it. Default: on unless "
+            "INTERORG_DISPATCH_TASKS hands processing to the Celery workers.",
+        )
+
+    def handle(self, *args, host, port, process_inline, **options):
+        # aiosmtpd logs every connection at INFO; our own log says what happened to each message.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        receiver = Receiver(host, port, process_inline=process_inline)
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        try:
+            receiver.start()
+        except OSError as exc:
+            raise CommandError(
+                f"Cannot listen on {receiver.host}:{receiver.port}: {exc}. "
+                "Choose another --port or stop what uses it."
+            ) from None
+        mode = "processing inline" if receiver.handler.process_inline else "archiving only"
+        where = f"{receiver.host}:{receiver.port}"
+        self.stdout.write(f"Listening for InterOrg mail on {where} ({mode}).")
+        self.stdout.flush()
+        try:
+            while not stop.wait(1):
+                pass
+        finally:
+            receiver.stop()
+        self.stdout.write("Stopped.")
