@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig, ReceivedBatch
-from transport import outbox, wire
+from transport import outbox, signing, wire
 from transport.constants import AddressType
 from transport.exceptions import MessageRejected
 from transport.models import Message
@@ -139,7 +139,9 @@ def apply_changes(changes: _Changes, document: wire.ExportDocument) -> None:
         if entry is None:
             entry = existing[change.id] = _new_entry(changes, change)
             changes.create.append(entry)
-        if document.full and entry.full_batch != document.batch:
+        # A full export lists the object only if it is not older than what the master holds:
+        # a late part of an older full export must not claim objects for its sweep.
+        if document.full and entry.full_batch != document.batch and change.usn >= entry.source_usn:
             entry.full_batch = document.batch
             touched[change.id] = entry
         if change.usn <= entry.source_usn:
@@ -207,11 +209,12 @@ def sweep_absent(changes: _Changes, batch: uuid.UUID, usn_through: int) -> None:
     """A complete full export lists everything the requestor exports: drop what it did not list.
 
     The swept entries take the export's USN as their source USN, so a late part of an older
-    export cannot bring them back.
+    export cannot bring them back. An entry changed after the export's snapshot (a newer export
+    got there first) is not judged by it.
     """
-    stale = GlobalEntry.objects.filter(requestor=changes.requestor, deleted=False).exclude(
-        full_batch=batch
-    )
+    stale = GlobalEntry.objects.filter(
+        requestor=changes.requestor, deleted=False, source_usn__lte=usn_through
+    ).exclude(full_batch=batch)
     for entry in stale:
         entry.deleted, entry.attrs = True, {}
         entry.source_usn = max(entry.source_usn, usn_through)
@@ -222,9 +225,11 @@ def sweep_absent(changes: _Changes, batch: uuid.UUID, usn_through: int) -> None:
 def reply_is_full(master: MasterConfig, batch: ReceivedBatch) -> bool:
     """A full reply when the requestor starts over, fell behind purged tombstones, or the
     master's history changed under it (rule 5)."""
-    if batch.master_usn > master.usn:
+    if batch.master_epoch == master.epoch and batch.master_usn > master.usn:
         # The requestor has seen USNs this master never issued: the master was restored from a
-        # backup. Every requestor must start over against a new epoch.
+        # backup. Every requestor must start over against a new epoch. (A requestor still on an
+        # older epoch gets a full reply anyway; its USN says nothing about this epoch, and it
+        # must not rotate the epoch again under the requestors already following the new one.)
         log.warning(
             "%s reports master USN %s but the master is at %s: starting a new epoch",
             batch.requestor,
@@ -267,7 +272,9 @@ def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: Receive
     ]
     sender = master.dn if requestor.address_type == AddressType.EX else master.address
     reply_batch = str(uuid.uuid4())
-    first_sequence = master.sequence + 1
+    # Sequences follow the clock as well as the counter: a master restored from a backup still
+    # numbers its replies above everything it sent before, or requestors refuse them as replays.
+    first_sequence = signing.next_sequence(master.sequence)
 
     def render(chunks: list[list[dict]], index: int) -> dict:
         chunk_after = after if index == 0 else chunks[index - 1][-1]["usn"]
@@ -292,4 +299,4 @@ def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: Receive
     parts = wire.split(items, master.max_attachment_size, render)
     for document, payload in parts:
         outbox.queue(master.organization_id, sender, requestor.address, document, payload)
-    master.sequence += len(parts)
+    master.sequence = first_sequence + len(parts) - 1

@@ -4,9 +4,9 @@ import uuid
 from dataclasses import dataclass
 
 from directory.constants import GENERAL_ATTRIBUTES
-from directory.models import Container, Organization, Recipient, Tombstone
+from directory.models import Container, Organization, Recipient, Tombstone, allocate_usns
 from requestor.models import RequestorConfig
-from transport import wire
+from transport import signing, wire
 
 RECIPIENT_COLUMNS = ["guid", "kind", "usn", "container_id", "trust_level", *GENERAL_ATTRIBUTES]
 
@@ -56,12 +56,12 @@ def transform(row: dict, config: RequestorConfig) -> dict[str, str]:
     return {name: value for name, value in cleaned.items() if value}
 
 
-def _upsert(row: dict, config: RequestorConfig) -> dict:
+def _upsert(row: dict, config: RequestorConfig, usn: int | None = None) -> dict:
     return {
         "id": str(row["guid"]),
         "op": "upsert",
         "kind": row["kind"],
-        "usn": row["usn"],
+        "usn": row["usn"] if usn is None else usn,
         "attrs": transform(row, config),
     }
 
@@ -71,7 +71,14 @@ def _delete(guid: uuid.UUID, kind: str, usn: int) -> dict:
 
 
 def collect_changes(config: RequestorConfig, through: int) -> list[dict]:
-    """Changes in (requestor_usn, through], oldest first; a full export lists the whole scope."""
+    """Changes in (requestor_usn, through], oldest first; a full export lists the whole scope.
+
+    A full export restates every object as of its snapshot USN `through`, not of the object's
+    own USN: it follows a change of scope or transforms that altered no recipient, and the master
+    keeps only changes newer than what it holds (rule 2). Stamped with `through`, the new
+    attributes and the objects that re-enter the scope win over what the master has, while an
+    older full export arriving late still loses.
+    """
     scope = Scope(config)
     own = Recipient.objects.exportable().filter(
         organization_id=config.organization_id, usn__lte=through
@@ -79,7 +86,7 @@ def collect_changes(config: RequestorConfig, through: int) -> list[dict]:
     if config.requestor_usn == 0:
         rows = own.filter(container_id__in=scope.kinds, trust_level__lte=config.trust_level)
         return [
-            _upsert(row, config)
+            _upsert(row, config, usn=through)
             for row in rows.order_by("usn").values(*RECIPIENT_COLUMNS)
             if scope.includes(row)
         ]
@@ -103,13 +110,19 @@ def collect_changes(config: RequestorConfig, through: int) -> list[dict]:
 
 def build_export(config: RequestorConfig) -> Export:
     """Build the parts of the next export batch; at least one part, since it also asks for news."""
-    # Read the organization's USN before the changes: every USN up to it has committed (rule 3),
-    # and changes committed while we read are left for the next export.
-    through = Organization.objects.values_list("usn", flat=True).get(pk=config.organization_id)
     full = config.requestor_usn == 0
+    if full:
+        # A fresh local USN for the snapshot (see collect_changes); taking it waits for every
+        # lower USN to commit, and changes committed after it get higher ones (rule 3).
+        through = allocate_usns(config.organization_id)
+    else:
+        # Read the organization's USN before the changes: every USN up to it has committed
+        # (rule 3), and changes committed while we read are left for the next export.
+        through = Organization.objects.values_list("usn", flat=True).get(pk=config.organization_id)
     changes = collect_changes(config, through)
     batch = uuid.uuid4()
-    first_sequence = config.sequence + 1
+    # Sequences follow the clock as well as the counter (see transport.signing.next_sequence).
+    first_sequence = signing.next_sequence(config.sequence)
     sender = {"organization": config.organization.name, "address": config.own_address}
 
     def render(chunks: list[list[dict]], index: int) -> dict:

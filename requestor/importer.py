@@ -74,7 +74,10 @@ def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
 def apply_reply(config: RequestorConfig, document: wire.ReplyDocument) -> Counts:
     _check_applicable(config, document)
     counts = Counts()
-    if document.through > config.master_usn or document.full:
+    # Only a part that reaches past what was applied is news. An older full reply arriving late
+    # lists entries as they were before changes already applied here: applying it would bring
+    # back contacts deleted since. Right after Import All (master USN 0) every full reply counts.
+    if document.through > config.master_usn or (document.full and config.master_usn == 0):
         apply_entries(config, document.entries, counts)
         if document.full and _is_last_full_part(document):
             counts.deleted += sweep_absent(config, document)
@@ -281,9 +284,17 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
 
 
 def _is_last_full_part(document: wire.ReplyDocument) -> bool:
-    done = Message.objects.filter(
-        direction=Direction.INBOUND, status=Status.PROCESSED, batch=document.batch
-    ).count()
+    # Distinct parts: a duplicate copy of a part is archived as processed too.
+    done = (
+        Message.objects.filter(
+            direction=Direction.INBOUND, status=Status.PROCESSED, batch=document.batch
+        )
+        .exclude(part=document.part)
+        .order_by()
+        .values("part")
+        .distinct()
+        .count()
+    )
     return done + 1 >= document.parts
 
 
@@ -312,11 +323,16 @@ def _full_reply_keys(document: wire.ReplyDocument):
 
 
 def _acknowledge(config: RequestorConfig, document: wire.ReplyDocument, run: Run | None) -> None:
-    """Advance the requestor USN to the master's ack, but only for the latest export batch, and
-    never past what that batch covered."""
+    """Set the requestor USN to the master's ack, but only for the latest export batch, and
+    never past what that batch covered.
+
+    The ack of the latest batch never falls behind an earlier one unless the master lost what it
+    had acknowledged (restored from a backup, or its allowlist entry re-created): then the
+    requestor USN goes back with it, and the next export sends those changes again.
+    """
     if run is None or config.last_export_batch != document.in_reply_to:
         return
-    config.requestor_usn = max(config.requestor_usn, min(document.ack, run.export_through or 0))
+    config.requestor_usn = min(document.ack, run.export_through or 0)
 
 
 def _record(run: Run, document: wire.ReplyDocument, counts: Counts) -> None:

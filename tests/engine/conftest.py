@@ -65,7 +65,10 @@ class Org:
 def make_org(number: int, role: str, **options) -> Org:
     name = f"ORG{number}"
     organization = Organization.objects.create(
-        name=name, display_name=f"Organization {number}", role=role, mail_domain=f"{name}.example".lower()
+        name=name,
+        display_name=f"Organization {number}",
+        role=role,
+        mail_domain=f"{name}.example".lower(),
     )
     site = Site.objects.create(organization=organization, name=f"Site{number}")
     recipients = Container.objects.create(site=site, name="Recipients")

@@ -1,0 +1,162 @@
+"""The requestor's import rules: conflicts, aliases, and hands off what it did not make."""
+
+from directory.constants import Kind
+from directory.models import Recipient
+from master.models import GlobalEntry
+from requestor.cycle import sync_all
+from requestor.models import Conflict
+from tests.engine.helpers import (
+    assert_converged,
+    assert_no_duplicates,
+    cycle,
+    messages_for,
+    synced_fixtures,
+)
+from transport.constants import Status
+
+synced_base, synced = synced_fixtures()
+
+
+def local(alias: str) -> Recipient:
+    return Recipient.objects.get(alias=alias, global_key__isnull=True)
+
+
+def partner_desk(org, address: str) -> Recipient:
+    """A custom recipient the organization made itself for a partner's address."""
+    return org.add(
+        alias="partnerdesk",
+        display_name="Partner Desk",
+        kind=Kind.CUSTOM_RECIPIENT,
+        primary_smtp=address,
+        container=org.contractors,
+    )
+
+
+def test_it_reports_an_address_taken_by_a_local_recipient_as_a_conflict(synced):
+    org1, org2 = synced["ORG1"], synced["ORG2"]
+    mine = partner_desk(org1, "newhire@org2.example")
+    mine_before = Recipient.objects.filter(pk=mine.pk).values().get()
+    newhire = org2.add(alias="newhire", display_name="New Hire")
+
+    cycle(org2)
+    run = cycle(org1)
+
+    conflict = Conflict.objects.get(config=org1.config)
+    assert conflict.address == "newhire@org2.example"
+    assert conflict.origin == "ORG2"
+    assert conflict.display_name == "New Hire (ORG2)"
+    assert conflict.local_recipient == mine
+    assert "belongs to a recipient of this organization" in conflict.reason
+    assert conflict.global_key == GlobalEntry.objects.get(object_id=newhire.guid).global_key
+    assert run.conflicts == 1 and run.imported == 0
+    assert not org1.contacts().filter(primary_smtp__iexact="newhire@org2.example").exists()
+    assert Recipient.objects.filter(pk=mine.pk).values().get() == mine_before
+    assert_no_duplicates()
+    # Only ORG1 has the clash; the others import the entry.
+    cycle(synced["ORG3"])
+    assert synced["ORG3"].contacts().filter(primary_smtp="newhire@org2.example").exists()
+
+
+def test_it_imports_the_entry_once_the_conflict_is_gone(synced):
+    org1, org2 = synced["ORG1"], synced["ORG2"]
+    mine = partner_desk(org1, "newhire@org2.example")
+    org2.add(alias="newhire", display_name="New Hire")
+    sync_all()
+    assert Conflict.objects.filter(config=org1.config).exists()
+
+    mine.delete()
+    org1.config.import_all_recipients()
+    run = cycle(org1)
+
+    assert not Conflict.objects.filter(config=org1.config).exists()
+    assert org1.contacts().filter(primary_smtp="newhire@org2.example").count() == 1
+    assert run.imported == 1 and run.conflicts == 0
+    assert_converged(synced)
+
+
+def test_it_reports_two_origins_with_one_address_as_a_conflict(synced):
+    synced["ORG1"].add(alias="helpdesk1", primary_smtp="help@shared.example")
+    synced["ORG2"].add(alias="helpdesk2", primary_smtp="help@shared.example")
+
+    sync_all()
+
+    org3 = synced["ORG3"]
+    assert org3.contacts().filter(primary_smtp="help@shared.example").count() == 1
+    conflict = Conflict.objects.get(config=org3.config)
+    assert conflict.address == "help@shared.example"
+    assert conflict.local_recipient is None
+    holder = org3.contacts().get(primary_smtp="help@shared.example")
+    assert conflict.global_key != holder.global_key
+    # ORG1 and ORG2 each hold the other's help desk: no clash there.
+    assert synced["ORG1"].contacts().filter(primary_smtp="help@shared.example").count() == 0
+    assert_no_duplicates()
+
+
+def test_it_gives_a_contact_a_unique_alias_when_its_alias_is_taken(synced):
+    org1, org2 = synced["ORG1"], synced["ORG2"]
+    mine = org1.add(alias="newhire", primary_smtp="someone.else@org1.example")
+    person = org2.add(alias="newhire", display_name="New Hire")
+
+    cycle(org2)
+    cycle(org1)
+
+    contact = org1.contacts().get(primary_smtp="newhire@org2.example")
+    assert contact.alias.startswith("newhire-")
+    mine.refresh_from_db()
+    assert (mine.alias, mine.primary_smtp) == ("newhire", "someone.else@org1.example")
+    aliases = Recipient.objects.filter(organization=org1.organization).values_list(
+        "alias", flat=True
+    )
+    assert len({alias.lower() for alias in aliases}) == len(aliases)
+    # Kept on later updates too.
+    person.title = "Promoted"
+    person.save()
+    cycle(org2)
+    cycle(org1)
+    contact.refresh_from_db()
+    assert contact.title == "Promoted"
+    assert contact.alias.startswith("newhire-")
+
+
+def test_it_never_touches_recipients_it_did_not_create(synced):
+    org1 = synced["ORG1"]
+    # A contact an administrator made by hand inside the import container.
+    by_hand = org1.add(
+        alias="byhand",
+        display_name="By Hand",
+        kind=Kind.CUSTOM_RECIPIENT,
+        primary_smtp="byhand@partner.example",
+        container=org1.imported,
+    )
+    fields = ["pk", "usn", "display_name", "primary_smtp", "alias", "container_id", "title"]
+    own = set(Recipient.objects.filter(global_key__isnull=True).values_list(*fields))
+    for org in synced.orgs.values():
+        org.config.import_all_recipients()
+        org.config.export_all_recipients()
+    gone = local("org2user1").pk
+    Recipient.objects.filter(pk=gone).delete()
+
+    sync_all()
+
+    after = set(Recipient.objects.filter(global_key__isnull=True).values_list(*fields))
+    assert after == {row for row in own if row[0] != gone}
+    assert by_hand.pk in {row[0] for row in after}
+    assert_converged(synced)
+
+
+def test_it_refuses_replies_without_an_import_container(synced):
+    org3 = synced["ORG3"]
+    org3.config.import_container = None
+    org3.config.save()
+    before = set(org3.contacts().values_list("pk", "display_name"))
+    person = local("org1user1")
+    person.display_name = "Not Imported"
+    person.save()
+
+    sync_all(max_rounds=2)  # ORG3's runs never complete: sync_all would use all its rounds
+
+    rejected = messages_for(org3, status=Status.REJECTED)
+    assert rejected.exists()
+    assert "No container for importing is set" in rejected.first().error
+    assert set(org3.contacts().values_list("pk", "display_name")) == before
+    assert "Not Imported" in synced["ORG2"].contact_names()

@@ -1,0 +1,272 @@
+"""The master's rules: who it listens to, its USN ledger, and a restore from backup."""
+
+import uuid
+
+from django.core import serializers
+
+from directory.models import Recipient
+from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig, ReceivedBatch
+from requestor.cycle import sync_all
+from requestor.models import RequestorConfig
+from tests.engine.conftest import MASTER_DN
+from tests.engine.helpers import (
+    assert_converged,
+    assert_no_duplicates,
+    cycle,
+    inbound,
+    queue_cycle,
+    refresh,
+    send_signed,
+    snapshot,
+    synced_fixtures,
+)
+from transport.constants import MessageKind, Status
+from transport.inbox import pump
+
+MASTER_TABLES = [MasterConfig, AllowedRequestor, GlobalEntry, LedgerEntry, ReceivedBatch]
+
+synced_base, synced = synced_fixtures()
+
+
+def master_state() -> tuple[int, int, int]:
+    return (
+        GlobalEntry.objects.count(),
+        LedgerEntry.objects.count(),
+        MasterConfig.objects.get().usn,
+    )
+
+
+def rejected_exports():
+    return inbound(recipient=MASTER_DN, status=Status.REJECTED)
+
+
+def export_document(org, **overrides) -> dict:
+    """An export part as the organization's requestor would write it."""
+    document = {
+        "protocol": 1,
+        "type": "export",
+        "sender": {"organization": org.name, "address": org.config.dn},
+        "batch": str(uuid.uuid4()),
+        "part": 1,
+        "parts": 1,
+        "sequence": org.config.sequence + 1,
+        "full": False,
+        "master_usn": org.config.master_usn,
+        "master_epoch": str(org.config.master_epoch) if org.config.master_epoch else None,
+        "usn_from": org.config.requestor_usn,
+        "usn_through": org.config.requestor_usn + 1,
+        "changes": [
+            {
+                "id": str(uuid.uuid4()),
+                "op": "upsert",
+                "kind": "mailbox",
+                "usn": org.config.requestor_usn + 1,
+                "attrs": {"display_name": "Intruder", "primary_smtp": "intruder@evil.example"},
+            }
+        ],
+    }
+    document.update(overrides)
+    return document
+
+
+def send_to_master(org, document: dict):
+    """A hand-made export from `org`'s requestor, signed with its key."""
+    message = send_signed(org.organization, org.config.dn, MASTER_DN, document)
+    pump()
+    message.refresh_from_db()
+    return message
+
+
+def test_it_rejects_a_disabled_requestor_and_changes_nothing(synced):
+    AllowedRequestor.objects.filter(organization_name="ORG3").update(enabled=False)
+    person = Recipient.objects.get(alias="org3user1", global_key__isnull=True)
+    person.display_name = "Should Not Travel"
+    person.save()
+    before, contacts = master_state(), snapshot()
+
+    cycle(synced["ORG3"])
+
+    message = rejected_exports().get()
+    dn = synced["ORG3"].config.dn
+    assert message.error == f"The requestor {dn} is disabled on this master."
+    assert message.organization.name == "ORG1"
+    assert master_state() == before
+    # ORG3's runs never complete, so sync_all would go on to its last round: three will do.
+    sync_all(max_rounds=3)
+    assert master_state() == before
+    assert snapshot() == contacts
+
+
+def test_it_rejects_a_requestor_speaking_for_another_organization(synced):
+    org2, org3 = synced["ORG2"], synced["ORG3"]
+    before = master_state()
+    claimed = export_document(org3, sender={"organization": "ORG2", "address": org3.config.dn})
+
+    message = send_to_master(org3, claimed)
+
+    assert message.status == Status.REJECTED
+    assert "speaks for ORG3" in message.error and "ORG2" in message.error
+    assert master_state() == before
+    # Writing another requestor's address in the document does not help either.
+    forged = export_document(org3, sender={"organization": "ORG2", "address": org2.config.dn})
+    message = send_to_master(org3, forged)
+    assert message.status == Status.REJECTED
+    assert "says it is from" in message.error
+    assert master_state() == before
+    assert not GlobalEntry.objects.filter(attrs__display_name="Intruder").exists()
+
+
+def test_it_rejects_a_malformed_export_whole(synced):
+    org3 = synced["ORG3"]
+    before = master_state()
+    document = export_document(org3)
+    document["changes"].append({**document["changes"][0], "attrs": {"custom_attribute_1": "x"}})
+
+    message = send_to_master(org3, document)
+
+    assert message.status == Status.REJECTED
+    assert "custom_attribute_1" in message.error
+    assert master_state() == before
+
+
+def test_it_accepts_a_well_formed_export_sent_by_hand(synced):
+    """The counterpart of the rejections above: the same document from the right sender counts."""
+    org3 = synced["ORG3"]
+    before = master_state()
+
+    message = send_to_master(org3, export_document(org3))
+
+    assert message.status == Status.PROCESSED, message.error
+    assert master_state()[0] == before[0] + 1
+    assert GlobalEntry.objects.get(attrs__display_name="Intruder").origin == "ORG3"
+
+
+def test_it_keeps_a_strictly_increasing_gap_free_ledger(synced):
+    for alias in ("org1user1", "org2user2", "org3user3"):
+        person = Recipient.objects.get(alias=alias, global_key__isnull=True)
+        person.title = "Changed"
+        person.save()
+    Recipient.objects.get(alias="org2user1", global_key__isnull=True).delete()
+    sync_all()
+
+    ledger = list(LedgerEntry.objects.order_by("id").values_list("usn", flat=True))
+    assert ledger == list(range(1, len(ledger) + 1))
+    master = MasterConfig.objects.get()
+    assert master.usn == ledger[-1]
+    # Every global entry shows its latest ledger USN.
+    latest = {}
+    for key, usn in LedgerEntry.objects.values_list("global_key", "usn"):
+        latest[key] = max(latest.get(key, 0), usn)
+    published = dict(GlobalEntry.objects.filter(usn__gt=0).values_list("global_key", "usn"))
+    assert published == latest
+    assert LedgerEntry.objects.filter(op="delete").count() == 1
+
+
+def backup_master() -> str:
+    objects = [obj for model in MASTER_TABLES for obj in model.objects.all()]
+    return serializers.serialize("json", objects)
+
+
+def restore_master(backup: str) -> None:
+    """Put the master database back as it was at the backup (the rest of the installation
+    keeps its current state, as a master restored on its own server would)."""
+    ReceivedBatch.objects.all().delete()
+    LedgerEntry.objects.all().delete()
+    GlobalEntry.objects.all().delete()
+    for restored in serializers.deserialize("json", backup):
+        restored.save()
+
+
+def test_it_starts_a_new_epoch_when_restored_from_backup(synced):
+    old_epoch = MasterConfig.objects.get().epoch
+    backup = backup_master()
+    renamed = Recipient.objects.get(alias="org2user1", global_key__isnull=True)
+    renamed.display_name = "After Backup"
+    renamed.save()
+    synced["ORG2"].add(alias="newhire", display_name="New Hire")
+    Recipient.objects.get(alias="org3user2", global_key__isnull=True).delete()
+    sync_all()
+    refresh(synced)
+    ahead = synced["ORG1"].config.master_usn
+
+    restore_master(backup)
+    master = MasterConfig.objects.get()
+    assert master.usn < ahead
+    last = inbound().last().pk
+    rounds = sync_all()
+
+    # The restored master numbers its messages above everything it sent before the restore, so
+    # no requestor refuses its replies as replays: one round recovers, the rest follow at once.
+    refused = inbound(pk__gt=last, status=Status.REJECTED).values_list("error", flat=True)
+    assert list(refused) == []
+    assert len(rounds) <= 4 and rounds[-1].quiet
+    master.refresh_from_db()
+    assert master.epoch != old_epoch
+    # One new epoch for everyone, not one per requestor that reported the old history.
+    replies = inbound(kind=MessageKind.REPLY, pk__gt=last)
+    assert {reply.summary["epoch"] for reply in replies} == {str(master.epoch)}
+    assert set(RequestorConfig.objects.values_list("master_epoch", flat=True)) == {master.epoch}
+    for org in synced.others("ORG2"):
+        assert "After Backup (ORG2)" in org.contact_names()
+        assert "New Hire (ORG2)" in org.contact_names()
+    for org in synced.others("ORG3"):
+        assert "ORG3 User 2" not in org.contact_names()
+    assert_no_duplicates()
+    assert_converged(synced)
+    ledger = list(LedgerEntry.objects.order_by("usn").values_list("usn", flat=True))
+    assert ledger == list(range(1, len(ledger) + 1))
+
+
+def test_it_answers_a_requestor_ahead_of_the_master_with_a_full_reply(synced):
+    """The brief form of a restore: the newest USNs are gone and the counter is set back."""
+    master = MasterConfig.objects.get()
+    top = master.usn
+    newest = GlobalEntry.objects.get(usn=top)
+    LedgerEntry.objects.filter(usn=top).delete()
+    newest.delete()
+    MasterConfig.objects.filter(pk=master.pk).update(usn=top - 1)
+    # The backup predates the master's ack of that change too.
+    AllowedRequestor.objects.filter(pk=newest.requestor_id).update(acked_usn=0, pending_ranges=[])
+    org1 = synced["ORG1"]
+
+    run = queue_cycle(org1)
+    pump()
+
+    reply = inbound(kind=MessageKind.REPLY).last()
+    assert reply.summary["full"] is True
+    assert reply.summary["epoch"] != str(master.epoch)
+    run.refresh_from_db()
+    assert run.status == "ok"
+    sync_all()
+    assert_converged(synced)
+
+
+def test_it_rejects_a_reply_that_does_not_come_from_its_master(synced):
+    org2 = synced["ORG2"]
+    before = set(org2.contacts().values_list("pk", "display_name"))
+    document = {
+        "protocol": 1,
+        "type": "reply",
+        "sender": {"organization": "ORG3", "address": synced["ORG3"].config.dn},
+        "batch": "7a1b0f63-4d1e-4d59-8a0e-7c1fd0b7e9a1",
+        "part": 1,
+        "parts": 1,
+        "sequence": 1,
+        "full": True,
+        "in_reply_to": str(org2.config.last_export_batch),
+        "epoch": str(org2.config.master_epoch),
+        "ack": 0,
+        "after": 0,
+        "through": 999,
+        "entries": [],
+    }
+    org3 = synced["ORG3"]
+    message = send_signed(org3.organization, org3.config.dn, org2.config.dn, document)
+
+    pump()
+
+    message.refresh_from_db()
+    assert message.status == Status.REJECTED
+    assert f"{org3.config.dn} may not send to {org2.config.dn}" in message.error
+    assert set(org2.contacts().values_list("pk", "display_name")) == before
+    assert org2.refresh().config.master_usn < 999
