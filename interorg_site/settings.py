@@ -1,8 +1,10 @@
 """Settings for InterOrg Sync, read from the environment (see README.md, "Configuration")."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import ParseException, crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from interorg_site.env import envbool, envint, envlist, envstr
@@ -40,6 +42,12 @@ INSTALLED_APPS = [
     "master",
     "requestor",
     "demo",
+    "bench",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -114,11 +122,36 @@ INTERORG_MAX_DECODED_PAYLOAD = envint("INTERORG_MAX_DECODED_PAYLOAD", 200 * MIB,
 # --- Celery -------------------------------------------------------------------------------------
 # The embedded default is Celery's filesystem broker under var/ (no server to install); production
 # sets CELERY_BROKER_URL=redis://host:6379/0.
-CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
+# ("localhost" means nothing to the filesystem transport; without it kombu warns at every connect.)
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://localhost/")
+# Exchanges whose binding tables kombu's filesystem transport keeps in control/<name>.exchange.
+FILESYSTEM_BROKER_EXCHANGES = ("celery", "celery.pidbox", "reply.celery.pidbox", "celeryev")
+
+
+def prepare_filesystem_broker(folder: Path) -> None:
+    """Create the broker's folders, and its exchange tables empty. kombu creates a missing table
+    by truncating it before it takes the lock, so two processes binding at once (a worker and
+    Flower starting together) can leave it corrupt for good; an existing one it updates under
+    the lock. Each table appears whole or not at all (written aside, then linked into place)."""
+    for name in ("queue", "control", "processed"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    for exchange in FILESYSTEM_BROKER_EXCHANGES:
+        table = folder / "control" / f"{exchange}.exchange"
+        if table.exists():
+            continue
+        draft = table.with_name(f".{table.name}.{os.getpid()}")
+        draft.write_text("[]")
+        try:
+            os.link(draft, table)
+        except FileExistsError:
+            pass  # another process was first; its table stands
+        finally:
+            draft.unlink()
+
+
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR = Path(envstr("INTERORG_BROKER_DIR", str(VAR_DIR / "broker")))
-    for folder in ("queue", "control", "processed"):
-        (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
+    prepare_filesystem_broker(BROKER_DIR)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
@@ -138,9 +171,62 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
-# Send a task when a message is queued or received (workers deliver and process at once). Off,
-# the sync commands and tests pump the outbox and inbox themselves.
+# "Celery workers are running": send a task when a message is queued or received, so workers
+# deliver and process at once, and let console buttons queue cycles. `make run` and
+# docker-compose turn it on. Off (a lone `runserver`, the commands, the tests), the work happens
+# in the process that asked for it (the sync commands pump the outbox and inbox themselves).
 INTERORG_DISPATCH_TASKS = envbool("INTERORG_DISPATCH_TASKS", False)
+
+
+def _cron(name: str, default: str) -> crontab | None:
+    """A crontab from a five-field expression in the environment; "disable" turns it off."""
+    raw = envstr(name, default).strip()
+    if raw.lower() == "disable":
+        return None
+    fields = raw.split()
+    if len(fields) != 5:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a cron expression: give five fields such as '30 3 * * *' "
+            "(minute hour day-of-month month day-of-week), or 'disable'."
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    try:
+        return crontab(minute, hour, day_of_week, day_of_month, month_of_year)
+    except (ValueError, ParseException) as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a cron expression: {exc}") from None
+
+
+# Housekeeping, registered in code; django-celery-beat's DatabaseScheduler copies these entries
+# into its tables when beat starts. `expires` stays under each interval, so a backlog left while
+# no worker ran is dropped instead of running many times over.
+INTERORG_ARCHIVE_RETENTION_DAYS = envint("INTERORG_ARCHIVE_RETENTION_DAYS", 90, minimum=1)
+INTERORG_TOMBSTONE_RETENTION_DAYS = envint("INTERORG_TOMBSTONE_RETENTION_DAYS", 60, minimum=1)
+INTERORG_STALLED_RUN_MINUTES = envint("INTERORG_STALLED_RUN_MINUTES", 60, minimum=1)
+INTERORG_SWEEP_SECONDS = envint("INTERORG_SWEEP_SECONDS", 60, minimum=5)
+_housekeeping = _cron("INTERORG_HOUSEKEEPING_CRON", "30 3 * * *")
+CELERY_BEAT_SCHEDULE = {
+    "interorg: deliver and process messages left behind": {
+        "task": "transport.tasks.sweep_messages",
+        "schedule": float(INTERORG_SWEEP_SECONDS),
+        "options": {"expires": INTERORG_SWEEP_SECONDS * 0.9},
+    },
+    "interorg: mark stalled requestor runs failed": {
+        "task": "requestor.tasks.fail_stalled_runs",
+        "schedule": 300.0,
+        "options": {"expires": 270},
+    },
+}
+if _housekeeping is not None:
+    for _name, _task in (
+        ("purge master tombstones", "master.tasks.purge_tombstones"),
+        ("purge acknowledged directory tombstones", "requestor.tasks.purge_directory_tombstones"),
+        ("purge the message archive", "transport.tasks.purge_archive"),
+    ):
+        CELERY_BEAT_SCHEDULE[f"interorg: {_name}"] = {
+            "task": _task,
+            "schedule": _housekeeping,
+            "options": {"expires": 3600},
+        }
 
 # --- Mail ---------------------------------------------------------------------------------------
 # Outbound: Django's SMTP backend towards the relay. Inbound: `manage.py run_smtpd` listens on
@@ -168,3 +254,38 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
 }
+
+# --- Console and JSON API -----------------------------------------------------------------------
+# Every console page needs a login (console/urls.py wraps them all); the API authenticates
+# scripts by token and the console by session (with CSRF); /healthz answers anyone.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "console:dashboard"
+LOGOUT_REDIRECT_URL = "login"
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "console.api.pagination.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "InterOrg Sync API",
+    "DESCRIPTION": "Status, directory, runs, messages and configuration of the organizations "
+    "you hold a role in; actions Execute Now, Import All and Export All.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# Django serves the console's few static files itself (the embedded default has no web server in
+# front); set false when a proxy serves STATIC_ROOT after `manage.py collectstatic`.
+INTERORG_SERVE_STATIC = envbool("INTERORG_SERVE_STATIC", True)
+# How long /healthz waits for the broker before reporting it down.
+INTERORG_HEALTHZ_BROKER_TIMEOUT = envint("INTERORG_HEALTHZ_BROKER_TIMEOUT", 2, minimum=1)

@@ -1,0 +1,449 @@
+"""JSON shapes of the API. Writable serializers validate through the models' own full_clean(),
+so the API gives the same messages as the console (and never trips a database constraint)."""
+
+import copy
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from console import permissions
+from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES
+from directory.models import Container, Organization, Recipient
+from master.models import AllowedRequestor, MasterConfig
+from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
+from transport.models import Message
+from transport.signing import fingerprint
+
+
+def model_clean(instance, exclude=()) -> None:
+    """Run the model's validation; report its errors field by field, as DRF does."""
+    try:
+        instance.full_clean(exclude=list(exclude))
+    except DjangoValidationError as exc:
+        if hasattr(exc, "error_dict"):
+            errors = {
+                ("non_field_errors" if field == "__all__" else field): messages
+                for field, messages in exc.message_dict.items()
+            }
+            raise serializers.ValidationError(errors) from None
+        raise serializers.ValidationError({"non_field_errors": exc.messages}) from None
+
+
+class CleanedModelSerializer(serializers.ModelSerializer):
+    """Validates a copy of the instance with the new values through the model's full_clean()."""
+
+    clean_exclude: tuple[str, ...] = ()
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        candidate = copy.copy(self.instance) if self.instance else self.Meta.model()
+        many = {f.name for f in self.Meta.model._meta.many_to_many}
+        for name, value in attrs.items():
+            if name not in many:
+                setattr(candidate, name, value)
+        model_clean(candidate, exclude=(*many, *self.clean_exclude))
+        # Keep what the model's clean() derived (a custom recipient's target address).
+        for name, field in self.fields.items():
+            model_field = getattr(field, "source", name)
+            if not field.read_only and model_field in self._plain_fields():
+                attrs[model_field] = getattr(candidate, model_field)
+        return attrs
+
+    def _plain_fields(self) -> set[str]:
+        return {
+            f.name
+            for f in self.Meta.model._meta.concrete_fields
+            if not f.is_relation and f.editable
+        }
+
+
+def _user(serializer):
+    request = serializer.context.get("request")
+    return request.user if request else None
+
+
+class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
+    """A related object of an organization the requesting user may see (others do not exist)."""
+
+    def __init__(self, model=None, organization_path="organization", **kwargs):
+        self.model = model
+        self.organization_path = organization_path
+        if not kwargs.get("read_only"):
+            kwargs.setdefault("queryset", model.objects.all())
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        return permissions.restrict(
+            self.model.objects.all(), _user(self), field=self.organization_path
+        )
+
+
+class OrganizationNameField(serializers.SlugRelatedField):
+    def __init__(self, **kwargs):
+        if not kwargs.get("read_only"):
+            kwargs.setdefault("queryset", Organization.objects.all())
+        super().__init__(slug_field="name", **kwargs)
+
+    def get_queryset(self):
+        return permissions.visible_organizations(_user(self))
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Organization
+        fields = ["id", "name", "display_name", "role", "mail_domain", "usn"]
+        read_only_fields = ["usn"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None and not isinstance(self.instance, list | tuple):
+            fields["name"].read_only = True
+        return fields
+
+
+class ErrorLineSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    source = serializers.CharField()
+    text = serializers.CharField()
+
+
+class RequestorViewSerializer(serializers.Serializer):
+    """An allowlisted requestor as the master sees it."""
+
+    id = serializers.IntegerField(source="requestor.pk")
+    organization_name = serializers.CharField(source="requestor.organization_name")
+    address = serializers.CharField(source="requestor.address")
+    enabled = serializers.BooleanField(source="requestor.enabled")
+    last_contact_at = serializers.DateTimeField(source="requestor.last_contact_at", allow_null=True)
+    acked_usn = serializers.IntegerField(source="requestor.acked_usn")
+    reported_master_usn = serializers.IntegerField(source="requestor.reported_master_usn")
+    lag = serializers.IntegerField()
+
+
+class RunSerializer(serializers.ModelSerializer):
+    organization = serializers.CharField(source="config.organization.name", read_only=True)
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "organization",
+            "trigger",
+            "requested_by",
+            "status",
+            "batch",
+            "full_export",
+            "started_at",
+            "finished_at",
+            "parts_sent",
+            "exported",
+            "export_through",
+            "acknowledged",
+            "reply_parts",
+            "reply_parts_applied",
+            "imported",
+            "updated",
+            "deleted",
+            "conflicts",
+            "error",
+        ]
+        read_only_fields = fields
+
+
+class StatusSerializer(serializers.Serializer):
+    """The dashboard's line for one organization."""
+
+    organization = serializers.CharField(source="organization.name")
+    display_name = serializers.CharField(source="organization.display_name")
+    role = serializers.CharField(source="organization.role")
+    state = serializers.CharField()
+    reason = serializers.CharField()
+    requestor_usn = serializers.IntegerField(source="config.requestor_usn", allow_null=True)
+    master_usn = serializers.IntegerField(source="config.master_usn", allow_null=True)
+    lag = serializers.IntegerField(allow_null=True)
+    last_run = RunSerializer(allow_null=True)
+    last_ok_at = serializers.DateTimeField(allow_null=True)
+    next_run = serializers.DateTimeField(allow_null=True)
+    errors = ErrorLineSerializer(many=True)
+    master_current_usn = serializers.SerializerMethodField()
+    requestors = RequestorViewSerializer(many=True)
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_master_current_usn(self, status):
+        return status.master.usn if status.master else None
+
+
+class ContainerSerializer(serializers.ModelSerializer):
+    organization = serializers.CharField(source="organization.name", read_only=True)
+    site = serializers.CharField(source="site.name", read_only=True)
+
+    class Meta:
+        model = Container
+        fields = ["id", "organization", "site", "parent", "name", "dn"]
+        read_only_fields = fields
+
+
+CUSTOM_FIELDS = [f"custom_attribute_{n}" for n in range(1, CUSTOM_ATTRIBUTE_COUNT + 1)]
+
+
+class RecipientSerializer(CleanedModelSerializer):
+    organization = serializers.CharField(source="organization.name", read_only=True)
+    container = VisibleRelatedField(Container)
+    members = VisibleRelatedField(Recipient, many=True, required=False)
+    imported = serializers.BooleanField(source="is_imported", read_only=True)
+
+    class Meta:
+        model = Recipient
+        fields = [
+            "id",
+            "organization",
+            "container",
+            "guid",
+            "kind",
+            *GENERAL_ATTRIBUTES,
+            "target_address",
+            "trust_level",
+            *CUSTOM_FIELDS,
+            "members",
+            "imported",
+            "origin_organization",
+            "global_key",
+            "master_usn",
+            "usn",
+            "created_at",
+            "changed_at",
+        ]
+        read_only_fields = [
+            "guid",
+            "origin_organization",
+            "global_key",
+            "master_usn",
+            "usn",
+            "created_at",
+            "changed_at",
+        ]
+        # The models' own constraints are checked by full_clean() in validate().
+        validators = []
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        container = attrs.get("container") or (self.instance and self.instance.container)
+        members = attrs.get("members") or []
+        if any(m.organization_id != container.organization_id for m in members):
+            raise serializers.ValidationError(
+                {"members": "Members must be recipients of the same organization."}
+            )
+        return attrs
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    """An archived message: its envelope and parsed summary, never the payload itself."""
+
+    organization = serializers.CharField(
+        source="organization.name", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "organization",
+            "direction",
+            "status",
+            "kind",
+            "sender",
+            "recipient",
+            "address_type",
+            "batch",
+            "part",
+            "parts",
+            "sequence",
+            "usn_from",
+            "usn_through",
+            "size",
+            "summary",
+            "key_fingerprint",
+            "message_id",
+            "error",
+            "attempts",
+            "created_at",
+            "processed_at",
+        ]
+        read_only_fields = fields
+
+
+class ConflictSerializer(serializers.ModelSerializer):
+    organization = serializers.CharField(source="config.organization.name", read_only=True)
+
+    class Meta:
+        model = Conflict
+        fields = [
+            "id",
+            "organization",
+            "global_key",
+            "origin",
+            "display_name",
+            "address",
+            "reason",
+            "local_recipient",
+            "first_seen",
+            "last_seen",
+        ]
+        read_only_fields = fields
+
+
+class ExportedContainerSerializer(CleanedModelSerializer):
+    config = VisibleRelatedField(RequestorConfig)
+    container = VisibleRelatedField(Container)
+    container_dn = serializers.CharField(source="container.dn", read_only=True)
+
+    class Meta:
+        model = ExportedContainer
+        fields = [
+            "id",
+            "config",
+            "container",
+            "container_dn",
+            "mailboxes",
+            "distribution_lists",
+            "custom_recipients",
+        ]
+        validators = []
+
+
+class NestedExportedContainerSerializer(serializers.ModelSerializer):
+    container_dn = serializers.CharField(source="container.dn", read_only=True)
+
+    class Meta:
+        model = ExportedContainer
+        fields = ["id", "container", "container_dn", "mailboxes", "distribution_lists"]
+        fields += ["custom_recipients"]
+        read_only_fields = fields
+
+
+class RequestorConfigSerializer(CleanedModelSerializer):
+    """Export Config, Import Config and the USNs of a requestor."""
+
+    organization = OrganizationNameField()
+    master_address_type = serializers.CharField(read_only=True)
+    import_container = VisibleRelatedField(Container, allow_null=True, required=False)
+    exported_containers = NestedExportedContainerSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = RequestorConfig
+        fields = [
+            "id",
+            "organization",
+            "enabled",
+            "address",
+            "dn",
+            "requestor_usn",
+            "master_usn",
+            "exported_containers",
+            "append_display_name",
+            "modify_smtp_domain",
+            "max_message_size",
+            "trust_level",
+            "master_address",
+            "master_address_type",
+            "master_public_key",
+            "import_container",
+            "import_all_domains",
+            "import_domains",
+        ]
+        read_only_fields = ["requestor_usn", "master_usn"]
+        # The suffix usually starts with a space, as in " (ORG2)": keep it.
+        extra_kwargs = {"append_display_name": {"trim_whitespace": False}}
+        validators = []
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None and not isinstance(self.instance, list | tuple):
+            fields["organization"].read_only = True
+        return fields
+
+
+class AllowedRequestorSerializer(CleanedModelSerializer):
+    master = VisibleRelatedField(MasterConfig)
+    master_organization = serializers.CharField(source="master.organization.name", read_only=True)
+    key_fingerprint = serializers.SerializerMethodField()
+    lag = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AllowedRequestor
+        fields = [
+            "id",
+            "master",
+            "master_organization",
+            "address",
+            "organization_name",
+            "label",
+            "enabled",
+            "public_key",
+            "key_fingerprint",
+            "acked_usn",
+            "reported_master_usn",
+            "pending_ranges",
+            "last_contact_at",
+            "lag",
+        ]
+        read_only_fields = [
+            "acked_usn",
+            "reported_master_usn",
+            "pending_ranges",
+            "last_contact_at",
+        ]
+        validators = []
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None and not isinstance(self.instance, list | tuple):
+            fields["master"].read_only = True
+        return fields
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_key_fingerprint(self, requestor) -> str:
+        return fingerprint(requestor.public_key) if requestor.public_key else ""
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_lag(self, requestor) -> int:
+        return max(0, requestor.master.usn - requestor.reported_master_usn)
+
+
+class MasterConfigSerializer(CleanedModelSerializer):
+    organization = OrganizationNameField()
+    requestors = AllowedRequestorSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = MasterConfig
+        fields = [
+            "id",
+            "organization",
+            "enabled",
+            "address",
+            "dn",
+            "max_attachment_size",
+            "tombstone_lifetime_days",
+            "usn",
+            "epoch",
+            "purged_through_usn",
+            "requestors",
+        ]
+        read_only_fields = ["usn", "epoch", "purged_through_usn"]
+        validators = []
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None and not isinstance(self.instance, list | tuple):
+            fields["organization"].read_only = True
+        return fields
+
+
+class ActionResultSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    run = RunSerializer(allow_null=True)

@@ -1,0 +1,347 @@
+"""The JSON API: status, directory, runs, messages, conflicts and configuration of the user's
+organizations, and the requestor's actions. Lists only hold the user's organizations; objects
+of other organizations answer 404; an operator's change answers 403."""
+
+from django.db.models import ProtectedError, Q
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import exceptions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from console import actions, permissions
+from console import status as dashboard
+from console.api import serializers as s
+from console.api.permissions import OrganizationAccess
+from directory.models import Container, Organization, Recipient
+from master.models import AllowedRequestor, MasterConfig
+from requestor.constants import RunStatus, Trigger
+from requestor.cycle import SyncError
+from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
+from transport.constants import Direction, Status
+from transport.models import Message
+
+
+def _param(name: str, description: str, enum=None, type_=str) -> OpenApiParameter:
+    return OpenApiParameter(name, type_, OpenApiParameter.QUERY, description=description, enum=enum)
+
+
+ORGANIZATION = _param("organization", "Only this organization (its short name, such as ORG2).")
+
+
+def query_param(request, name: str) -> str:
+    value = request.query_params.get(name, "")
+    if "\x00" in value:
+        raise exceptions.ValidationError({name: "Null characters are not allowed."})
+    return value
+
+
+class OrganizationScoped:
+    """Restricts the queryset to the user's organizations and checks writes.
+
+    `organization_field` leads from the model to its organization.
+    """
+
+    permission_classes = [OrganizationAccess]
+    organization_field = "organization"
+
+    def get_queryset(self):
+        queryset = permissions.restrict(
+            self.base_queryset(), self.request.user, self.organization_field
+        )
+        name = query_param(self.request, "organization")
+        if name:
+            queryset = queryset.filter(**{f"{self.organization_field}__name": name})
+        return self.filter_queryset_params(queryset)
+
+    def base_queryset(self):
+        return self.queryset.all()
+
+    def filter_queryset_params(self, queryset):
+        return queryset
+
+    def organization_of(self, obj) -> int:
+        value = obj
+        for part in self.organization_field.split("__"):
+            value = getattr(value, part)
+        return value.pk
+
+    def check_can_administer(self, organization_id: int) -> None:
+        if not permissions.can_administer(self.request.user, organization_id):
+            raise exceptions.PermissionDenied(OrganizationAccess.message)
+
+    def perform_destroy(self, instance):
+        try:
+            instance.delete()
+        except ProtectedError as exc:
+            raise Conflict409(
+                f"{instance} is still in use by {len(exc.protected_objects)} object(s); "
+                "remove those first (or disable it instead)."
+            ) from None
+
+
+class Conflict409(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object is still in use."
+    default_code = "conflict"
+
+
+@extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
+class OrganizationViewSet(OrganizationScoped, viewsets.ModelViewSet):
+    """Organizations: administrators change their Server Type; administrators of the whole
+    installation create and delete them."""
+
+    queryset = Organization.objects.all()
+    serializer_class = s.OrganizationSerializer
+    organization_field = "pk"
+    lookup_field = "name"
+    lookup_value_regex = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+
+    def get_queryset(self):
+        queryset = permissions.visible_organizations(self.request.user)
+        name = query_param(self.request, "organization")
+        return queryset.filter(name=name) if name else queryset
+
+    def organization_of(self, obj) -> int:
+        return obj.pk
+
+    def perform_create(self, serializer):
+        if not permissions.is_installation_administrator(self.request.user):
+            raise exceptions.PermissionDenied("Only installation administrators add organizations.")
+        serializer.save()
+
+    def perform_destroy(self, instance):
+        if not permissions.is_installation_administrator(self.request.user):
+            raise exceptions.PermissionDenied("Only installation administrators remove them.")
+        super().perform_destroy(instance)
+
+    @extend_schema(responses=s.StatusSerializer)
+    @action(detail=True, methods=["get"])
+    def status(self, request, name=None):
+        """The dashboard line of one organization."""
+        organization = self.get_object()
+        return Response(s.StatusSerializer(dashboard.organization_status(organization)).data)
+
+
+class StatusViewSet(viewsets.ViewSet):
+    """The dashboard: state, runs, USN lag and recent errors of every organization you see."""
+
+    permission_classes = [OrganizationAccess]
+
+    @extend_schema(responses=s.StatusSerializer(many=True))
+    def list(self, request):
+        organizations = permissions.visible_organizations(request.user)
+        return Response(s.StatusSerializer(dashboard.all_statuses(organizations), many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[ORGANIZATION, _param("site", "Only containers of this site (its name).")]
+    )
+)
+class ContainerViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
+    queryset = Container.objects.select_related("organization", "site")
+    serializer_class = s.ContainerSerializer
+
+    def filter_queryset_params(self, queryset):
+        site = query_param(self.request, "site")
+        return queryset.filter(site__name=site) if site else queryset
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            ORGANIZATION,
+            _param("container", "Only recipients of this container (its id).", type_=int),
+            _param("imported", "true: imported contacts only; false: own recipients only."),
+            _param("search", "Part of the display name, alias or primary SMTP address."),
+        ]
+    )
+)
+class RecipientViewSet(OrganizationScoped, viewsets.ModelViewSet):
+    """Recipients. Imported contacts are kept by the requestor's import: they are read-only."""
+
+    queryset = Recipient.objects.select_related("organization").prefetch_related("members")
+    serializer_class = s.RecipientSerializer
+
+    def filter_queryset_params(self, queryset):
+        container = query_param(self.request, "container")
+        if container:
+            if not container.isdigit() or len(container) > 18:
+                raise exceptions.ValidationError({"container": "Give a container id."})
+            queryset = queryset.filter(container_id=int(container))
+        imported = query_param(self.request, "imported").lower()
+        if imported in ("true", "false"):
+            queryset = queryset.filter(global_key__isnull=imported == "false")
+        search = query_param(self.request, "search")
+        if search:
+            queryset = queryset.filter(
+                Q(display_name__icontains=search)
+                | Q(alias__icontains=search)
+                | Q(primary_smtp__icontains=search)
+            )
+        return queryset.order_by("display_name", "pk")
+
+    def perform_create(self, serializer):
+        self.check_can_administer(serializer.validated_data["container"].organization_id)
+        serializer.save()
+
+    def perform_update(self, serializer):
+        self._refuse_imported(serializer.instance)
+        self.check_can_administer(
+            serializer.validated_data.get(
+                "container", serializer.instance.container
+            ).organization_id
+        )
+        serializer.save()
+
+    def perform_destroy(self, instance):
+        self._refuse_imported(instance)
+        super().perform_destroy(instance)
+
+    def _refuse_imported(self, recipient) -> None:
+        if recipient.is_imported:
+            raise exceptions.PermissionDenied(
+                "Imported contacts are kept by the requestor's import; change them in their "
+                f"origin organization ({recipient.origin_organization})."
+            )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[ORGANIZATION, _param("status", "Only runs in this state.", RunStatus.values)]
+    )
+)
+class RunViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
+    queryset = Run.objects.select_related("config__organization", "requested_by")
+    serializer_class = s.RunSerializer
+    organization_field = "config__organization"
+
+    def filter_queryset_params(self, queryset):
+        state = query_param(self.request, "status")
+        return queryset.filter(status=state) if state in RunStatus.values else queryset
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            ORGANIZATION,
+            _param("direction", "in (received) or out (sent).", Direction.values),
+            _param("status", "Only messages in this state.", Status.values),
+        ]
+    )
+)
+class MessageViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
+    """The message archive: every message sent and received, with rejections and their reason."""
+
+    queryset = Message.objects.defer("payload", "signature").select_related("organization")
+    serializer_class = s.MessageSerializer
+
+    def filter_queryset_params(self, queryset):
+        direction = query_param(self.request, "direction")
+        if direction in Direction.values:
+            queryset = queryset.filter(direction=direction)
+        state = query_param(self.request, "status")
+        return queryset.filter(status=state) if state in Status.values else queryset
+
+
+@extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
+class ConflictViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
+    queryset = Conflict.objects.select_related("config__organization")
+    serializer_class = s.ConflictSerializer
+    organization_field = "config__organization"
+
+
+ACTION_RESPONSES = {200: s.ActionResultSerializer, 202: s.ActionResultSerializer}
+
+
+@extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
+class RequestorConfigViewSet(OrganizationScoped, viewsets.ModelViewSet):
+    """The requestor of an organization (Export Config and Import Config), and its buttons."""
+
+    queryset = (
+        RequestorConfig.objects.select_related("organization", "import_container")
+        .prefetch_related("exported_containers__container")
+        .order_by("organization__name")
+    )
+    serializer_class = s.RequestorConfigSerializer
+
+    def perform_create(self, serializer):
+        self.check_can_administer(serializer.validated_data["organization"].pk)
+        serializer.save()
+
+    def _act(self, request, operation, allowed) -> Response:
+        config = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+        if not allowed(request.user, config.organization):
+            raise exceptions.PermissionDenied(OrganizationAccess.message)
+        try:
+            outcome = operation(config, request.user, Trigger.API)
+        except SyncError as exc:
+            raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from None
+        body = s.ActionResultSerializer(outcome).data
+        return Response(body, status=status.HTTP_200_OK if outcome.run else 202)
+
+    @extend_schema(request=None, responses=ACTION_RESPONSES)
+    @action(detail=True, methods=["post"], url_path="execute-now")
+    def execute_now(self, request, pk=None):
+        """Execute Now: run a cycle (inline, or queued for a worker)."""
+        return self._act(request, actions.execute_now, permissions.can_execute_now)
+
+    @extend_schema(request=None, responses=ACTION_RESPONSES)
+    @action(detail=True, methods=["post"], url_path="import-all")
+    def import_all(self, request, pk=None):
+        """Import All Recipients: master USN to 0, then a cycle."""
+        return self._act(request, actions.import_all, permissions.can_reset_usns)
+
+    @extend_schema(request=None, responses=ACTION_RESPONSES)
+    @action(detail=True, methods=["post"], url_path="export-all")
+    def export_all(self, request, pk=None):
+        """Export All Recipients: requestor USN to 0, then a cycle."""
+        return self._act(request, actions.export_all, permissions.can_reset_usns)
+
+
+@extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
+class ExportedContainerViewSet(OrganizationScoped, viewsets.ModelViewSet):
+    queryset = ExportedContainer.objects.select_related(
+        "container", "config__organization"
+    ).order_by("config__organization__name", "container__dn")
+    serializer_class = s.ExportedContainerSerializer
+    organization_field = "config__organization"
+
+    def perform_create(self, serializer):
+        self.check_can_administer(serializer.validated_data["config"].organization_id)
+        serializer.save()
+
+    def perform_update(self, serializer):
+        config = serializer.validated_data.get("config", serializer.instance.config)
+        self.check_can_administer(config.organization_id)
+        serializer.save()
+
+
+@extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
+class MasterConfigViewSet(OrganizationScoped, viewsets.ModelViewSet):
+    """The master of an organization (Master Configuration) with its requestors' state."""
+
+    queryset = (
+        MasterConfig.objects.select_related("organization")
+        .prefetch_related("requestors__master__organization")
+        .order_by("organization__name")
+    )
+    serializer_class = s.MasterConfigSerializer
+
+    def perform_create(self, serializer):
+        self.check_can_administer(serializer.validated_data["organization"].pk)
+        serializer.save()
+
+
+@extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
+class AllowedRequestorViewSet(OrganizationScoped, viewsets.ModelViewSet):
+    """The master's requestor allowlist (addresses and keys), and what it knows of each."""
+
+    queryset = AllowedRequestor.objects.select_related("master__organization")
+    serializer_class = s.AllowedRequestorSerializer
+    organization_field = "master__organization"
+
+    def perform_create(self, serializer):
+        self.check_can_administer(serializer.validated_data["master"].organization_id)
+        serializer.save()

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class ConsoleConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "console"
+    verbose_name = "Console"

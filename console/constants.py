@@ -1,0 +1,18 @@
+"""Roles of the console and the names of the groups that grant them in every organization."""
+
+from django.db import models
+
+
+class ConsoleRole(models.TextChoices):
+    OPERATOR = "operator", "Operator (read only)"
+    ADMINISTRATOR = "administrator", "Administrator"
+
+
+# Members of these groups hold the role in every organization of the installation.
+OPERATORS_GROUP = "InterOrg operators"
+ADMINISTRATORS_GROUP = "InterOrg administrators"
+
+# A requestor whose last successful run is older than this is "stale" on the dashboard.
+STALE_AFTER_HOURS = 26
+# A run still waiting for the master's reply after this long is reported as stale.
+REPLY_OVERDUE_MINUTES = 60

@@ -1,0 +1,135 @@
+"""Who may do what to which organization: the one rule book of the console and the API.
+
+Levels: an operator reads an organization; an administrator also changes its configuration and
+recipients and runs its actions. A role comes from an OrganizationRole row (one organization) or
+from the "InterOrg operators" / "InterOrg administrators" groups (every organization); superusers
+administer everything. Execute Now and Import/Export All need the administrator role, or the
+operator role plus Django's `requestor.execute_now` / `requestor.reset_usns` permission (the
+original allowed Execute Now to whoever held the service account, not to every reader).
+"""
+
+from enum import IntEnum
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+
+from console.constants import ADMINISTRATORS_GROUP, OPERATORS_GROUP, ConsoleRole
+from directory.models import Organization
+
+
+class Access(IntEnum):
+    NONE = 0
+    OPERATOR = 1
+    ADMINISTRATOR = 2
+
+
+_LEVEL = {ConsoleRole.OPERATOR: Access.OPERATOR, ConsoleRole.ADMINISTRATOR: Access.ADMINISTRATOR}
+_CACHE = "_console_access"
+
+
+class _Grants:
+    """A user's access, read once per request: an installation-wide level and per-org levels."""
+
+    def __init__(self, everywhere: Access, per_org: dict[int, Access]) -> None:
+        self.everywhere = everywhere
+        self.per_org = per_org
+
+    def level(self, organization_id: int) -> Access:
+        return max(self.everywhere, self.per_org.get(organization_id, Access.NONE))
+
+    def org_ids(self, minimum: Access) -> set[int] | None:
+        """Organizations where the level is at least `minimum`; None means all of them."""
+        if self.everywhere >= minimum:
+            return None
+        return {org_id for org_id, level in self.per_org.items() if level >= minimum}
+
+
+def _grants(user) -> _Grants:
+    if not user or not user.is_authenticated or not user.is_active:
+        return _Grants(Access.NONE, {})
+    cached = getattr(user, _CACHE, None)
+    if cached is not None:
+        return cached
+    if user.is_superuser:
+        grants = _Grants(Access.ADMINISTRATOR, {})
+    else:
+        groups = set(user.groups.values_list("name", flat=True))
+        everywhere = Access.NONE
+        if OPERATORS_GROUP in groups:
+            everywhere = Access.OPERATOR
+        if ADMINISTRATORS_GROUP in groups:
+            everywhere = Access.ADMINISTRATOR
+        per_org = {
+            org_id: _LEVEL[role]
+            for org_id, role in user.organization_roles.values_list("organization_id", "role")
+        }
+        grants = _Grants(everywhere, per_org)
+    setattr(user, _CACHE, grants)
+    return grants
+
+
+def forget(user) -> None:
+    """Drop the access cached on a user object (after its roles changed)."""
+    if hasattr(user, _CACHE):
+        delattr(user, _CACHE)
+
+
+def access(user, organization: Organization | int) -> Access:
+    org_id = organization if isinstance(organization, int) else organization.pk
+    return _grants(user).level(org_id)
+
+
+def can_view(user, organization) -> bool:
+    return access(user, organization) >= Access.OPERATOR
+
+
+def can_administer(user, organization) -> bool:
+    return access(user, organization) >= Access.ADMINISTRATOR
+
+
+def can_execute_now(user, organization) -> bool:
+    level = access(user, organization)
+    return level >= Access.ADMINISTRATOR or (
+        level >= Access.OPERATOR and user.has_perm("requestor.execute_now")
+    )
+
+
+def can_reset_usns(user, organization) -> bool:
+    level = access(user, organization)
+    return level >= Access.ADMINISTRATOR or (
+        level >= Access.OPERATOR and user.has_perm("requestor.reset_usns")
+    )
+
+
+def is_installation_administrator(user) -> bool:
+    """May create and delete organizations (administrator everywhere)."""
+    return _grants(user).everywhere >= Access.ADMINISTRATOR
+
+
+def visible_org_ids(user, minimum: Access = Access.OPERATOR) -> set[int] | None:
+    return _grants(user).org_ids(minimum)
+
+
+def restrict(queryset: QuerySet, user, field: str = "organization") -> QuerySet:
+    """Only the rows of organizations the user may see; `field` leads to the organization."""
+    ids = visible_org_ids(user)
+    if ids is None:
+        return queryset
+    lookup = "pk__in" if field == "pk" else f"{field}__in"
+    return queryset.filter(**{lookup: ids})
+
+
+def visible_organizations(user) -> QuerySet:
+    return restrict(Organization.objects.all(), user, field="pk")
+
+
+def organization_or_404(user, name: str, minimum: Access = Access.OPERATOR) -> Organization:
+    """The organization called `name` if the user may see it (404 otherwise, so outsiders
+    learn nothing); PermissionDenied when they may see it but not at the `minimum` level."""
+    org = Organization.objects.filter(name=name).first()
+    if org is None or not can_view(user, org):
+        raise Http404("No such organization.")
+    if access(user, org) < minimum:
+        raise PermissionDenied("Your role in this organization does not allow that.")
+    return org

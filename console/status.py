@@ -1,0 +1,150 @@
+"""What the dashboard says about each organization: role, runs, state, USN lag, recent errors,
+and the master's view of its requestors. Read-only; shared by the console and the API."""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from console.constants import REPLY_OVERDUE_MINUTES, STALE_AFTER_HOURS
+from directory.models import Organization
+from master.models import AllowedRequestor, MasterConfig
+from requestor import schedule
+from requestor.constants import RunStatus
+from requestor.models import RequestorConfig, Run
+from transport.constants import Direction, Status
+from transport.models import Message
+
+RECENT_ERRORS = 5
+
+
+class State:
+    OK = "ok"
+    FAILING = "failing"
+    STALE = "stale"
+    DISABLED = "disabled"
+    NOT_CONFIGURED = "not configured"
+    NOT_A_REQUESTOR = "master only"
+
+
+@dataclass
+class ErrorLine:
+    at: datetime
+    source: str
+    text: str
+
+
+@dataclass
+class RequestorView:
+    """One allowlisted requestor as its master sees it."""
+
+    requestor: AllowedRequestor
+    lag: int
+
+
+@dataclass
+class OrgStatus:
+    organization: Organization
+    config: RequestorConfig | None = None
+    master: MasterConfig | None = None
+    last_run: Run | None = None
+    last_ok_at: datetime | None = None
+    next_run: datetime | None = None
+    state: str = State.OK
+    reason: str = ""
+    master_current_usn: int | None = None
+    errors: list[ErrorLine] = field(default_factory=list)
+    requestors: list[RequestorView] = field(default_factory=list)
+
+    @property
+    def lag(self) -> int | None:
+        """How many master USNs this requestor has yet to apply (None: master not local)."""
+        if self.config is None or self.master_current_usn is None:
+            return None
+        return max(0, self.master_current_usn - self.config.master_usn)
+
+
+def master_of(config: RequestorConfig) -> MasterConfig | None:
+    """The master this requestor sends to, when it runs in this installation."""
+    address = config.master_address
+    return MasterConfig.objects.filter(Q(address__iexact=address) | Q(dn__iexact=address)).first()
+
+
+def organization_status(org: Organization, now: datetime | None = None) -> OrgStatus:
+    now = now or timezone.now()
+    status = OrgStatus(organization=org)
+    status.config = RequestorConfig.objects.filter(organization=org).first()
+    status.master = MasterConfig.objects.filter(organization=org).first()
+    if status.master is not None:
+        status.requestors = [
+            RequestorView(r, max(0, status.master.usn - r.reported_master_usn))
+            for r in status.master.requestors.all()
+        ]
+    if status.config is not None:
+        _requestor_state(status, now)
+    elif org.runs_requestor:
+        status.state, status.reason = State.NOT_CONFIGURED, "No requestor configuration yet."
+    else:
+        status.state = State.NOT_A_REQUESTOR
+    status.errors = recent_errors(org)
+    return status
+
+
+def _requestor_state(status: OrgStatus, now: datetime) -> None:
+    config = status.config
+    runs = Run.objects.filter(config=config)
+    status.last_run = runs.first()
+    last_ok = runs.filter(status=RunStatus.OK).first()
+    status.last_ok_at = last_ok and (last_ok.finished_at or last_ok.started_at)
+    status.next_run = schedule.next_run(config)
+    master = master_of(config)
+    status.master_current_usn = master.usn if master is not None else None
+    status.state, status.reason = requestor_state(config, status.last_run, status.last_ok_at, now)
+
+
+def requestor_state(
+    config: RequestorConfig, last_run: Run | None, last_ok_at: datetime | None, now: datetime
+) -> tuple[str, str]:
+    """(state, reason): failing when the last run failed; stale when no run completed lately
+    or a reply is overdue; ok otherwise."""
+    if not config.enabled:
+        return State.DISABLED, "The requestor is disabled."
+    if last_run is None:
+        return State.STALE, "Never ran."
+    if last_run.status == RunStatus.FAILED:
+        return State.FAILING, last_run.error or "The last run failed."
+    overdue = now - timedelta(minutes=REPLY_OVERDUE_MINUTES)
+    if last_run.status == RunStatus.WAITING and last_run.started_at < overdue:
+        return State.STALE, "The master has not replied to the last export."
+    if last_ok_at is None or last_ok_at < now - timedelta(hours=STALE_AFTER_HOURS):
+        return State.STALE, f"No run completed in the last {STALE_AFTER_HOURS} hours."
+    return State.OK, ""
+
+
+def recent_errors(org: Organization, limit: int = RECENT_ERRORS) -> list[ErrorLine]:
+    """The latest failed runs and rejected or failed messages of an organization, newest first."""
+    runs = Run.objects.filter(config__organization=org, status=RunStatus.FAILED)
+    lines = [
+        ErrorLine(run.finished_at or run.started_at, f"Run {run.pk}", run.error)
+        for run in runs.only("pk", "error", "started_at", "finished_at")[:limit]
+    ]
+    messages = Message.objects.filter(
+        organization=org, status__in=[Status.REJECTED, Status.FAILED]
+    ).only("pk", "direction", "status", "error", "created_at", "processed_at")
+    for message in messages[:limit]:
+        direction = "received" if message.direction == Direction.INBOUND else "sent"
+        lines.append(
+            ErrorLine(
+                message.processed_at or message.created_at,
+                f"Message {message.pk} ({direction}, {message.get_status_display().lower()})",
+                message.error,
+            )
+        )
+    lines.sort(key=lambda line: line.at, reverse=True)
+    return lines[:limit]
+
+
+def all_statuses(organizations) -> list[OrgStatus]:
+    now = timezone.now()
+    return [organization_status(org, now) for org in organizations]

@@ -1,0 +1,63 @@
+"""The console's pages: the dashboard, and per organization its property pages and archives."""
+
+from django.contrib.auth.decorators import login_required
+from django.urls import include, path
+
+from console.views import archive, dashboard, directory, master, organizations, requestor
+
+app_name = "console"
+
+organization_pages = [
+    path("", dashboard.overview, name="overview"),
+    path("server-type/", organizations.server_type, name="server-type"),
+    path("master/", master.master_config, name="master-config"),
+    path("requestor/setup/", requestor.setup, name="requestor-setup"),
+    path("requestor/export/", requestor.export_config, name="export-config"),
+    path("requestor/import/", requestor.import_config, name="import-config"),
+    path("requestor/schedule/", requestor.schedule_page, name="schedule"),
+    path("requestor/execute-now/", requestor.execute_now, name="execute-now"),
+    path(
+        "requestor/import-all/",
+        requestor.reset,
+        {"which": "import-all"},
+        name="import-all",
+    ),
+    path(
+        "requestor/export-all/",
+        requestor.reset,
+        {"which": "export-all"},
+        name="export-all",
+    ),
+    path("directory/", directory.containers, name="containers"),
+    path("directory/containers/<int:pk>/", directory.container_detail, name="container"),
+    path(
+        "directory/containers/<int:container>/new/",
+        directory.recipient_edit,
+        name="recipient-add",
+    ),
+    path("directory/recipients/<int:pk>/", directory.recipient_detail, name="recipient"),
+    path("directory/recipients/<int:pk>/edit/", directory.recipient_edit, name="recipient-edit"),
+    path(
+        "directory/recipients/<int:pk>/delete/",
+        directory.recipient_delete,
+        name="recipient-delete",
+    ),
+    path("runs/", archive.runs, name="runs"),
+    path("runs/<int:pk>/", archive.run_detail, name="run"),
+    path("messages/", archive.messages_list, name="messages"),
+    path("messages/<int:pk>/", archive.message_detail, name="message"),
+    path("conflicts/", archive.conflicts, name="conflicts"),
+]
+
+
+def _login_required(patterns: list) -> list:
+    """Every page of the console needs a login: an anonymous visitor is sent to /login/."""
+    for pattern in patterns:
+        pattern.callback = login_required(pattern.callback)
+    return patterns
+
+
+urlpatterns = [
+    path("", login_required(dashboard.dashboard), name="dashboard"),
+    path("o/<str:org>/", include(_login_required(organization_pages))),
+]

@@ -1,0 +1,146 @@
+"""The directory browser: containers, their recipients, and imported contacts with their origin.
+Administrators add, change and delete the organization's own recipients here; imported
+contacts belong to the requestor's import and are read-only."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+
+from console.forms import ConfirmForm, RecipientForm
+from console.permissions import Access
+from console.views.base import org_page, page, paginate
+from directory.models import Container, Recipient
+
+RECIPIENT_LIST_FIELDS = (
+    "pk",
+    "kind",
+    "display_name",
+    "alias",
+    "primary_smtp",
+    "trust_level",
+    "origin_organization",
+    "global_key",
+    "master_usn",
+    "usn",
+    "container_id",
+)
+
+
+def _search(queryset, text: str):
+    if not text:
+        return queryset
+    return queryset.filter(
+        Q(display_name__icontains=text) | Q(alias__icontains=text) | Q(primary_smtp__icontains=text)
+    )
+
+
+@org_page()
+def containers(request, organization):
+    rows = (
+        Container.objects.filter(organization=organization)
+        .select_related("site")
+        .annotate(
+            own=Count("recipients", filter=Q(recipients__global_key__isnull=True)),
+            imported=Count("recipients", filter=Q(recipients__global_key__isnull=False)),
+        )
+        .order_by("dn")
+    )
+    tree = [(container, container.dn.count("/cn=") - 1) for container in rows]
+    return page(request, "console/containers.html", organization, "directory", tree=tree)
+
+
+@org_page()
+def container_detail(request, organization, pk: int):
+    container = get_object_or_404(Container, pk=pk, organization=organization)
+    query = request.GET.get("q", "").strip()
+    recipients = _search(
+        Recipient.objects.filter(container=container).only(*RECIPIENT_LIST_FIELDS), query
+    ).order_by("display_name", "pk")
+    return page(
+        request,
+        "console/container.html",
+        organization,
+        "directory",
+        container=container,
+        recipients=paginate(request, recipients),
+        query=query,
+    )
+
+
+def _recipient(organization, pk: int) -> Recipient:
+    return get_object_or_404(
+        Recipient.objects.select_related("container"), pk=pk, organization=organization
+    )
+
+
+@org_page()
+def recipient_detail(request, organization, pk: int):
+    recipient = _recipient(organization, pk)
+    members = recipient.members.only("pk", "display_name", "primary_smtp")
+    return page(
+        request,
+        "console/recipient.html",
+        organization,
+        "directory",
+        recipient=recipient,
+        members=members,
+    )
+
+
+def _refuse_imported(recipient: Recipient) -> None:
+    if recipient.is_imported:
+        raise PermissionDenied(
+            "Imported contacts are kept by the requestor's import; change them in their "
+            f"origin organization ({recipient.origin_organization})."
+        )
+
+
+@org_page(Access.ADMINISTRATOR)
+def recipient_edit(request, organization, pk: int | None = None, container: int | None = None):
+    recipient = _recipient(organization, pk) if pk else Recipient()
+    if pk:
+        _refuse_imported(recipient)
+    elif container:
+        recipient.container = get_object_or_404(Container, pk=container, organization=organization)
+    form = RecipientForm(request.POST or None, instance=recipient, organization=organization)
+    if request.method == "POST" and form.is_valid():
+        recipient = form.save()
+        messages.success(request, f"{recipient.display_name} saved.")
+        return redirect("console:recipient", org=organization.name, pk=recipient.pk)
+    return page(
+        request,
+        "console/recipient_form.html",
+        organization,
+        "directory",
+        form=form,
+        recipient=recipient,
+    )
+
+
+@org_page(Access.ADMINISTRATOR)
+def recipient_delete(request, organization, pk: int):
+    recipient = _recipient(organization, pk)
+    _refuse_imported(recipient)
+    if request.method == "POST" and ConfirmForm(request.POST).is_valid():
+        container = recipient.container
+        recipient.delete()
+        messages.success(request, f"{recipient.display_name} deleted.")
+        return redirect("console:container", org=organization.name, pk=container.pk)
+    return page(
+        request,
+        "console/confirm.html",
+        organization,
+        "directory",
+        title=f"Delete {recipient.display_name}",
+        explanation="The recipient is deleted here, and the deletion is exported to the "
+        "other organizations at the next cycle.",
+        form=ConfirmForm(),
+        cancel=recipient_url(organization, recipient),
+        danger=True,
+    )
+
+
+def recipient_url(organization, recipient) -> str:
+    return reverse("console:recipient", kwargs={"org": organization.name, "pk": recipient.pk})

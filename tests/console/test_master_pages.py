@@ -1,0 +1,145 @@
+"""Server Type and Master Configuration (the requestor allowlist with addresses and keys)."""
+
+from django.test import Client
+from django.urls import reverse
+
+from console.constants import ConsoleRole
+from console.models import OrganizationRole
+from directory.constants import Role
+from master.models import AllowedRequestor, GlobalEntry, MasterConfig
+from requestor.cycle import sync_all
+from tests.console.conftest import make_user
+from transport.signing import active_key
+
+
+def master_client(world, role=ConsoleRole.ADMINISTRATOR) -> Client:
+    user = make_user(f"hub-{role}", {world.org1.organization: role})
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def allowlist_data(master: MasterConfig, **changes) -> dict:
+    rows = list(master.requestors.order_by("pk"))
+    data = {
+        "enabled": "on",
+        "address": master.address,
+        "dn": master.dn,
+        "max_attachment_size": master.max_attachment_size,
+        "tombstone_lifetime_days": master.tombstone_lifetime_days,
+        "requestors-TOTAL_FORMS": len(rows) + 1,
+        "requestors-INITIAL_FORMS": len(rows),
+        "requestors-MIN_NUM_FORMS": 0,
+        "requestors-MAX_NUM_FORMS": 1000,
+        f"requestors-{len(rows)}-enabled": "on",
+    }
+    for i, row in enumerate(rows):
+        data.update(
+            {
+                f"requestors-{i}-id": row.pk,
+                f"requestors-{i}-master": master.pk,
+                f"requestors-{i}-address": row.address,
+                f"requestors-{i}-organization_name": row.organization_name,
+                f"requestors-{i}-enabled": "on" if row.enabled else "",
+            }
+        )
+    data.update(changes)
+    return {key: value for key, value in data.items() if value != ""}
+
+
+def test_it_changes_the_server_type(world, admin_client_):
+    url = reverse("console:server-type", kwargs={"org": "ORG2"})
+    response = admin_client_.post(
+        url, {"display_name": "Fabrikam", "mail_domain": "org2.example", "role": "both"}
+    )
+    assert response.status_code == 302
+    world.org2.organization.refresh_from_db()
+    assert world.org2.organization.role == Role.BOTH
+    assert b"Master Configuration" in admin_client_.get(url).content
+
+
+def test_it_adds_a_requestor_with_its_key(world):
+    client = master_client(world)
+    key = active_key(world.org3.organization.pk).public_key
+    AllowedRequestor.objects.filter(organization_name="ORG3").delete()
+    n = world.master.requestors.count()
+    response = client.post(
+        reverse("console:master-config", kwargs={"org": "ORG1"}),
+        allowlist_data(
+            world.master,
+            **{
+                f"requestors-{n}-address": "requestor@org3.example",
+                f"requestors-{n}-organization_name": "ORG3",
+                f"requestors-{n}-public_key": key,
+                "max_attachment_size": 65536,
+            },
+        ),
+    )
+    assert response.status_code == 302
+    added = AllowedRequestor.objects.get(organization_name="ORG3")
+    assert (added.address, added.public_key) == ("requestor@org3.example", key)
+    world.master.refresh_from_db()
+    assert world.master.max_attachment_size == 65536
+
+
+def test_it_explains_a_bad_public_key(world):
+    response = master_client(world).post(
+        reverse("console:master-config", kwargs={"org": "ORG1"}),
+        allowlist_data(world.master, **{"requestors-0-public_key": "not a key"}),
+    )
+    assert response.status_code == 200
+    assert b'class="error"' in response.content
+
+
+def test_it_refuses_to_remove_a_requestor_the_master_holds_entries_of(world):
+    sync_all(max_rounds=1)
+    org2 = AllowedRequestor.objects.get(organization_name="ORG2")
+    assert GlobalEntry.objects.filter(requestor=org2).exists()
+    index = list(world.master.requestors.order_by("pk")).index(org2)
+    response = master_client(world).post(
+        reverse("console:master-config", kwargs={"org": "ORG1"}),
+        allowlist_data(world.master, **{f"requestors-{index}-DELETE": "on"}),
+    )
+    assert response.status_code == 200
+    assert "Uncheck Enabled to stop accepting its exports instead" in response.content.decode()
+    assert AllowedRequestor.objects.filter(pk=org2.pk).exists()
+
+
+def test_it_creates_a_master_for_an_organization_without_one(world, admin_client_):
+    world.org2.organization.role = Role.BOTH
+    world.org2.organization.save()
+    response = admin_client_.post(
+        reverse("console:master-config", kwargs={"org": "ORG2"}),
+        {
+            "enabled": "on",
+            "address": "master@org2.example",
+            "dn": "/o=ORG2/ou=Site2/cn=Recipients/cn=MASTER",
+            "max_attachment_size": 2097152,
+            "tombstone_lifetime_days": 60,
+            "requestors-TOTAL_FORMS": 1,
+            "requestors-INITIAL_FORMS": 0,
+            "requestors-MIN_NUM_FORMS": 0,
+            "requestors-MAX_NUM_FORMS": 1000,
+            "requestors-0-address": "requestor@branch.example",
+            "requestors-0-organization_name": "BRANCH",
+            "requestors-0-enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    master = MasterConfig.objects.get(organization=world.org2.organization)
+    assert list(master.requestors.values_list("organization_name", flat=True)) == ["BRANCH"]
+
+
+def test_it_shows_the_public_key_and_never_the_private_one(world):
+    key = active_key(world.org1.organization.pk)
+    body = master_client(world, ConsoleRole.OPERATOR).get("/o/ORG1/master/").content.decode()
+    assert key.public_key in body and key.fingerprint in body
+    assert key.private_key not in body
+
+
+def test_it_shows_the_masters_view_of_its_requestors(world):
+    sync_all(max_rounds=2)
+    body = master_client(world, ConsoleRole.OPERATOR).get("/o/ORG1/").content.decode()
+    assert "Requestors of this master" in body
+    assert "/o=ORG3/ou=Site3/cn=Recipients/cn=REQUESTOR" in body
+    assert OrganizationRole.objects.count() == 1
