@@ -1,9 +1,19 @@
 """Admin pages of the requestor: its Export and Import Config, and what its runs did."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils.text import Truncator
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 
 from directory.admin import ReadOnlyAdmin
+from requestor import actions, schedule
 from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
 
 
@@ -15,18 +25,66 @@ class ExportedContainerInline(admin.TabularInline):
     verbose_name_plural = "exported containers (each with everything inside it)"
 
 
+class RequestorConfigForm(forms.ModelForm):
+    """The requestor's pages, with the Schedule page's fields (kept as beat entries)."""
+
+    schedule_kind = forms.ChoiceField(
+        label="Run a cycle",
+        choices=schedule.KINDS,
+        initial=schedule.NEVER,
+        widget=forms.RadioSelect,
+    )
+    schedule_minutes = forms.IntegerField(
+        label="every (minutes)", min_value=1, max_value=schedule.MAX_MINUTES, required=False
+    )
+    schedule_times = forms.CharField(
+        label="daily at",
+        required=False,
+        help_text="Times of day (HH:MM, server time zone) separated by commas: 02:00, 14:30.",
+    )
+
+    # No Meta: the admin builds the form for RequestorConfig with the fields of its fieldsets.
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            current = schedule.get(self.instance)
+            self.initial.setdefault("schedule_kind", current.kind)
+            self.initial.setdefault("schedule_minutes", current.minutes)
+            times = ", ".join(schedule.format_time(t) for t in current.times)
+            self.initial.setdefault("schedule_times", times)
+
+    def clean(self):
+        data = super().clean()
+        kind = data.get("schedule_kind")
+        if kind == schedule.EVERY and not data.get("schedule_minutes"):
+            self.add_error("schedule_minutes", "Give the number of minutes between cycles.")
+        if kind == schedule.DAILY:
+            try:
+                data["schedule_times"] = schedule.parse_times(data.get("schedule_times", ""))
+            except ValidationError as exc:
+                self.add_error("schedule_times", exc)
+            else:
+                if not data["schedule_times"]:
+                    self.add_error("schedule_times", "Give at least one time of day.")
+        return data
+
+
 @admin.register(RequestorConfig)
 class RequestorConfigAdmin(admin.ModelAdmin):
+    form = RequestorConfigForm
     list_display = (
         "organization",
         "address",
         "master_address",
         "enabled",
+        "schedule_summary",
         "requestor_usn",
         "master_usn",
         "trust_level",
     )
     list_select_related = ("organization",)
+    actions = ["execute_now", "import_all", "export_all"]
     autocomplete_fields = ("import_container",)
     fieldsets = (
         (None, {"fields": ("organization", "enabled", "address", "dn")}),
@@ -53,6 +111,7 @@ class RequestorConfigAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Schedule", {"fields": ("schedule_kind", "schedule_minutes", "schedule_times")}),
         (
             "Protocol state",
             {"classes": ("collapse",), "fields": ("master_epoch", "sequence", "last_export_batch")},
@@ -69,6 +128,53 @@ class RequestorConfigAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return (*self.readonly_fields, "organization") if obj else self.readonly_fields
+
+    def get_queryset(self, request):
+        entries = ("schedule_tasks__interval", "schedule_tasks__crontab")
+        return super().get_queryset(request).prefetch_related(*entries)
+
+    @admin.display(description="schedule")
+    def schedule_summary(self, obj: RequestorConfig) -> str:
+        return schedule.describe(obj)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        data = form.cleaned_data
+        schedule.apply(
+            form.instance, data["schedule_kind"], data["schedule_minutes"], data["schedule_times"]
+        )
+
+    def has_execute_now_permission(self, request) -> bool:
+        return request.user.has_perm(actions.EXECUTE_NOW)
+
+    def has_reset_usns_permission(self, request) -> bool:
+        return request.user.has_perm(actions.RESET_USNS)
+
+    def _queue(self, request, queryset, button, what: str) -> None:
+        try:
+            for config in queryset.select_related("organization"):
+                button(config, request.user)
+        except PermissionDenied as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        names = ", ".join(sorted(c.organization.name for c in queryset))
+        self.message_user(
+            request,
+            f"{what} {names}: a cycle is queued; its run appears under Runs.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Execute Now (run a cycle at once)", permissions=["execute_now"])
+    def execute_now(self, request, queryset) -> None:
+        self._queue(request, queryset, actions.execute_now, "Execute Now for")
+
+    @admin.action(description="Import All Recipients (master USN 0)", permissions=["reset_usns"])
+    def import_all(self, request, queryset) -> None:
+        self._queue(request, queryset, actions.import_all, "Import All Recipients for")
+
+    @admin.action(description="Export All Recipients (requestor USN 0)", permissions=["reset_usns"])
+    def export_all(self, request, queryset) -> None:
+        self._queue(request, queryset, actions.export_all, "Export All Recipients for")
 
 
 @admin.register(Run)
@@ -120,3 +226,10 @@ class ConflictAdmin(ReadOnlyAdmin):
     @admin.display(ordering="config__organization__name")
     def organization(self, obj: Conflict) -> str:
         return obj.config.organization.name
+
+
+# Each requestor's schedule is edited on its own page; beat's raw tables (and the periodic
+# housekeeping registered in settings.CELERY_BEAT_SCHEDULE) are wiring, not console pages.
+for model in (PeriodicTask, IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)

@@ -3,7 +3,7 @@
 import logging
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from requestor.constants import RunStatus, Trigger
@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 
 class SyncError(Exception):
     """A cycle that cannot start; the message says what to change."""
+
+
+class CycleRunning(SyncError):
+    """Another cycle of the same organization holds its requestor right now."""
 
 
 def run_cycle(config_id: int, trigger: str = Trigger.COMMAND, user=None) -> Run:
@@ -38,13 +42,31 @@ def run_cycle(config_id: int, trigger: str = Trigger.COMMAND, user=None) -> Run:
         )
 
 
+def _lock_config(config_id: int) -> RequestorConfig | None:
+    """The requestor's row, locked to commit; refused at once if another cycle (or the import of
+    a reply) holds it, rather than queueing a second export behind the first. SQLite has no row
+    locks: its IMMEDIATE transactions already run one writer at a time."""
+    nowait = connection.features.has_select_for_update_nowait
+    query = RequestorConfig.objects.select_for_update(nowait=nowait).select_related("organization")
+    try:
+        with transaction.atomic():  # a savepoint: the transaction stays usable after a refusal
+            return query.filter(pk=config_id).first()
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        name = (
+            RequestorConfig.objects.filter(pk=config_id)
+            .values_list("organization__name", flat=True)
+            .first()
+        )
+        raise CycleRunning(
+            f"A cycle of {name or config_id} is already running (exporting, or importing the "
+            "master's reply); this one was not started. The next one picks up any new change."
+        ) from None
+
+
 def _start(config_id: int, trigger: str, user) -> Run:
-    config = (
-        RequestorConfig.objects.select_for_update()
-        .select_related("organization")
-        .filter(pk=config_id)
-        .first()
-    )
+    config = _lock_config(config_id)
     if config is None:
         raise SyncError(f"There is no requestor configuration {config_id}.")
     if not config.enabled and trigger == Trigger.SCHEDULE:
@@ -54,7 +76,7 @@ def _start(config_id: int, trigger: str, user) -> Run:
         outbox.queue(
             config.organization_id, config.own_address, config.master_address, document, payload
         )
-    config.sequence += len(export.parts)
+    config.sequence = export.parts[-1][0]["sequence"]
     config.last_export_batch = export.batch
     config.save(update_fields=["sequence", "last_export_batch"])
     return Run.objects.create(

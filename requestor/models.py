@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 
 from directory.constants import TRUST_LEVEL_MAX
 from requestor.constants import DEFAULT_MAX_MESSAGE_SIZE, RunStatus, Trigger
@@ -50,6 +52,13 @@ def validate_domain(value: str) -> None:
         raise ValidationError(f"{value!r} is not a valid domain, such as org1.example.")
 
 
+class UnstrippedCharField(models.CharField):
+    """Text whose leading and trailing spaces matter, such as a display-name suffix " (ORG2)"."""
+
+    def formfield(self, **kwargs):
+        return super().formfield(**{"strip": False, **kwargs})
+
+
 class RequestorConfig(models.Model):
     """The requestor service of an organization: what it exports, where it imports, its USNs."""
 
@@ -79,7 +88,7 @@ class RequestorConfig(models.Model):
     master_usn = models.BigIntegerField(
         "master USN", default=0, help_text="Master changes up to this USN have been applied."
     )
-    append_display_name = models.CharField(
+    append_display_name = UnstrippedCharField(
         "append to display name",
         max_length=64,
         blank=True,
@@ -138,6 +147,12 @@ class RequestorConfig(models.Model):
     sequence = models.BigIntegerField(default=0, editable=False)
     last_reply_sequence = models.BigIntegerField(default=0, editable=False)
     last_export_batch = models.UUIDField(null=True, blank=True, editable=False)
+
+    # The Schedule page: django-celery-beat entries that run this requestor's cycle (managed by
+    # requestor/schedule.py; none means Execute Now only).
+    schedule_tasks = models.ManyToManyField(
+        "django_celery_beat.PeriodicTask", blank=True, editable=False, related_name="+"
+    )
 
     class Meta:
         verbose_name = "requestor configuration"
@@ -350,3 +365,9 @@ class Conflict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address}: {self.reason}"
+
+
+@receiver(pre_delete, sender=RequestorConfig)
+def delete_schedule(sender, instance: RequestorConfig, **kwargs) -> None:
+    """A requestor's schedule goes with it (beat would otherwise start cycles of nothing)."""
+    instance.schedule_tasks.all().delete()

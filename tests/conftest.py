@@ -1,6 +1,9 @@
 """Suite-wide test setup. Fixtures of one area live in that area's conftest.py."""
 
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from django.db import connection
 
 
@@ -12,3 +15,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def no_task_dispatch(settings):
+    """Tests pump the outbox and inbox themselves: queuing a message sends no Celery task.
+    (tests/workers/ runs real workers, which get INTERORG_DISPATCH_TASKS=true of their own.)"""
+    settings.INTERORG_DISPATCH_TASKS = False
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_suffix):
+    """On SQLite, a test database in a file next to the configured one instead of in memory:
+    the worker processes of tests/workers/ must open the same database."""
+    database = settings.DATABASES["default"]
+    name = str(database["NAME"])
+    if not database["ENGINE"].endswith("sqlite3") or database.get("TEST", {}).get("NAME"):
+        return
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    suffix = f"_{worker}" if worker else ""
+    test_name = path.with_name(f"test_{path.stem}{suffix}{path.suffix}")
+    database.setdefault("TEST", {})["NAME"] = str(test_name)

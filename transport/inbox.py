@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from transport import signing, wire
+from transport import dispatch, signing, wire
 from transport.constants import Direction, Status
 from transport.exceptions import MessageDeferred, MessageRejected
 from transport.models import Message
@@ -181,9 +181,14 @@ def _describe(message: Message, document: wire.Document) -> None:
 
 def retry_deferred(organization_id: int) -> int:
     """Give deferred messages of an organization another go after an earlier part was applied."""
-    return Message.objects.filter(
+    deferred = Message.objects.filter(
         direction=Direction.INBOUND, status=Status.DEFERRED, organization_id=organization_id
-    ).update(status=Status.RECEIVED)
+    )
+    pks = list(deferred.values_list("pk", flat=True))
+    Message.objects.filter(pk__in=pks, status=Status.DEFERRED).update(status=Status.RECEIVED)
+    for pk in pks:
+        dispatch.message_received(pk)
+    return len(pks)
 
 
 def pump(max_rounds: int = 1000) -> int:

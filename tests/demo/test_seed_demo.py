@@ -17,7 +17,7 @@ from requestor.models import ExportedContainer, RequestorConfig
 
 pytestmark = pytest.mark.django_db
 
-LOGIN = re.compile(r"Log in at http://127\.0\.0\.1:8000/admin/ as admin / (\S+)")
+LOGIN = re.compile(r"Log in at http://127\.0\.0\.1:8000/ as admin / (\S+)")
 
 
 @pytest.fixture(autouse=True)

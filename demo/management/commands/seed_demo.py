@@ -2,12 +2,14 @@
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import models, transaction
+from django.utils import timezone
 
 from demo.plan import (
     CONTAINERS,
@@ -20,12 +22,17 @@ from demo.plan import (
 )
 from directory.models import Container, Organization, Recipient, Site, allocate_usns
 from master.models import AllowedRequestor, MasterConfig
+from requestor import schedule
 from requestor.models import ExportedContainer, RequestorConfig
 
 ADMIN_USERNAME = "admin"
-ADMIN_URL = "http://127.0.0.1:8000/admin/"
+ADMIN_URL = "http://127.0.0.1:8000/"
 MASTER_DN = "/o=ORG1/ou=Site1/cn=Recipients/cn=MASTER"
 REQUESTOR_TRUST_THRESHOLD = 50
+# Every demo requestor runs a cycle every minute, the organizations 10 s apart, the first at once:
+# the directories converge within about a minute and a half of `make run`, untouched.
+SCHEDULE_MINUTES = 1
+SCHEDULE_STAGGER_SECONDS = 10
 
 
 class Command(BaseCommand):
@@ -116,7 +123,8 @@ def seed_sync_config() -> None:
         {"address": "master@org1.example", "dn": MASTER_DN},
         organization=orgs["ORG1"],
     )
-    for spec in ORGANIZATIONS:
+    now = timezone.now()
+    for number, spec in enumerate(ORGANIZATIONS):
         config = seed_requestor(spec, orgs[spec.name])
         ensure(
             AllowedRequestor,
@@ -124,6 +132,9 @@ def seed_sync_config() -> None:
             master=master,
             organization_name=spec.name,
         )
+        if not config.schedule_tasks.exists():
+            first_run = now + timedelta(seconds=number * SCHEDULE_STAGGER_SECONDS)
+            schedule.set_every_minutes(config, SCHEDULE_MINUTES, first_run_at=first_run)
 
 
 def seed_requestor(spec: OrgSpec, org: Organization) -> RequestorConfig:

@@ -1,0 +1,10 @@
+"""Celery entry points of the master service; the work is in master.housekeeping."""
+
+from celery import shared_task
+
+from master import housekeeping
+
+
+@shared_task(ignore_result=True)
+def purge_tombstones() -> int:
+    return housekeeping.purge_tombstones()

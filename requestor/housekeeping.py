@@ -1,0 +1,58 @@
+"""The requestor's housekeeping: runs whose reply never came, and tombstones nobody needs."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from directory.models import Organization, Tombstone
+from requestor.constants import RunStatus
+from requestor.models import RequestorConfig, Run
+
+log = logging.getLogger(__name__)
+
+
+def fail_stalled_runs(minutes: int | None = None) -> int:
+    """Mark failed the runs that have waited longer than INTERORG_STALLED_RUN_MINUTES for the
+    master's reply; return how many. Nothing is lost: the next cycle exports the same changes
+    again, and a reply that still arrives is applied and completes its run."""
+    minutes = settings.INTERORG_STALLED_RUN_MINUTES if minutes is None else minutes
+    now = timezone.now()
+    stalled = Run.objects.filter(
+        status__in=[RunStatus.RUNNING, RunStatus.WAITING],
+        started_at__lt=now - timedelta(minutes=minutes),
+    )
+    count = stalled.update(
+        status=RunStatus.FAILED,
+        finished_at=now,
+        error=f"No reply from the master within {minutes} minutes. Nothing is lost: the next "
+        "cycle sends these changes again. If this repeats, check the master address on the "
+        "Import Config page, this requestor's entry on the master's allowlist, and the message "
+        "archive for a rejected or undelivered message.",
+    )
+    if count:
+        log.warning(
+            "marked %s requestor runs failed after %s minutes without reply", count, minutes
+        )
+    return count
+
+
+def purge_directory_tombstones(days: int | None = None) -> int:
+    """Delete tombstones older than INTERORG_TOMBSTONE_RETENTION_DAYS that no export needs any
+    more: the organization's requestor has had them acknowledged (USN ≤ its requestor USN), or
+    the organization runs no requestor, or the deleted object was an imported contact (never
+    exported). Return how many went."""
+    days = settings.INTERORG_TOMBSTONE_RETENTION_DAYS if days is None else days
+    old = Tombstone.objects.filter(deleted_at__lt=timezone.now() - timedelta(days=days))
+    acknowledged = dict(RequestorConfig.objects.values_list("organization_id", "requestor_usn"))
+    purged = 0
+    for organization_id in Organization.objects.values_list("pk", flat=True):
+        mine = old.filter(organization_id=organization_id)
+        if organization_id in acknowledged:
+            mine = mine.filter(Q(imported=True) | Q(usn__lte=acknowledged[organization_id]))
+        purged += mine.delete()[0]
+    if purged:
+        log.info("purged %s directory tombstones older than %s days", purged, days)
+    return purged

@@ -1,0 +1,36 @@
+"""The message archive is kept for troubleshooting, then purged (INTERORG_ARCHIVE_RETENTION_DAYS).
+
+Only messages that are done with go: a message still queued, received or deferred is work in
+progress, however old.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from transport.constants import Status
+from transport.models import Message
+
+log = logging.getLogger(__name__)
+
+FINISHED = (Status.SENT, Status.PROCESSED, Status.REJECTED, Status.FAILED)
+CHUNK = 1000
+
+
+def purge_archive(days: int | None = None) -> int:
+    """Delete finished messages older than the retention; return how many went."""
+    days = settings.INTERORG_ARCHIVE_RETENTION_DAYS if days is None else days
+    cutoff = timezone.now() - timedelta(days=days)
+    old = Message.objects.filter(status__in=FINISHED, created_at__lt=cutoff)
+    purged = 0
+    # In chunks: a year of messages must not become one huge transaction.
+    while pks := list(old.order_by("pk").values_list("pk", flat=True)[:CHUNK]):
+        deleted = Message.objects.filter(pk__in=pks, status__in=FINISHED).delete()[1]
+        if not deleted.get(Message._meta.label):
+            break
+        purged += deleted[Message._meta.label]
+    if purged:
+        log.info("purged %s archived messages older than %s days", purged, days)
+    return purged
