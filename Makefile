@@ -7,8 +7,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/interorg
 PYTEST_ARGS ?=
+# Two processes for the suite; the tests of real Celery workers share one Redis database and
+# brokers, so they run on their own afterwards.
+XDIST ?= -n 2
+BENCH_SMOKE := --recipients 60 --incremental-sizes 20,40 --changes 5 \
+	--fanout-requestors 3 --fanout-entries 300
 
-.PHONY: install run test test-postgres test-sqlite lint demo clean
+.PHONY: install run test test-tools test-postgres test-sqlite lint compose-check demo flower \
+	bench clean
 
 install: $(VENV)/.installed
 
@@ -22,25 +28,65 @@ demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty
 
+# The console, a Celery worker, beat and the SMTP receiver (Procfile); the demo organizations sync
+# by themselves on their schedules. Ctrl-C stops all four. A .env file is not read: it is for
+# docker-compose; export variables in the shell to change this setup.
 run: demo
 	@echo
 	@echo "  InterOrg Sync console: http://$(HOST):$(PORT)/   (log in as shown above; Ctrl-C stops)"
+	@echo "  The demo organizations sync every minute by themselves: watch their Runs."
 	@echo
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	INTERORG_DISPATCH_TASKS=true INTERORG_WEB_ADDRESS=$(HOST):$(PORT) \
+		$(VENV)/bin/honcho --no-colour -e /dev/null -f Procfile start
+
+# Flower, the Celery monitor, on http://127.0.0.1:5555/ against the same broker as `make run`.
+flower: install
+	FLOWER_UNAUTHENTICATED_API=true $(VENV)/bin/celery -A interorg_site flower \
+		--address=127.0.0.1 --port=5555
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
 
-test: lint test-postgres test-sqlite
+test: lint compose-check test-postgres test-sqlite
 
-test-postgres: install
+# Validate docker-compose.yml offline (docker-compose 1.29 from apt; no Docker engine needed).
+compose-check:
+	@if ! command -v docker-compose >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing docker-compose to validate docker-compose.yml..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
+	  else \
+	    echo "Skipped: docker-compose.yml not validated (apt-get install docker-compose)."; \
+	    exit 0; \
+	  fi; \
+	fi; \
+	docker-compose --env-file .env.example -f docker-compose.yml config -q && \
+	  echo "docker-compose.yml is valid."
+
+# What the tests start or drive besides Python: swaks, Dovecot, Chromium (installed when missing).
+test-tools:
+	@bin/ensure-test-tools
+	@bin/ensure-browser
+
+test-postgres: install test-tools
 	@bin/wait-for-postgres "$(TEST_DATABASE_URL)"
-	DATABASE_URL="$(TEST_DATABASE_URL)" $(VENV)/bin/pytest $(PYTEST_ARGS)
+	DATABASE_URL="$(TEST_DATABASE_URL)" $(VENV)/bin/pytest $(XDIST) --ignore=tests/workers $(PYTEST_ARGS)
+	DATABASE_URL="$(TEST_DATABASE_URL)" $(VENV)/bin/pytest tests/workers $(PYTEST_ARGS)
+	DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) manage.py bench $(BENCH_SMOKE)
 
-test-sqlite: install
-	DATABASE_URL="sqlite:///$(CURDIR)/var/test.sqlite3" $(VENV)/bin/pytest -m "not postgres" $(PYTEST_ARGS)
+test-sqlite: install test-tools
+	DATABASE_URL="sqlite:///$(CURDIR)/var/test.sqlite3" $(VENV)/bin/pytest -m "not postgres" \
+		$(XDIST) --ignore=tests/workers $(PYTEST_ARGS)
+	DATABASE_URL="sqlite:///$(CURDIR)/var/test.sqlite3" $(VENV)/bin/pytest -m "not postgres" \
+		tests/workers $(PYTEST_ARGS)
+	DATABASE_URL="sqlite:///$(CURDIR)/var/bench.sqlite3" $(PY) manage.py bench $(BENCH_SMOKE)
+
+# The benchmarks at full size (see README, "Performance"); BENCH_ARGS=--json var/bench.json
+bench: install
+	$(PY) manage.py bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3 .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,211 @@
+"""The benchmark workloads: each builds its data, runs the real sync path and returns figures."""
+
+import resource
+import time
+import uuid
+from collections import defaultdict
+from contextlib import contextmanager
+
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from bench import topology
+from directory.constants import Kind
+from directory.models import Recipient
+from master import processing
+from master.models import AllowedRequestor, GlobalEntry, MasterConfig, ReceivedBatch
+from requestor import cycle, importer
+from requestor.cycle import run_cycle, sync_all
+from transport.inbox import pump
+from transport.models import Message
+
+
+class Phases:
+    """Wall time spent inside chosen functions of the sync path, by label."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._restore = []
+
+    def wrap(self, module, name: str, label: str) -> None:
+        original = getattr(module, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - start
+
+        setattr(module, name, timed)
+        self._restore.append((module, name, original))
+
+    def restore(self) -> None:
+        for module, name, original in reversed(self._restore):
+            setattr(module, name, original)
+
+
+@contextmanager
+def phases():
+    timer = Phases()
+    timer.wrap(cycle, "build_export", "export")
+    timer.wrap(processing, "process_export", "master")
+    timer.wrap(processing, "send_reply", "reply")
+    timer.wrap(importer, "apply_reply", "import")
+    try:
+        yield timer
+    finally:
+        timer.restore()
+
+
+def reset() -> None:
+    """An empty scratch database for the next workload."""
+    call_command("flush", interactive=False, verbosity=0)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def w1_full_sync(per_org: int, organizations: int = 3) -> dict:
+    """Full initial sync: every organization's recipients through the master into the others."""
+    reset()
+    start = time.perf_counter()
+    topology.build(organizations, per_org)
+    setup = time.perf_counter() - start
+    with phases() as timer:
+        start = time.perf_counter()
+        rounds = sync_all(max_rounds=5)
+        total = time.perf_counter() - start
+    source = organizations * per_org
+    imported = Recipient.objects.filter(global_key__isnull=False).count()
+    expected = organizations * (organizations - 1) * per_org
+    seconds = dict(timer.seconds)
+    seconds["master"] -= seconds.get("reply", 0.0)
+    return {
+        "workload": "W1 full initial sync",
+        "organizations": organizations,
+        "recipients_per_org": per_org,
+        "setup_seconds": setup,
+        "rounds": len(rounds),
+        "converged": imported == expected and rounds[-1].quiet,
+        "contacts_imported": imported,
+        "seconds": {**seconds, "end_to_end": total},
+        "rates": {
+            "export": _rate(source, seconds.get("export")),
+            "master": _rate(source, seconds.get("master")),
+            "reply": _rate(imported, seconds.get("reply")),
+            "import": _rate(imported, seconds.get("import")),
+            "end_to_end": _rate(source, total),
+        },
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def w2_incremental(per_org: int, changes: int) -> dict:
+    """K changes in one organization: the time and SQL queries of the cycles that carry them."""
+    reset()
+    built = topology.build(3, per_org)
+    sync_all(max_rounds=5)
+    source, receiver = built.configs[1], built.configs[0]
+    people = list(
+        Recipient.objects.filter(organization=source.organization, global_key=None)[:changes]
+    )
+    for person in people:
+        person.title = "Changed Title"
+        person.save()
+    figures = {}
+    for label, config in (("export_cycle", source), ("import_cycle", receiver)):
+        with CaptureQueriesContext(connection) as queries:
+            start = time.perf_counter()
+            run_cycle(config.pk)
+            pump()
+            elapsed = time.perf_counter() - start
+        figures[label] = {"seconds": elapsed, "queries": len(queries)}
+    changed = Recipient.objects.filter(
+        organization=receiver.organization, title="Changed Title", global_key__isnull=False
+    ).count()
+    return {
+        "workload": "W2 incremental",
+        "recipients_per_org": per_org,
+        "changes": changes,
+        "arrived": changed,
+        **figures,
+    }
+
+
+def w3_fanout(requestors: int, entries: int) -> dict:
+    """The master answers `requestors` full requests over `entries` global entries."""
+    reset()
+    built = topology.build(requestors, 0)
+    master = MasterConfig.objects.get(pk=built.master.pk)
+    allowed = list(AllowedRequestor.objects.filter(master=master).order_by("pk"))
+    _fill_master(master, allowed, entries)
+    start = time.perf_counter()
+    for requestor in allowed:
+        with transaction.atomic():
+            master = MasterConfig.objects.select_for_update().get(pk=master.pk)
+            batch = ReceivedBatch.objects.create(
+                requestor=requestor, batch=uuid.uuid4(), parts=1, received_parts=[1]
+            )
+            processing.send_reply(master, requestor, batch)
+            master.save(update_fields=["sequence"])
+    elapsed = time.perf_counter() - start
+    sent_entries = sum(message.summary["count"] for message in Message.objects.filter(kind="reply"))
+    return {
+        "workload": "W3 master fan-out",
+        "requestors": requestors,
+        "entries": entries,
+        "entries_sent": sent_entries,
+        "seconds": elapsed,
+        "rate": _rate(sent_entries, elapsed),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def _fill_master(master: MasterConfig, allowed: list, entries: int) -> None:
+    rows = []
+    for usn in range(1, entries + 1):
+        requestor = allowed[usn % len(allowed)]
+        rows.append(
+            GlobalEntry(
+                master=master,
+                requestor=requestor,
+                object_id=uuid.uuid4(),
+                global_key=f"{requestor.organization_name}:{usn}",
+                origin=requestor.organization_name,
+                kind=Kind.MAILBOX,
+                attrs={
+                    "display_name": f"Person {usn}",
+                    "alias": f"person{usn}",
+                    "title": "Engineer",
+                    "department": "Operations",
+                    "primary_smtp": f"person{usn}@{requestor.organization_name.lower()}.example",
+                },
+                source_usn=usn,
+                usn=usn,
+            )
+        )
+    GlobalEntry.objects.bulk_create(rows, batch_size=5000)
+    MasterConfig.objects.filter(pk=master.pk).update(usn=entries)
+
+
+def ceiling_bulk_insert(count: int) -> dict:
+    """The same recipient rows inserted with bare bulk_create: what W1's writes cannot beat."""
+    reset()
+    built = topology.build(1, 0)
+    container = built.configs[0].import_container
+    start = time.perf_counter()
+    topology.add_people(container, count, seed=7)
+    elapsed = time.perf_counter() - start
+    return {
+        "workload": "bulk insert ceiling",
+        "rows": count,
+        "seconds": elapsed,
+        "rate": _rate(count, elapsed),
+    }
+
+
+def _rate(count: int, seconds: float | None) -> float | None:
+    return round(count / seconds, 1) if seconds else None
