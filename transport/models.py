@@ -1,6 +1,7 @@
 """The message archive: every message of both directions, kept with its parsed summary."""
 
 from django.db import models
+from django.db.models.functions import Upper
 
 from transport.constants import AddressType, Direction, MessageKind, Status
 
@@ -52,7 +53,11 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["direction", "status"], name="message_direction_status")]
+        indexes = [
+            models.Index(fields=["direction", "status"], name="message_direction_status"),
+            # The replay check looks up a sender's accepted sequences case-insensitively.
+            models.Index(Upper("sender"), "sequence", name="message_sender_sequence"),
+        ]
 
     def __str__(self) -> str:
         part = f" part {self.part}/{self.parts}" if self.parts else ""

@@ -254,6 +254,18 @@ def send_signed(organization, sender: str, recipient: str, document: dict) -> Me
     )
 
 
+def person(alias: str) -> Recipient:
+    """One of the organization's own recipients (not a contact) by alias."""
+    return Recipient.objects.get(alias=alias, global_key__isnull=True)
+
+
+def rename(alias: str, name: str) -> Recipient:
+    recipient = person(alias)
+    recipient.display_name = name
+    recipient.save()
+    return recipient
+
+
 def add_many(org, count: int, prefix: str = "bulk") -> None:
     """`count` mailboxes with long General attributes (so that they fill message parts), in the
     organization's exported container, written in bulk with fresh local USNs."""

@@ -16,9 +16,11 @@ from tests.engine.helpers import (
     duplicate,
     inbound,
     messages_for,
+    person,
     queue_cycle,
     queued,
     refresh,
+    rename,
     snapshot,
     synced,
 )
@@ -29,17 +31,6 @@ KIB = 1024
 # Enough recipients with long attributes for several 16 KiB parts.
 BULK = 60
 ORG2_TOTAL = BULK + 3
-
-
-def person(alias: str) -> Recipient:
-    return Recipient.objects.get(alias=alias, global_key__isnull=True)
-
-
-def rename(alias: str, name: str) -> Recipient:
-    recipient = person(alias)
-    recipient.display_name = name
-    recipient.save()
-    return recipient
 
 
 def test_it_converges_when_every_first_attempt_is_lost(scenario):

@@ -1,6 +1,5 @@
 """Mail loses, repeats and reorders messages; the directories still converge, nothing doubled."""
 
-from directory.models import Recipient
 from master.models import GlobalEntry, LedgerEntry
 from requestor.cycle import sync_all
 from tests.engine.helpers import (
@@ -13,8 +12,10 @@ from tests.engine.helpers import (
     held,
     inbound,
     messages_for,
+    person,
     queue_cycle,
     queued,
+    rename,
     snapshot,
     synced_fixtures,
 )
@@ -22,17 +23,6 @@ from transport.constants import MessageKind, Status
 from transport.inbox import pump
 
 synced_base, synced = synced_fixtures()
-
-
-def person(alias: str) -> Recipient:
-    return Recipient.objects.get(alias=alias, global_key__isnull=True)
-
-
-def rename(alias: str, name: str) -> Recipient:
-    recipient = person(alias)
-    recipient.display_name = name
-    recipient.save()
-    return recipient
 
 
 # Lost messages ----------------------------------------------------------------------------------
