@@ -57,6 +57,12 @@ def receive(sender: str, recipient: str, payload: bytes) -> Message:
     )
 
 
+def use_export_handler(monkeypatch, handle) -> None:
+    """Let `handle` stand in for the master's handler of exports for one test."""
+    master = registry.agent_at(MASTER_DN)
+    monkeypatch.setitem(registry._agents, "export", replace(master, handle=handle))
+
+
 def processed(message: Message) -> Message:
     """Run the inbox and return the message as it left it."""
     inbox.process_pending()
@@ -232,9 +238,7 @@ def test_it_keeps_no_trace_of_a_handler_that_writes_then_rejects(scenario, monke
         assert GlobalEntry.objects.exists()  # it did write
         raise MessageRejected("Changed my mind.")
 
-    monkeypatch.setitem(
-        registry._agents, "export", replace(registry.agent_at(MASTER_DN), handle=handle)
-    )
+    use_export_handler(monkeypatch, handle)
     org2 = scenario["ORG2"]
     _, payload = export_of(org2)
     before = state()
@@ -250,9 +254,7 @@ def test_it_keeps_no_trace_of_a_handler_that_writes_then_defers(scenario, monkey
         processing.handle_export(message, document)
         raise MessageDeferred("Not yet.")
 
-    monkeypatch.setitem(
-        registry._agents, "export", replace(registry.agent_at(MASTER_DN), handle=handle)
-    )
+    use_export_handler(monkeypatch, handle)
     org2 = scenario["ORG2"]
     _, payload = export_of(org2)
     before = state()
@@ -291,9 +293,7 @@ def test_it_marks_a_message_failed_when_its_handler_crashes_and_rolls_back(scena
         assert GlobalEntry.objects.exists() and Message.objects.filter(status=Status.QUEUED)
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setitem(
-        registry._agents, "export", replace(registry.agent_at(MASTER_DN), handle=handle)
-    )
+    use_export_handler(monkeypatch, handle)
     org2 = scenario["ORG2"]
     _, payload = export_of(org2)
     before = state()
@@ -319,9 +319,7 @@ def test_it_goes_on_with_other_messages_after_a_crash(scenario, monkeypatch):
             raise RuntimeError("ORG2 breaks things")
         processing.handle_export(message, document)
 
-    monkeypatch.setitem(
-        registry._agents, "export", replace(registry.agent_at(MASTER_DN), handle=handle)
-    )
+    use_export_handler(monkeypatch, handle)
     first = receive(org2.config.dn, MASTER_DN, export_of(org2)[1])
     second = receive(org3.config.dn, MASTER_DN, export_of(org3)[1])
 
