@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	@bin/ensure-python "$(PYTHON)" "$(VENV)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	@bin/ensure-ldap "$(PY)" || echo "Note: LDAP directories stay unavailable until python-ldap installs."
 	@touch $@
 
 demo: install
@@ -66,9 +67,11 @@ compose-check:
 	docker-compose --env-file .env.example -f docker-compose.yml config -q && \
 	  echo "docker-compose.yml is valid."
 
-# What the tests start or drive besides Python: swaks, Dovecot, Chromium (installed when missing).
+# What the tests start or drive besides Python: swaks, Dovecot, slapd and the LDAP clients,
+# Chromium, and python-ldap (installed when missing).
 test-tools:
 	@bin/ensure-test-tools
+	@bin/ensure-ldap "$(PY)"
 	@bin/ensure-browser
 
 test-postgres: install test-tools

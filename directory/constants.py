@@ -9,6 +9,11 @@ class Kind(models.TextChoices):
     CUSTOM_RECIPIENT = "custom_recipient", "Custom recipient"
 
 
+class Backend(models.TextChoices):
+    BUILTIN = "builtin", "Built-in directory"
+    LDAP = "ldap", "LDAP server"
+
+
 class Role(models.TextChoices):
     MASTER = "master", "Master"
     REQUESTOR = "requestor", "Requestor"

@@ -17,6 +17,7 @@ from directory.constants import (
     CUSTOM_ATTRIBUTE_MAX_LENGTH,
     GENERAL_ATTRIBUTES,
     TRUST_LEVEL_MAX,
+    Backend,
     Kind,
     Role,
 )
@@ -72,6 +73,14 @@ class Organization(models.Model):
     usn = models.BigIntegerField(
         default=0, editable=False, help_text="Highest local USN handed out so far."
     )
+    directory_backend = models.CharField(
+        "directory",
+        max_length=16,
+        choices=Backend.choices,
+        default=Backend.BUILTIN,
+        help_text="Where the organization's recipients live. An LDAP directory is read before "
+        "every export and receives the imported contacts.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -82,6 +91,10 @@ class Organization(models.Model):
     @property
     def dn(self) -> str:
         return f"/o={self.name}"
+
+    @property
+    def uses_ldap(self) -> bool:
+        return self.directory_backend == Backend.LDAP
 
     @property
     def runs_master(self) -> bool:
@@ -135,6 +148,10 @@ class Container(models.Model):
     )
     name = models.CharField(max_length=64, validators=[rdn_validator])
     dn = models.CharField(max_length=1024, unique=True, editable=False, verbose_name="DN")
+    # For an organization whose directory is in LDAP: the organizational unit this container
+    # mirrors, found again by its entryUUID when it is renamed or moved.
+    ldap_uuid = models.UUIDField("LDAP entryUUID", null=True, blank=True, editable=False)
+    ldap_dn = models.CharField("LDAP DN", max_length=1024, blank=True, editable=False)
 
     class Meta:
         ordering = ["dn"]
@@ -419,3 +436,82 @@ class Tombstone(models.Model):
                 )
                 for offset, (pk, _org, guid, kind, container_id) in enumerate(org_rows)
             )
+
+
+ldap_uri_validator = RegexValidator(
+    r"^ldaps?://[^\s/]+/?$",
+    "Use ldap://host[:port] or ldaps://host[:port].",
+)
+
+
+class LdapDirectory(models.Model):
+    """Where an organization's LDAP directory is, and how far its changes have been read.
+
+    The organization's recipients are mirrored in the built-in tables: each scan reads what
+    changed in LDAP since the last one into the mirror, where it gets local USNs and tombstones
+    like any other change, and the imported contacts are written from the mirror into LDAP.
+    """
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="ldap")
+    uri = models.CharField(
+        "server URI",
+        max_length=512,
+        validators=[ldap_uri_validator],
+        help_text="ldap://host:389 or ldaps://host:636.",
+    )
+    start_tls = models.BooleanField(
+        "use StartTLS", default=False, help_text="Upgrade an ldap:// connection to TLS first."
+    )
+    ca_file = models.CharField(
+        "CA certificates file",
+        max_length=512,
+        blank=True,
+        help_text="PEM file of the CAs to trust for TLS; empty for the system's.",
+    )
+    bind_dn = models.CharField("bind DN", max_length=1024, blank=True)
+    password = models.CharField("bind password", max_length=256, blank=True)
+    base_dn = models.CharField(
+        "base DN",
+        max_length=1024,
+        help_text="The subtree holding the organization's recipients, such as dc=example,dc=org.",
+    )
+    timeout = models.PositiveSmallIntegerField(
+        "timeout (seconds)",
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(600)],
+    )
+
+    high_water = models.CharField(
+        max_length=32,
+        blank=True,
+        editable=False,
+        help_text="Latest modifyTimestamp read; the next scan reads entries changed since.",
+    )
+    published_usn = models.BigIntegerField(
+        default=0,
+        editable=False,
+        help_text="The imported contacts are written to LDAP up to this local USN.",
+    )
+    last_scan_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_publish_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    scan_problems = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="Entries the last scan left out of the organization's recipients, and why.",
+    )
+    publish_problems = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="Imported contacts the last write to LDAP could not write, and why.",
+    )
+
+    class Meta:
+        verbose_name = "LDAP directory"
+        verbose_name_plural = "LDAP directories"
+
+    def __str__(self) -> str:
+        return f"{self.organization}: {self.uri} {self.base_dn}"

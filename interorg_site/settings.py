@@ -1,5 +1,6 @@
 """Settings for InterOrg Sync, read from the environment (see README.md, "Configuration")."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -49,6 +50,11 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "console",
 ]
+# LDAP directories (the `ldap` extra): the entries' models, and a router that sends each
+# organization's to its own server.
+if importlib.util.find_spec("ldapdb") is not None:
+    INSTALLED_APPS.append("directory.ldap")
+    DATABASE_ROUTERS = ["directory.ldap.router.LdapRouter"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

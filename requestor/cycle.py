@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from directory import backends
+from directory.models import Organization
 from requestor.constants import RunStatus, Trigger
 from requestor.export import build_export
 from requestor.models import RequestorConfig, Run
@@ -26,6 +28,7 @@ class CycleRunning(SyncError):
 def run_cycle(config_id: int, trigger: str = Trigger.COMMAND, user=None) -> Run:
     """Queue this organization's next export batch and record the run waiting for its reply."""
     try:
+        _refresh_directory(config_id)
         with transaction.atomic():
             return _start(config_id, trigger, user)
     except SyncError:
@@ -40,6 +43,14 @@ def run_cycle(config_id: int, trigger: str = Trigger.COMMAND, user=None) -> Run:
             finished_at=timezone.now(),
             error=f"{exc.__class__.__name__}: {exc}",
         )
+
+
+def _refresh_directory(config_id: int) -> None:
+    """An LDAP directory is read into the organization's mirror before the export (and the
+    contacts still to write are written); the built-in directory needs nothing."""
+    organization = Organization.objects.filter(requestor_config__pk=config_id).first()
+    if organization is not None:
+        backends.refresh(organization)
 
 
 def _lock_config(config_id: int) -> RequestorConfig | None:

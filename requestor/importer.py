@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from directory import backends
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.models import Recipient, allocate_usns, smtp_validator
 from requestor.constants import RunStatus
@@ -69,6 +70,7 @@ def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
             "No container for importing is set; choose one on the Import Config page."
         )
     apply_reply(config, document)
+    backends.contacts_changed(config.organization)
 
 
 def apply_reply(config: RequestorConfig, document: wire.ReplyDocument) -> Counts:

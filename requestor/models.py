@@ -10,6 +10,7 @@ from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
 from directory.constants import TRUST_LEVEL_MAX
+from directory.models import LdapDirectory
 from requestor.constants import DEFAULT_MAX_MESSAGE_SIZE, RunStatus, Trigger
 from transport.constants import AddressType, address_type_of
 from transport.validators import (
@@ -241,11 +242,15 @@ class RequestorConfig(models.Model):
         """Export All Recipients: reset the requestor USN to 0 (a full export next cycle)."""
         self.request_full_export()
         RequestorConfig.objects.filter(pk=self.pk).update(requestor_usn=0, last_export_batch=None)
+        # An LDAP directory is read whole again by the next scan.
+        LdapDirectory.objects.filter(organization_id=self.organization_id).update(high_water="")
 
     def import_all_recipients(self) -> None:
         """Import All Recipients: reset the master USN to 0 (a full reply next cycle)."""
         self.master_usn = 0
         RequestorConfig.objects.filter(pk=self.pk).update(master_usn=0)
+        # And every imported contact is written to an LDAP directory again, whatever changed.
+        LdapDirectory.objects.filter(organization_id=self.organization_id).update(published_usn=0)
 
 
 class ExportedContainer(models.Model):

@@ -1,0 +1,57 @@
+"""Where an organization's directory lives: the built-in tables, or an LDAP server mirrored in
+them (directory.ldap). The sync engine calls these two hooks and nothing else of LDAP."""
+
+import logging
+
+from django.db import transaction
+
+from directory.models import Organization
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryUnavailable(Exception):
+    """The organization's directory cannot be used right now; nothing was changed, and the next
+    run picks up where this one stopped."""
+
+
+def _ldap():
+    try:
+        from directory.ldap import publish, scan
+    except ImportError as exc:
+        raise DirectoryUnavailable(
+            f"LDAP directories need python-ldap, which is not installed ({exc}); "
+            "install it with: pip install 'interorg-sync[ldap]'"
+        ) from None
+    return scan, publish
+
+
+def refresh(organization: Organization) -> None:
+    """Before an export: write what is pending to LDAP, then read LDAP's changes into the
+    mirror. Nothing to do for the built-in directory. Raises DirectoryUnavailable."""
+    if not organization.uses_ldap:
+        return
+    scan, publish = _ldap()
+    publish.publish(organization.pk)
+    result = scan.scan(organization.pk)
+    if result.problems:
+        log.warning(
+            "%s: the LDAP scan left out %d entries, first: %s",
+            organization,
+            len(result.problems),
+            result.problems[0],
+        )
+
+
+def contacts_changed(organization: Organization) -> None:
+    """After contacts were imported into the mirror: write them to LDAP once committed. If LDAP
+    is down, they stay pending and the next cycle writes them."""
+    if organization.uses_ldap:
+        transaction.on_commit(lambda: publish_quietly(organization.pk))
+
+
+def publish_quietly(organization_id: int) -> None:
+    try:
+        _ldap()[1].publish(organization_id)
+    except DirectoryUnavailable as exc:
+        log.warning("contacts not written to LDAP yet: %s", exc)

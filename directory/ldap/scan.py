@@ -1,0 +1,320 @@
+"""Read an LDAP directory's changes into the organization's mirror (before each export).
+
+One scan, in one database transaction (all of it or none of it):
+- the organizational units become containers, found again by entryUUID when renamed or moved;
+- the entries changed since the last scan (modifyTimestamp) are read whole and written to the
+  mirror with fresh local USNs when they differ from it;
+- the list of the recipients present (entryUUID and DN only) finds the deletes, the entries
+  that stopped being recipients, and those the scan could not take before.
+The stable id of a recipient is its entryUUID: it is the mirror's object GUID.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import ldap
+import ldap.dn
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from directory.backends import DirectoryUnavailable
+from directory.constants import GENERAL_ATTRIBUTES, Kind
+from directory.ldap import schema
+from directory.ldap.connection import connected, search
+from directory.models import (
+    Container,
+    LdapDirectory,
+    Recipient,
+    Site,
+    alias_validator,
+    allocate_usns,
+    rdn_validator,
+    smtp_validator,
+)
+from transport.wire import sanitize_value
+
+SITE_NAME = "LDAP"
+# Entries committed a little after others that carry a later timestamp are still read.
+OVERLAP = timedelta(seconds=2)
+TIMESTAMP_FORMAT = "%Y%m%d%H%M%SZ"
+MAX_PROBLEMS = 200
+FETCH_CHUNK = 200
+MIRROR_FIELDS = ["kind", "container_id", "target_address", *GENERAL_ATTRIBUTES]
+
+
+@dataclass
+class ScanResult:
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    read: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return self.created + self.updated + self.deleted
+
+
+def scan(organization_id: int) -> ScanResult:
+    """Bring the mirror up to date with LDAP; DirectoryUnavailable if LDAP fails (no change)."""
+    try:
+        with transaction.atomic():
+            return _scan(organization_id)
+    except DirectoryUnavailable as exc:
+        LdapDirectory.objects.filter(organization_id=organization_id).update(
+            last_error=str(exc), last_error_at=timezone.now()
+        )
+        raise
+
+
+def normalize(dn: str) -> str:
+    """A DN in one spelling, to compare DNs (attribute names and values ignore case here)."""
+    return ldap.dn.dn2str(ldap.dn.str2dn(dn)).lower()
+
+
+def parent_of(dn: str) -> str:
+    return ldap.dn.dn2str(ldap.dn.str2dn(dn)[1:]).lower()
+
+
+def _scan(organization_id: int) -> ScanResult:
+    directory = (
+        LdapDirectory.objects.select_for_update()
+        .select_related("organization")
+        .get(organization_id=organization_id)
+    )
+    result = ScanResult()
+    mirror = dict(
+        _mirrored(organization_id).values_list("guid", "pk"),
+    )
+    since = _since(directory.high_water)
+    with connected(directory) as conn:
+        base = list(
+            search(conn, directory.base_dn, "(objectClass=*)", ["entryUUID"], ldap.SCOPE_BASE)
+        )
+        units = list(search(conn, directory.base_dn, schema.UNIT_FILTER, ["entryUUID", "ou"]))
+        present = {
+            uuid.UUID(attrs["entryUUID"][0]): dn
+            for dn, attrs in search(conn, directory.base_dn, schema.RECIPIENT_FILTER, ["entryUUID"])
+        }
+        changed_filter = schema.RECIPIENT_FILTER
+        if since:
+            changed_filter = f"(&{changed_filter}(modifyTimestamp>={since}))"
+        changed = list(search(conn, directory.base_dn, changed_filter, schema.READ_ATTRIBUTES))
+        seen = {uuid.UUID(attrs["entryUUID"][0]) for _dn, attrs in changed}
+        # Present, but neither in the mirror nor changed: left out by an earlier scan.
+        missing = [guid for guid in present if guid not in mirror and guid not in seen]
+        for start in range(0, len(missing), FETCH_CHUNK):
+            chunk = missing[start : start + FETCH_CHUNK]
+            any_of = "".join(f"(entryUUID={guid})" for guid in chunk)
+            changed += search(
+                conn,
+                directory.base_dn,
+                f"(&{schema.RECIPIENT_FILTER}(|{any_of}))",
+                schema.READ_ATTRIBUTES,
+            )
+    result.read = len(changed)
+    containers = _sync_containers(directory, base[0], units, result)
+    removed = [pk for guid, pk in mirror.items() if guid not in present]
+    if removed:
+        result.deleted = (
+            Recipient.objects.filter(pk__in=removed).delete()[1].get("directory.Recipient", 0)
+        )
+    _apply(directory, changed, containers, result)
+    _forget_vanished_units(directory)
+    stamps = [attrs["modifyTimestamp"][0] for _dn, attrs in changed if "modifyTimestamp" in attrs]
+    if stamps:
+        directory.high_water = max(directory.high_water, *stamps)
+    directory.last_scan_at = timezone.now()
+    directory.last_error = ""
+    directory.scan_problems = result.problems[:MAX_PROBLEMS]
+    directory.save(update_fields=["high_water", "last_scan_at", "last_error", "scan_problems"])
+    return result
+
+
+def _mirrored(organization_id: int):
+    """The organization's own recipients that mirror LDAP entries (not contacts, and not in a
+    built-in container left from before the organization moved to LDAP)."""
+    return Recipient.objects.filter(
+        organization_id=organization_id,
+        global_key__isnull=True,
+        container__ldap_uuid__isnull=False,
+    )
+
+
+def _since(high_water: str) -> str:
+    if not high_water:
+        return ""
+    stamp = datetime.strptime(high_water[:14] + "Z", TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    return (stamp - OVERLAP).strftime(TIMESTAMP_FORMAT)
+
+
+def _container_name(rdn_value: str, taken: set[str], entry_uuid: uuid.UUID) -> str:
+    name = "".join("-" if ch in "/=" or ord(ch) < 32 or ord(ch) == 127 else ch for ch in rdn_value)
+    name = name.strip()[:64] or "unit"
+    if name.lower() in taken:
+        name = f"{name[:55]}-{entry_uuid.hex[:8]}"
+    rdn_validator(name)
+    return name
+
+
+def _sync_containers(directory, base, units, result) -> dict[str, int]:
+    """Containers for the base entry and every organizational unit; normalized DN -> id."""
+    organization = directory.organization
+    site, _ = Site.objects.get_or_create(organization=organization, name=SITE_NAME)
+    mirrored = Container.objects.filter(site=site, ldap_uuid__isnull=False)
+    existing = {container.ldap_uuid: container for container in mirrored}
+    by_dn: dict[str, Container] = {}
+    entries = [base] + sorted(units, key=lambda unit: len(ldap.dn.str2dn(unit[0])))
+    siblings: dict[int | None, set[str]] = {}
+    for index, (dn, attrs) in enumerate(entries):
+        entry_uuid = uuid.UUID(attrs["entryUUID"][0])
+        parent = None
+        if index:
+            parent_dn = parent_of(dn)
+            while parent_dn and parent_dn not in by_dn:
+                parent_dn = parent_of(parent_dn)
+            parent = by_dn.get(parent_dn)
+        rdn_value = ldap.dn.str2dn(dn)[0][0][1]
+        taken = siblings.setdefault(parent.pk if parent else None, set())
+        name = _container_name(rdn_value, taken, entry_uuid)
+        taken.add(name.lower())
+        container = existing.get(entry_uuid) or Container(site=site, ldap_uuid=entry_uuid)
+        if (
+            container.pk is None
+            or container.name != name
+            or container.parent_id != (parent.pk if parent else None)
+            or container.ldap_dn != dn
+        ):
+            container.name, container.parent, container.ldap_dn = name, parent, dn
+            container.save()
+        by_dn[normalize(dn)] = container
+    vanished = set(existing) - {c.ldap_uuid for c in by_dn.values()}
+    Container.objects.filter(site=site, ldap_uuid__in=vanished).update(ldap_dn="")
+    return {dn: container.pk for dn, container in by_dn.items()}
+
+
+def _forget_vanished_units(directory) -> None:
+    """Containers of organizational units gone from LDAP, once nothing is left in them."""
+    gone = Container.objects.filter(
+        organization=directory.organization, ldap_uuid__isnull=False, ldap_dn=""
+    ).filter(recipients__isnull=True, children__isnull=True)
+    for container in gone:
+        container.delete()
+
+
+def _row_from_entry(dn: str, attrs: dict, containers: dict[str, int]) -> dict:
+    """The mirror's values for an entry; ValueError says why it cannot be a recipient."""
+    classes = {value.lower() for value in attrs.get("objectClass", [])}
+    kind = schema.kind_of(classes, attrs)
+    values = schema.general_from_entry(attrs, kind)
+    values = {name: sanitize_value(name, value).strip() for name, value in values.items()}
+    if not values["alias"]:
+        raise ValueError("it has no uid, cn or mail to make an alias of")
+    try:
+        alias_validator(values["alias"])
+    except ValidationError:
+        values["alias"] = "".join(
+            "_" if ch.isspace() or ch in "/=" else ch for ch in values["alias"]
+        )
+    try:
+        smtp_validator(values["primary_smtp"])
+    except ValidationError:
+        raise ValueError(f"its mail {values['primary_smtp']!r} is not an SMTP address") from None
+    target = ""
+    if kind == Kind.CUSTOM_RECIPIENT:
+        target = sanitize_value("primary_smtp", attrs[schema.TARGET_ATTRIBUTE][0]).strip()
+        try:
+            smtp_validator(target)
+        except ValidationError:
+            raise ValueError(f"its {schema.TARGET_ATTRIBUTE} {target!r} is not valid") from None
+    parent = parent_of(dn)
+    while parent and parent not in containers:
+        parent = parent_of(parent)
+    return {
+        **values,
+        "kind": kind,
+        "target_address": target,
+        "container_id": containers[parent],
+    }
+
+
+def _apply(directory, changed, containers, result: ScanResult) -> None:
+    organization_id = directory.organization_id
+    rows: dict[uuid.UUID, dict] = {}
+    for dn, attrs in changed:
+        try:
+            rows[uuid.UUID(attrs["entryUUID"][0])] = _row_from_entry(dn, attrs, containers)
+        except (ValueError, KeyError) as exc:
+            result.problems.append(f"{dn}: left out, {exc}")
+    if not rows:
+        return
+    current = {
+        row["guid"]: row
+        for row in Recipient.objects.filter(organization_id=organization_id, guid__in=rows)
+        .order_by()
+        .values("pk", "guid", "global_key", *MIRROR_FIELDS)
+    }
+    rows = {guid: row for guid, row in rows.items() if _differs(row, current.get(guid))}
+    rows = _unique(organization_id, rows, current, result)
+    if not rows:
+        return
+    first = allocate_usns(organization_id, len(rows))
+    now = timezone.now()
+    create, update = [], []
+    for offset, (guid, row) in enumerate(rows.items()):
+        existing = current.get(guid)
+        recipient = Recipient(
+            pk=existing["pk"] if existing else None,
+            organization_id=organization_id,
+            guid=guid,
+            usn=first + offset,
+            changed_at=now,
+            **row,
+        )
+        (update if existing else create).append(recipient)
+    Recipient.objects.bulk_update(update, [*MIRROR_FIELDS, "usn", "changed_at"])
+    Recipient.objects.bulk_create(create)
+    result.created += len(create)
+    result.updated += len(update)
+
+
+def _differs(row: dict, current: dict | None) -> bool:
+    return current is None or any(row[name] != current[name] for name in MIRROR_FIELDS)
+
+
+def _unique(organization_id, rows, current, result) -> dict:
+    """Leave out entries whose address or alias another recipient of the organization holds."""
+    smtps = {row["primary_smtp"].lower() for row in rows.values()}
+    aliases = {row["alias"].lower() for row in rows.values()}
+    others = Recipient.objects.filter(organization_id=organization_id).exclude(guid__in=rows)
+    held_smtp = set(
+        others.annotate(value=Lower("primary_smtp"))
+        .filter(value__in=smtps)
+        .values_list("value", flat=True)
+    )
+    held_alias = set(
+        others.annotate(value=Lower("alias"))
+        .filter(Q(value__in=aliases))
+        .values_list("value", flat=True)
+    )
+    kept = {}
+    for guid, row in sorted(rows.items(), key=lambda item: (item[0] not in current, str(item[0]))):
+        smtp, alias = row["primary_smtp"].lower(), row["alias"].lower()
+        if smtp in held_smtp:
+            result.problems.append(
+                f"{row['display_name']} ({guid}): left out, another recipient has {smtp}"
+            )
+            continue
+        if alias in held_alias:
+            result.problems.append(
+                f"{row['display_name']} ({guid}): left out, another recipient has alias {alias}"
+            )
+            continue
+        held_smtp.add(smtp)
+        held_alias.add(alias)
+        kept[guid] = row
+    return kept

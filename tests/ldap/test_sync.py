@@ -1,0 +1,114 @@
+"""A mixed deployment: ORG1 keeps the built-in directory, ORG2 and ORG3 keep theirs in slapd."""
+
+from directory.models import LdapDirectory, Recipient, Tombstone
+from requestor.cycle import sync_all
+from tests.ldap.conftest import person_ldif
+
+
+def test_mixed_deployment_converges(mixed):
+    org2, org3 = mixed.org2, mixed.org3
+    org2.add_person("ada", "Ada Lovelace", title="Analyst", telephoneNumber="+44 20 1234")
+    org3.add_person("alan", "Alan Turing")
+    org3.tool.add(
+        f"dn: cn=Staff,ou=Groups,{org3.suffix}\nobjectClass: groupOfNames\n"
+        f"objectClass: extensibleObject\ncn: Staff\nmail: staff@org3.example\n"
+        f"member: uid=alan,{org3.people}\n\n"
+    )
+    sync_all()
+    org1 = mixed.scenario["ORG1"]
+    names = set(org1.contacts().values_list("display_name", "primary_smtp"))
+    assert ("Ada Lovelace (ORG2)", "ada@org2.example") in names
+    assert ("Alan Turing", "alan@org3.com") in names
+    assert ("Staff", "staff@org3.com") in names
+    in_org2 = org2.contacts()
+    assert set(in_org2) == {
+        *(p.primary_smtp for p in org1.people),
+        "alan@org3.com",
+        "staff@org3.com",
+    }
+    alan = in_org2["alan@org3.com"]
+    assert alan["dn"] == f"uid=alan,{org2.imports}"
+    assert alan["employeeType"] == ["InterOrg Sync contact"]
+    assert alan["employeeNumber"][0].startswith("ORG3:")
+    assert alan["mailRoutingAddress"] == ["alan@org3.com"]
+    in_org3 = org3.contacts()
+    assert in_org3["ada@org2.example"]["title"] == ["Analyst"]
+    assert in_org3["ada@org2.example"]["displayName"] == ["Ada Lovelace (ORG2)"]
+
+
+def test_ldap_tool_changes_propagate(mixed):
+    org2, org3 = mixed.org2, mixed.org3
+    ada = org2.add_person("ada", "Ada Lovelace")
+    grace = org2.add_person("grace", "Grace Hopper")
+    org2.add_person("edsger", "Edsger Dijkstra")
+    sync_all()
+    assert {"ada@org2.example", "grace@org2.example", "edsger@org2.example"} <= set(org3.contacts())
+
+    org2.tool.modify(
+        f"dn: {ada}\nchangetype: modify\nreplace: displayName\n"
+        "displayName: Ada King\n-\nreplace: title\ntitle: Countess\n\n"
+    )
+    org2.tool.delete(grace)
+    org2.tool.add(
+        person_ldif(
+            f"uid=barbara,{org2.people}", "barbara", "barbara@org2.example", "Barbara Liskov"
+        )
+    )
+    # Moved out of what ORG2 exports: gone for the others, though still in ORG2's directory.
+    org2.tool.rename(f"uid=edsger,{org2.people}", "uid=edsger", f"ou=Groups,{org2.suffix}")
+    org2.tool.modify(
+        f"dn: cn=nobody,{org2.people}\nchangetype: add\nobjectClass: person\n"
+        "cn: nobody\nsn: nobody\n\n"
+    )  # not a recipient: no mail
+    sync_all()
+
+    contacts = org3.contacts()
+    assert contacts["ada@org2.example"]["displayName"] == ["Ada King (ORG2)"]
+    assert contacts["ada@org2.example"]["title"] == ["Countess"]
+    assert "grace@org2.example" not in contacts
+    assert "barbara@org2.example" in contacts
+    org1 = mixed.scenario["ORG1"]
+    assert set(org1.contacts().values_list("primary_smtp", flat=True)) >= {
+        "ada@org2.example",
+        "barbara@org2.example",
+    }
+    assert not org1.contacts().filter(primary_smtp__in=["grace@org2.example"]).exists()
+    assert Tombstone.objects.filter(organization=org2.org.organization, imported=False).count() == 1
+
+
+def test_unit_rename_keeps_recipients_and_scope(mixed):
+    org2, org3 = mixed.org2, mixed.org3
+    org2.add_person("ada", "Ada Lovelace")
+    sync_all()
+    org2.tool.rename(org2.people, "ou=Staff")
+    sync_all()
+    assert "ada@org2.example" in org3.contacts()
+    ada = Recipient.objects.get(primary_smtp="ada@org2.example", global_key=None)
+    assert ada.container.name == "Staff"
+    assert ada.container.ldap_dn == f"ou=Staff,{org2.suffix}"
+    assert ada.dn.endswith("/cn=Staff/cn=ada")
+
+
+def test_entries_it_did_not_create_are_left_alone(mixed):
+    org2, org3 = mixed.org2, mixed.org3
+    # An administrator's own entry inside the import unit, with the address a contact will have.
+    org3.tool.add(person_ldif(f"uid=mine,{org3.imports}", "mine", "mine@org3.example", "Mine"))
+    org2.add_person("ada", "Ada Lovelace")
+    org2.add_person("mine", "Someone Else")
+    sync_all()
+    mine = org3.tool.search(f"uid=mine,{org3.imports}", "(objectClass=*)", "*")[0][1]
+    assert mine["cn"] == ["Mine"] and "employeeType" not in mine
+    contact = org3.contacts()["mine@org2.example"]
+    assert contact["dn"] != f"uid=mine,{org3.imports}"
+    assert contact["uid"][0].startswith("mine-")
+
+    # A plain entry (no mail, so no recipient) holds the RDN the next contact wants.
+    org3.tool.add(
+        f"dn: uid=bob,{org3.imports}\nobjectClass: inetOrgPerson\nuid: bob\ncn: Bob\nsn: B\n\n"
+    )
+    org2.add_person("bob", "Bob Kahn")
+    sync_all()
+    directory = LdapDirectory.objects.get(organization=org3.org.organization)
+    assert any("uid=bob" in p and "Already exists" in p for p in directory.publish_problems)
+    bob = org3.tool.search(f"uid=bob,{org3.imports}", "(objectClass=*)", "*")[0][1]
+    assert bob == {"objectClass": ["inetOrgPerson"], "uid": ["bob"], "cn": ["Bob"], "sn": ["B"]}
