@@ -112,3 +112,50 @@ def test_entries_it_did_not_create_are_left_alone(mixed):
     assert any("uid=bob" in p and "Already exists" in p for p in directory.publish_problems)
     bob = org3.tool.search(f"uid=bob,{org3.imports}", "(objectClass=*)", "*")[0][1]
     assert bob == {"objectClass": ["inetOrgPerson"], "uid": ["bob"], "cn": ["Bob"], "sn": ["B"]}
+
+
+def test_custom_recipients_and_trust_level_kept_beside_the_entry(mixed):
+    org2, org3 = mixed.org2, mixed.org3
+    org2.tool.add(
+        person_ldif(
+            f"uid=vendor,{org2.people}",
+            "vendor",
+            "vendor@org2.example",
+            "Vendor Desk",
+            objectClass="inetLocalMailRecipient",
+            mailRoutingAddress="desk@vendor.example",
+        )
+    )
+    ada = org2.add_person("ada", "Ada Lovelace")
+    sync_all()
+    vendor = Recipient.objects.get(global_key=None, primary_smtp="vendor@org2.example")
+    assert (vendor.kind, vendor.target_address) == ("custom_recipient", "desk@vendor.example")
+    assert "vendor@org2.example" in org3.contacts()
+
+    # Above ORG2's trust level: no longer exported, and an LDAP change does not reset it.
+    mirrored = Recipient.objects.get(global_key=None, primary_smtp="ada@org2.example")
+    mirrored.trust_level = org2.org.config.trust_level + 1
+    mirrored.save()
+    sync_all()
+    assert "ada@org2.example" not in org3.contacts()
+    org2.tool.modify(f"dn: {ada}\nchangetype: modify\nreplace: title\ntitle: Countess\n\n")
+    sync_all()
+    mirrored.refresh_from_db()
+    assert (mirrored.title, mirrored.trust_level) == ("Countess", org2.org.config.trust_level + 1)
+    assert "ada@org2.example" not in org3.contacts()
+
+
+def test_export_all_reads_the_whole_directory_again(mixed):
+    org2 = mixed.org2
+    org2.add_person("ada", "Ada Lovelace")
+    sync_all()
+    directory = LdapDirectory.objects.get(organization=org2.org.organization)
+    assert directory.high_water
+    org2.org.config.export_all_recipients()
+    directory.refresh_from_db()
+    assert directory.high_water == ""
+    usn = Recipient.objects.get(global_key=None, primary_smtp="ada@org2.example").usn
+    sync_all()
+    ada = Recipient.objects.get(global_key=None, primary_smtp="ada@org2.example")
+    assert ada.usn == usn  # read again, found unchanged: no new USN
+    assert "ada@org2.example" in mixed.org3.contacts()
