@@ -16,7 +16,12 @@ RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin inter
 
 WORKDIR /app
 COPY . .
-RUN pip install . \
+# python-ldap (LDAP directories) builds against OpenLDAP's and SASL's headers.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libldap2-dev libsasl2-dev \
+    && pip install ".[ldap]" \
+    && apt-get purge -y --auto-remove gcc \
+    && rm -rf /var/lib/apt/lists/* \
     # Static files for the console; the key only lets settings load, it signs nothing.
     && SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0 \
     && chown -R interorg:interorg /var/lib/interorg
