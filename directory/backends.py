@@ -5,7 +5,7 @@ import logging
 
 from django.db import transaction
 
-from directory.models import Organization
+from directory.models import LdapDirectory, Organization
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,11 @@ def refresh(organization: Organization) -> None:
     mirror. Nothing to do for the built-in directory. Raises DirectoryUnavailable."""
     if not organization.uses_ldap:
         return
+    if not LdapDirectory.objects.filter(organization=organization).exists():
+        raise DirectoryUnavailable(
+            f"{organization} keeps its directory in LDAP, but no LDAP server is set: enter it "
+            "on the organization's Directory page."
+        )
     scan, publish = _ldap()
     publish.publish(organization.pk)
     result = scan.scan(organization.pk)

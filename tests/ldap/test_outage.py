@@ -87,3 +87,11 @@ def test_stopped_in_the_middle_of_writing(mixed, server, monkeypatch):
         for _dn, attrs in org2.tool.search(org2.imports, "(employeeType=*)", "employeeNumber")
     ]
     assert len(keys) == len(set(keys)) == org2.org.contacts().count() == 303
+
+
+def test_ldap_chosen_but_no_server_set(mixed):
+    org2 = mixed.org2.org
+    LdapDirectory.objects.filter(organization=org2.organization).delete()
+    run = run_cycle(org2.config.pk)
+    assert run.status == RunStatus.FAILED
+    assert "no LDAP server is set" in run.error
