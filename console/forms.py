@@ -4,8 +4,9 @@ validation (import container outside every exported one, domains, addresses) giv
 from django import forms
 from django.core.exceptions import ValidationError
 
-from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES, Kind
-from directory.models import Container, Organization, Recipient
+from console import directory_settings
+from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES, Backend, Kind
+from directory.models import Container, LdapDirectory, Organization, Recipient
 from master.models import AllowedRequestor, MasterConfig
 from requestor import schedule
 from requestor.models import ExportedContainer, RequestorConfig
@@ -20,6 +21,106 @@ class ServerTypeForm(forms.ModelForm):
         fields = ["display_name", "mail_domain", "role"]
         widgets = {"role": forms.RadioSelect}
         labels = {"role": "Server type"}
+
+
+class DirectoryForm(forms.ModelForm):
+    """Directory Service: the built-in directory or an LDAP server, and how to reach it.
+
+    The password is never sent back to the browser: left blank, the stored one is kept. With
+    `testing`, the settings are checked for a connection test even while the built-in directory
+    stays chosen.
+    """
+
+    directory_backend = forms.ChoiceField(
+        label="Directory",
+        choices=Backend.choices,
+        widget=forms.RadioSelect,
+        help_text="With an LDAP server, each cycle first reads its changes (people, groups and "
+        "units under the base DN) and writes the imported contacts into it.",
+    )
+    clear_password = forms.BooleanField(
+        label="Bind without a password (forget the stored one)", required=False
+    )
+
+    class Meta:
+        model = LdapDirectory
+        fields = ["uri", "start_tls", "ca_file", "bind_dn", "password", "base_dn", "timeout"]
+        widgets = {"password": forms.PasswordInput(render_value=False)}
+
+    field_order = ["directory_backend"]
+
+    def __init__(self, *args, organization: Organization, testing: bool = False, **kwargs):
+        if kwargs.get("instance") is None:
+            kwargs["instance"] = LdapDirectory(organization=organization)
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+        self.testing = testing
+        self.initial.setdefault("directory_backend", organization.directory_backend)
+        # Required for an LDAP directory only: clean() says so then.
+        self.fields["uri"].required = self.fields["base_dn"].required = False
+        password = self.fields["password"]
+        password.required, password.strip = False, False
+        password.help_text = (
+            "A password is stored: leave this blank to keep it."
+            if self.instance.password
+            else "Leave blank for an anonymous bind."
+        )
+        if not self.instance.password:
+            del self.fields["clear_password"]
+
+    def clean_directory_backend(self) -> str:
+        backend = self.cleaned_data["directory_backend"]
+        if backend == Backend.LDAP and directory_settings.ldap_missing():
+            raise ValidationError(directory_settings.ldap_missing())
+        return backend
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("clear_password"):
+            cleaned["password"] = ""
+        elif not cleaned.get("password"):
+            cleaned["password"] = self.instance.password
+        if self.keeps_settings():
+            for name in ("uri", "base_dn"):
+                if not cleaned.get(name) and name not in self.errors:
+                    self.add_error(name, "Required for an LDAP directory.")
+        return cleaned
+
+    def keeps_settings(self) -> bool:
+        """Whether the LDAP settings are to be checked (and saved)."""
+        data = getattr(self, "cleaned_data", {})
+        backend = data.get("directory_backend", self.organization.directory_backend)
+        if self.testing or backend == Backend.LDAP or self.instance.pk:
+            return True
+        return any(data.get(name) for name in ("uri", "base_dn", "bind_dn"))
+
+    def _post_clean(self) -> None:
+        # The built-in directory with no LDAP settings entered: nothing to check or keep.
+        if not self.keeps_settings():
+            return
+        super()._post_clean()
+        for field, messages in directory_settings.problems(self.instance).items():
+            if field not in self.errors:
+                self.add_error(field, messages)
+
+    def save(self, commit: bool = True) -> LdapDirectory:
+        backend = self.cleaned_data["directory_backend"]
+        directory_settings.save(self.organization, backend, self.instance)
+        return self.instance
+
+
+class TrustLevelForm(forms.ModelForm):
+    """The trust level of one recipient: the requestor exports only those at or below its
+    threshold. For an LDAP directory it is kept in the mirror, as LDAP has no such attribute."""
+
+    class Meta:
+        model = Recipient
+        fields = ["trust_level"]
+
+    def save(self, commit: bool = True) -> Recipient:
+        # A new local USN with it: a change of scope is exported at the next cycle.
+        self.instance.save(update_fields=["trust_level"])
+        return self.instance
 
 
 def _org_containers(organization: Organization):

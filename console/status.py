@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from console.constants import REPLY_OVERDUE_MINUTES, STALE_AFTER_HOURS
-from directory.models import Organization
+from directory.models import LdapDirectory, Organization
 from master.models import AllowedRequestor, MasterConfig
 from requestor import schedule
 from requestor.constants import RunStatus
@@ -54,6 +54,7 @@ class OrgStatus:
     state: str = State.OK
     reason: str = ""
     master_current_usn: int | None = None
+    ldap: LdapDirectory | None = None
     errors: list[ErrorLine] = field(default_factory=list)
     requestors: list[RequestorView] = field(default_factory=list)
 
@@ -87,7 +88,9 @@ def organization_status(org: Organization, now: datetime | None = None) -> OrgSt
         status.state, status.reason = State.NOT_CONFIGURED, "No requestor configuration yet."
     else:
         status.state = State.NOT_A_REQUESTOR
-    status.errors = recent_errors(org)
+    if org.uses_ldap:
+        status.ldap = LdapDirectory.objects.filter(organization=org).first()
+    status.errors = recent_errors(org, ldap=status.ldap)
     return status
 
 
@@ -122,8 +125,11 @@ def requestor_state(
     return State.OK, ""
 
 
-def recent_errors(org: Organization, limit: int = RECENT_ERRORS) -> list[ErrorLine]:
-    """The latest failed runs and rejected or failed messages of an organization, newest first."""
+def recent_errors(
+    org: Organization, limit: int = RECENT_ERRORS, ldap: LdapDirectory | None = None
+) -> list[ErrorLine]:
+    """The latest failed runs and rejected or failed messages of an organization, newest first,
+    with the LDAP directory's error while it lasts."""
     runs = Run.objects.filter(config__organization=org, status=RunStatus.FAILED)
     lines = [
         ErrorLine(run.finished_at or run.started_at, f"Run {run.pk}", run.error)
@@ -140,6 +146,10 @@ def recent_errors(org: Organization, limit: int = RECENT_ERRORS) -> list[ErrorLi
                 f"Message {message.pk} ({direction}, {message.get_status_display().lower()})",
                 message.error,
             )
+        )
+    if ldap is not None and ldap.last_error:
+        lines.append(
+            ErrorLine(ldap.last_error_at or timezone.now(), "LDAP directory", ldap.last_error)
         )
     lines.sort(key=lambda line: line.at, reverse=True)
     return lines[:limit]

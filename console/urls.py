@@ -10,6 +10,7 @@ app_name = "console"
 organization_pages = [
     path("", dashboard.overview, name="overview"),
     path("server-type/", organizations.server_type, name="server-type"),
+    path("directory-service/", organizations.directory_service, name="directory-service"),
     path("master/", master.master_config, name="master-config"),
     path("requestor/setup/", requestor.setup, name="requestor-setup"),
     path("requestor/export/", requestor.export_config, name="export-config"),
@@ -37,6 +38,11 @@ organization_pages = [
     ),
     path("directory/recipients/<int:pk>/", directory.recipient_detail, name="recipient"),
     path("directory/recipients/<int:pk>/edit/", directory.recipient_edit, name="recipient-edit"),
+    path(
+        "directory/recipients/<int:pk>/trust-level/",
+        directory.trust_level,
+        name="recipient-trust-level",
+    ),
     path(
         "directory/recipients/<int:pk>/delete/",
         directory.recipient_delete,

@@ -9,7 +9,7 @@ from django.db.models import Count
 from django.utils.html import format_html
 
 from directory.constants import GENERAL_ATTRIBUTES, Kind
-from directory.models import Container, Organization, Recipient, Site, Tombstone
+from directory.models import Container, LdapDirectory, Organization, Recipient, Site, Tombstone
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -44,8 +44,8 @@ class SiteInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("name", "display_name", "role", "mail_domain", "usn")
-    list_filter = ("role",)
+    list_display = ("name", "display_name", "role", "directory_backend", "mail_domain", "usn")
+    list_filter = ("role", "directory_backend")
     search_fields = ("name", "display_name", "mail_domain")
     readonly_fields = ("usn",)
     inlines = [SiteInline]
@@ -216,3 +216,74 @@ class TombstoneAdmin(ReadOnlyAdmin):
     list_filter = ("organization", "kind", "imported")
     list_select_related = ("organization", "container")
     search_fields = ("guid",)
+
+
+LDAP_CONNECTION_FIELDS = (
+    "organization",
+    "uri",
+    "start_tls",
+    "ca_file",
+    "bind_dn",
+    "password",
+    "base_dn",
+    "timeout",
+)
+
+
+class LdapDirectoryForm(forms.ModelForm):
+    """The password is never sent back to the browser: left blank, the stored one is kept."""
+
+    class Meta:
+        model = LdapDirectory
+        fields = LDAP_CONNECTION_FIELDS
+        widgets = {"password": forms.PasswordInput(render_value=False)}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["password"].strip = False
+        if self.instance.password:
+            self.fields["password"].help_text = "A password is stored: leave blank to keep it."
+
+    def clean_password(self) -> str:
+        return self.cleaned_data["password"] or self.instance.password
+
+    def clean_base_dn(self) -> str:
+        value = self.cleaned_data["base_dn"]
+        try:
+            import ldap.dn
+        except ImportError:
+            return value
+        if not ldap.dn.is_dn(value):
+            raise ValidationError("Not a distinguished name: write it like dc=example,dc=org.")
+        return value
+
+
+LDAP_STATE_FIELDS = (
+    "high_water",
+    "published_usn",
+    "last_scan_at",
+    "last_publish_at",
+    "last_error",
+    "last_error_at",
+    "problems",
+)
+
+
+@admin.register(LdapDirectory)
+class LdapDirectoryAdmin(admin.ModelAdmin):
+    """Connection settings are edited here or on the console's Directory Service page; the
+    state is written by the scans and writes to LDAP only."""
+
+    form = LdapDirectoryForm
+    list_display = ("organization", "uri", "base_dn", "last_scan_at", "last_error_at")
+    list_select_related = ("organization",)
+    search_fields = ("organization__name", "uri", "base_dn")
+    readonly_fields = LDAP_STATE_FIELDS
+    fieldsets = (
+        ("Connection", {"fields": LDAP_CONNECTION_FIELDS}),
+        ("State", {"fields": LDAP_STATE_FIELDS}),
+    )
+
+    @admin.display(description="problems of the last scan and write")
+    def problems(self, obj: LdapDirectory) -> str:
+        return pretty_json({"scan": obj.scan_problems, "publish": obj.publish_problems})

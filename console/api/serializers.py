@@ -8,13 +8,24 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from console import permissions
-from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES
-from directory.models import Container, Organization, Recipient
+from console import directory_settings, permissions
+from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES, Backend
+from directory.models import Container, LdapDirectory, Organization, Recipient
 from master.models import AllowedRequestor, MasterConfig
 from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
 from transport.models import Message
 from transport.signing import fingerprint
+
+
+def drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
+    """Django's validation errors field by field, as DRF reports them."""
+    if hasattr(exc, "error_dict"):
+        errors = {
+            ("non_field_errors" if field == "__all__" else field): messages
+            for field, messages in exc.message_dict.items()
+        }
+        return serializers.ValidationError(errors)
+    return serializers.ValidationError({"non_field_errors": exc.messages})
 
 
 def model_clean(instance, exclude=()) -> None:
@@ -22,13 +33,7 @@ def model_clean(instance, exclude=()) -> None:
     try:
         instance.full_clean(exclude=list(exclude))
     except DjangoValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            errors = {
-                ("non_field_errors" if field == "__all__" else field): messages
-                for field, messages in exc.message_dict.items()
-            }
-            raise serializers.ValidationError(errors) from None
-        raise serializers.ValidationError({"non_field_errors": exc.messages}) from None
+        raise drf_error(exc) from None
 
 
 class CleanedModelSerializer(serializers.ModelSerializer):
@@ -93,14 +98,106 @@ class OrganizationNameField(serializers.SlugRelatedField):
 class OrganizationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Organization
-        fields = ["id", "name", "display_name", "role", "mail_domain", "usn"]
-        read_only_fields = ["usn"]
+        fields = ["id", "name", "display_name", "role", "mail_domain", "directory_backend", "usn"]
+        # The directory is chosen with its settings (organizations/{name}/directory/).
+        read_only_fields = ["usn", "directory_backend"]
 
     def get_fields(self):
         fields = super().get_fields()
         if self.instance is not None and not isinstance(self.instance, list | tuple):
             fields["name"].read_only = True
         return fields
+
+
+class LdapStateSerializer(serializers.ModelSerializer):
+    """How far an LDAP directory has been read and written, and what went wrong."""
+
+    scan_problems = serializers.ListField(child=serializers.CharField(), read_only=True)
+    publish_problems = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = LdapDirectory
+        fields = [
+            "high_water",
+            "published_usn",
+            "last_scan_at",
+            "last_publish_at",
+            "last_error",
+            "last_error_at",
+            "scan_problems",
+            "publish_problems",
+        ]
+        read_only_fields = fields
+
+
+class DirectorySettingsSerializer(serializers.ModelSerializer):
+    """Where an organization's recipients live and how to reach its LDAP server, with the
+    server's state. The password is write-only: omitted, the stored one is kept; empty, it is
+    removed (anonymous bind)."""
+
+    directory_backend = serializers.ChoiceField(
+        choices=Backend.choices,
+        source="organization.directory_backend",
+        required=False,
+        help_text="builtin, or ldap (an LDAP server read before every export).",
+    )
+    has_password = serializers.SerializerMethodField()
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LdapDirectory
+        fields = [
+            "directory_backend",
+            "uri",
+            "start_tls",
+            "ca_file",
+            "bind_dn",
+            "password",
+            "has_password",
+            "base_dn",
+            "timeout",
+            "state",
+        ]
+        extra_kwargs = {
+            "password": {"write_only": True, "required": False, "trim_whitespace": False},
+            "uri": {"required": False, "allow_blank": True},
+            "base_dn": {"required": False, "allow_blank": True},
+        }
+        validators = []
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_has_password(self, directory) -> bool:
+        return bool(directory.password)
+
+    @extend_schema_field(LdapStateSerializer(allow_null=True))
+    def get_state(self, directory):
+        return LdapStateSerializer(directory).data if directory.pk else None
+
+    def validate(self, attrs):
+        organization = self.instance.organization
+        backend = attrs.pop("organization", {}).get(
+            "directory_backend", organization.directory_backend
+        )
+        candidate = copy.copy(self.instance)
+        for name, value in attrs.items():
+            setattr(candidate, name, value)
+        if directory_settings.keeps_settings(candidate, backend):
+            try:
+                directory_settings.validate(candidate, backend)
+            except DjangoValidationError as exc:
+                raise drf_error(exc) from None
+        return {"backend": backend, "directory": candidate}
+
+    def update(self, instance, validated_data):
+        directory = validated_data["directory"]
+        directory_settings.save(instance.organization, validated_data["backend"], directory)
+        return directory
+
+
+class ConnectionCheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+    recipients = serializers.IntegerField(allow_null=True)
 
 
 class ErrorLineSerializer(serializers.Serializer):
@@ -172,6 +269,7 @@ class StatusSerializer(serializers.Serializer):
     errors = ErrorLineSerializer(many=True)
     master_current_usn = serializers.SerializerMethodField()
     requestors = RequestorViewSerializer(many=True)
+    ldap = LdapStateSerializer(allow_null=True, help_text="The LDAP directory's state (or null).")
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_master_current_usn(self, status):

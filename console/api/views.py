@@ -9,11 +9,11 @@ from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console import actions, permissions
+from console import actions, directory_settings, permissions
 from console import status as dashboard
 from console.api import serializers as s
 from console.api.permissions import OrganizationAccess
-from directory.models import Container, Organization, Recipient
+from directory.models import Container, LdapDirectory, Organization, Recipient
 from master.models import AllowedRequestor, MasterConfig
 from requestor.constants import RunStatus, Trigger
 from requestor.cycle import SyncError
@@ -122,6 +122,46 @@ class OrganizationViewSet(OrganizationScoped, viewsets.ModelViewSet):
         organization = self.get_object()
         return Response(s.StatusSerializer(dashboard.organization_status(organization)).data)
 
+    def _directory(self, organization) -> LdapDirectory:
+        directory = LdapDirectory.objects.filter(organization=organization).first()
+        directory = directory or LdapDirectory(organization=organization)
+        directory.organization = organization
+        return directory
+
+    @extend_schema(methods=["GET"], responses=s.DirectorySettingsSerializer)
+    @extend_schema(
+        methods=["PUT", "PATCH"],
+        request=s.DirectorySettingsSerializer,
+        responses=s.DirectorySettingsSerializer,
+    )
+    @action(detail=True, methods=["get", "put", "patch"], url_path="directory")
+    def directory(self, request, name=None):
+        """The Directory Service page: built-in or LDAP, the LDAP server's settings (the
+        password is never returned) and its state."""
+        directory = self._directory(self.get_object())
+        if request.method == "GET":
+            return Response(s.DirectorySettingsSerializer(directory).data)
+        serializer = s.DirectorySettingsSerializer(
+            directory, data=request.data, partial=request.method == "PATCH"
+        )
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return Response(serializer.data)
+
+    @extend_schema(request=None, responses=s.ConnectionCheckSerializer)
+    @action(detail=True, methods=["post"], url_path="directory/test")
+    def test_directory(self, request, name=None):
+        """Test connection: bind to the stored LDAP server and count the recipients under its
+        base DN (ok is false, with the reason, when that fails)."""
+        directory = self._directory(self.get_object())
+        if directory.pk is None:
+            result = directory_settings.ConnectionCheck(
+                False, f"{directory.organization.name} has no LDAP server settings."
+            )
+        else:
+            result = directory_settings.try_connection(directory)
+        return Response(s.ConnectionCheckSerializer(result).data)
+
 
 class StatusViewSet(viewsets.ViewSet):
     """The dashboard: state, runs, USN lag and recent errors of every organization you see."""
@@ -183,21 +223,34 @@ class RecipientViewSet(OrganizationScoped, viewsets.ModelViewSet):
         return queryset.order_by("display_name", "pk")
 
     def perform_create(self, serializer):
-        self.check_can_administer(serializer.validated_data["container"].organization_id)
+        container = serializer.validated_data["container"]
+        self.check_can_administer(container.organization_id)
+        self._refuse_ldap(container.organization)
         serializer.save()
 
     def perform_update(self, serializer):
-        self._refuse_imported(serializer.instance)
+        recipient = serializer.instance
+        self._refuse_imported(recipient)
         self.check_can_administer(
-            serializer.validated_data.get(
-                "container", serializer.instance.container
-            ).organization_id
+            serializer.validated_data.get("container", recipient.container).organization_id
         )
+        if recipient.organization.uses_ldap and _changed(recipient, serializer.validated_data):
+            self._refuse_ldap(recipient.organization)
         serializer.save()
 
     def perform_destroy(self, instance):
         self._refuse_imported(instance)
+        self._refuse_ldap(instance.organization)
         super().perform_destroy(instance)
+
+    def _refuse_ldap(self, organization) -> None:
+        """An LDAP organization's recipients mirror its server: only their trust level, which
+        LDAP has no attribute for, is changed here."""
+        if organization.uses_ldap:
+            raise exceptions.PermissionDenied(
+                f"The recipients of {organization.name} live in its LDAP server: change them "
+                "with your LDAP tools (only the trust level is set here)."
+            )
 
     def _refuse_imported(self, recipient) -> None:
         if recipient.is_imported:
@@ -205,6 +258,20 @@ class RecipientViewSet(OrganizationScoped, viewsets.ModelViewSet):
                 "Imported contacts are kept by the requestor's import; change them in their "
                 f"origin organization ({recipient.origin_organization})."
             )
+
+
+def _changed(recipient, validated: dict) -> set[str]:
+    """The fields other than the trust level whose value the request changes."""
+    changed = set()
+    for name, value in validated.items():
+        if name == "trust_level":
+            continue
+        if name == "members":
+            if {m.pk for m in value} != set(recipient.members.values_list("pk", flat=True)):
+                changed.add(name)
+        elif getattr(recipient, name) != value:
+            changed.add(name)
+    return changed
 
 
 @extend_schema_view(

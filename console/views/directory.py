@@ -1,15 +1,19 @@
 """The directory browser: containers, their recipients, and imported contacts with their origin.
 Administrators add, change and delete the organization's own recipients here; imported
-contacts belong to the requestor's import and are read-only."""
+contacts belong to the requestor's import and are read-only. An organization whose directory is
+an LDAP server is browsed live from the server (views/ldap_directory.py); its entries are
+changed with the LDAP tools, not here."""
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
-from console.forms import ConfirmForm, RecipientForm
+from console.forms import ConfirmForm, RecipientForm, TrustLevelForm
 from console.permissions import Access
+from console.views import ldap_directory
 from console.views.base import org_page, page, paginate
 from directory.models import Container, Recipient
 
@@ -38,6 +42,8 @@ def _search(queryset, text: str):
 
 @org_page()
 def containers(request, organization):
+    if organization.uses_ldap:
+        return ldap_directory.units(request, organization)
     rows = (
         Container.objects.filter(organization=organization)
         .select_related("site")
@@ -54,6 +60,8 @@ def containers(request, organization):
 @org_page()
 def container_detail(request, organization, pk: int):
     container = get_object_or_404(Container, pk=pk, organization=organization)
+    if organization.uses_ldap and container.ldap_uuid is not None:
+        return ldap_directory.unit(request, organization, container)
     query = request.GET.get("q", "").strip()
     recipients = _search(
         Recipient.objects.filter(container=container).only(*RECIPIENT_LIST_FIELDS), query
@@ -78,6 +86,8 @@ def _recipient(organization, pk: int) -> Recipient:
 @org_page()
 def recipient_detail(request, organization, pk: int):
     recipient = _recipient(organization, pk)
+    if organization.uses_ldap and recipient.container.ldap_uuid is not None:
+        return ldap_directory.entry(request, organization, recipient)
     members = recipient.members.only("pk", "display_name", "primary_smtp")
     return page(
         request,
@@ -97,8 +107,17 @@ def _refuse_imported(recipient: Recipient) -> None:
         )
 
 
+def _refuse_ldap(organization) -> None:
+    if organization.uses_ldap:
+        raise PermissionDenied(
+            f"The recipients of {organization.name} live in its LDAP server: add, change and "
+            "delete them with your LDAP tools. The next cycle reads the change from LDAP."
+        )
+
+
 @org_page(Access.ADMINISTRATOR)
 def recipient_edit(request, organization, pk: int | None = None, container: int | None = None):
+    _refuse_ldap(organization)
     recipient = _recipient(organization, pk) if pk else Recipient()
     if pk:
         _refuse_imported(recipient)
@@ -121,6 +140,7 @@ def recipient_edit(request, organization, pk: int | None = None, container: int 
 
 @org_page(Access.ADMINISTRATOR)
 def recipient_delete(request, organization, pk: int):
+    _refuse_ldap(organization)
     recipient = _recipient(organization, pk)
     _refuse_imported(recipient)
     if request.method == "POST" and ConfirmForm(request.POST).is_valid():
@@ -140,6 +160,38 @@ def recipient_delete(request, organization, pk: int):
         cancel=recipient_url(organization, recipient),
         danger=True,
     )
+
+
+@org_page(Access.ADMINISTRATOR)
+def trust_level(request, organization, pk: int):
+    """Set one recipient's trust level (the only thing kept beside an LDAP entry in the mirror);
+    back to the page the form was on."""
+    recipient = _recipient(organization, pk)
+    _refuse_imported(recipient)
+    if request.method != "POST":
+        return redirect(recipient_url(organization, recipient))
+    form = TrustLevelForm(request.POST, instance=recipient)
+    if form.is_valid():
+        form.save()
+        messages.success(
+            request,
+            f"Trust level of {recipient.display_name} set to {recipient.trust_level}; "
+            "the next export takes it into account.",
+        )
+    else:
+        errors = "; ".join(form.errors.get("trust_level", ["Give a number."]))
+        messages.error(request, f"Trust level of {recipient.display_name} not changed: {errors}")
+    return redirect(_back(request, recipient_url(organization, recipient)))
+
+
+def _back(request, default: str) -> str:
+    """The `next` URL of a form if it is a page of this site, else `default`."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
 
 
 def recipient_url(organization, recipient) -> str:

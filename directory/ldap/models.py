@@ -6,6 +6,9 @@ and writes with python-ldap directly (scan.py, publish.py): it works in bulk, pi
 writes and escapes DN values, which ldapdb's DN building does not.
 """
 
+import threading
+
+import ldap
 from django.db import connections
 from django.db.utils import load_backend
 from ldapdb.models import Model
@@ -112,6 +115,19 @@ class Group(Entry):
 
 
 _bound: dict[tuple, type] = {}
+_bound_lock = threading.Lock()
+
+
+def _options(directory: LdapDirectory) -> dict:
+    """python-ldap options of the browsing connection, as connection.open_connection sets them
+    for the sync: a server that does not answer fails after the timeout, not after TCP's own,
+    and TLS trusts the directory's CA file. (Insertion order matters: a new TLS context must be
+    made after the CA file is set.)"""
+    options = {"query_timeout": directory.timeout, ldap.OPT_NETWORK_TIMEOUT: directory.timeout}
+    if directory.ca_file:
+        options[ldap.OPT_X_TLS_CACERTFILE] = directory.ca_file
+        options[ldap.OPT_X_TLS_NEWCTX] = 0
+    return options
 
 
 def database_alias(directory: LdapDirectory) -> str:
@@ -130,7 +146,7 @@ def database_alias(directory: LdapDirectory) -> str:
                 "USER": directory.bind_dn,
                 "PASSWORD": directory.password,
                 "TLS": directory.start_tls,
-                "CONNECTION_OPTIONS": {"query_timeout": directory.timeout},
+                "CONNECTION_OPTIONS": _options(directory),
             },
         }
     )[alias]
@@ -142,21 +158,36 @@ def database_alias(directory: LdapDirectory) -> str:
     return alias
 
 
-def bound(model: type[Entry], directory: LdapDirectory) -> type[Entry]:
-    """`model` reading from `directory`: its server (see router.py) and under its base DN."""
+def bound(
+    model: type[Entry],
+    directory: LdapDirectory,
+    base: str | None = None,
+    scope: int = ldap.SCOPE_SUBTREE,
+) -> type[Entry]:
+    """`model` reading from `directory`: its server (see router.py) and under its base DN, or
+    under `base` (an entry of that server, such as one unit) with `scope` (SCOPE_ONELEVEL for
+    the entries directly below it).
+
+    ldapdb takes the search base and scope from the model class, so each combination is a class
+    of its own; they are cached (one per unit browsed, a handful per directory), since Django
+    registers every model class for good.
+    """
     alias = database_alias(directory)
-    key = (model, alias, directory.base_dn)
-    if key not in _bound:
-        meta = type("Meta", (), {"proxy": True, "managed": False})
-        name = f"{model.__name__}{len(_bound) + 1}"
-        _bound[key] = type(
-            name,
-            (model,),
-            {
-                "base_dn": directory.base_dn,
-                "database": alias,
-                "__module__": model.__module__,
-                "Meta": meta,
-            },
-        )
-    return _bound[key]
+    base = base or directory.base_dn
+    key = (model, alias, base, scope)
+    with _bound_lock:
+        if key not in _bound:
+            meta = type("Meta", (), {"proxy": True, "managed": False})
+            name = f"{model.__name__}{len(_bound) + 1}"
+            _bound[key] = type(
+                name,
+                (model,),
+                {
+                    "base_dn": base,
+                    "search_scope": scope,
+                    "database": alias,
+                    "__module__": model.__module__,
+                    "Meta": meta,
+                },
+            )
+        return _bound[key]

@@ -105,7 +105,7 @@ def test_it_syncs_from_the_console(page, shoot):
     assert page.locator(f'tr[data-run="{run.pk}"] .run-status').inner_text() == "Completed"
     shoot("04-schedule-after-execute-now")
 
-    page.click("nav.tabs >> text=Directory")
+    page.click('nav.tabs >> text="Directory"')
     page.click("text=InterOrg Contacts")
     table = page.locator("#recipients").inner_text()
     assert "Person 0 of ORG1" in table and "Person 1 of ORG3" in table

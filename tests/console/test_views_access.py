@@ -33,6 +33,7 @@ def _ids(world) -> dict:
 READ_PAGES = [
     ("console:overview", ["org"]),
     ("console:server-type", ["org"]),
+    ("console:directory-service", ["org"]),
     ("console:master-config", ["org"]),
     ("console:export-config", ["org"]),
     ("console:import-config", ["org"]),
@@ -56,6 +57,8 @@ ADMIN_PAGES = [
 ]
 CHANGES = [
     ("console:server-type", ["org"]),
+    ("console:directory-service", ["org"]),
+    ("console:recipient-trust-level", ["org", "recipient:pk"]),
     ("console:master-config", ["org"]),
     ("console:export-config", ["org"]),
     ("console:import-config", ["org"]),

@@ -1,0 +1,125 @@
+"""Where an organization's directory lives (built-in or an LDAP server) and how to reach the
+server: the rules shared by the console's Directory Service page and the API.
+
+The connection settings are kept even while the organization uses the built-in directory, so
+an administrator can enter and test them before switching.
+"""
+
+import copy
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from directory.backends import DirectoryUnavailable
+from directory.constants import Backend
+from directory.models import LdapDirectory, Organization
+
+# A test from the console waits at most this long whatever the directory's own timeout (up to
+# ten minutes for a slow server): a web request must not hang.
+TEST_TIMEOUT = 15
+
+INSTALL_HINT = "pip install 'interorg-sync[ldap]'"
+
+
+def ldap_missing() -> str:
+    """Why LDAP directories cannot be used here ("" when they can)."""
+    try:
+        import ldap  # noqa: F401
+    except ImportError:
+        return (
+            "LDAP directories need python-ldap, which is not installed on this server: "
+            f"install it with {INSTALL_HINT}, then restart the console and the workers."
+        )
+    return ""
+
+
+def is_dn(value: str) -> bool:
+    """Whether python-ldap reads `value` as a distinguished name (always true without it: the
+    choice of LDAP is refused then anyway)."""
+    try:
+        import ldap.dn
+    except ImportError:
+        return True
+    return bool(value.strip()) and ldap.dn.is_dn(value)
+
+
+def problems(directory: LdapDirectory) -> dict[str, list[str]]:
+    """What is wrong with settings that each pass the model's own validation, by field."""
+    found: dict[str, list[str]] = {}
+    if directory.base_dn and not is_dn(directory.base_dn):
+        found["base_dn"] = [
+            f"{directory.base_dn!r} is not a distinguished name: write it as attribute=value "
+            "pairs separated by commas, such as dc=example,dc=org or ou=People,o=Example."
+        ]
+    if directory.start_tls and directory.uri.lower().startswith("ldaps://"):
+        found["start_tls"] = [
+            "An ldaps:// connection is TLS from the start: uncheck StartTLS, or use ldap://."
+        ]
+    return found
+
+
+def validate(directory: LdapDirectory, backend: str) -> None:
+    """Raise ValidationError (by field) unless `directory` can be saved for `backend`: the
+    model's own validation, the checks above, and python-ldap installed when LDAP is chosen."""
+    errors: dict[str, list[str]] = {}
+    if backend == Backend.LDAP and ldap_missing():
+        errors["directory_backend"] = [ldap_missing()]
+    try:
+        directory.full_clean(exclude=["organization"])
+    except ValidationError as exc:
+        for field, messages in exc.message_dict.items():
+            errors.setdefault(field, []).extend(messages)
+    for field, messages in problems(directory).items():
+        if field not in errors:
+            errors[field] = messages
+    if errors:
+        raise ValidationError(errors)
+
+
+def keeps_settings(directory: LdapDirectory, backend: str) -> bool:
+    """Whether there are LDAP settings to validate and keep: always for LDAP; for the built-in
+    directory, only once some have been entered."""
+    return backend == Backend.LDAP or bool(
+        directory.pk or directory.uri or directory.base_dn or directory.bind_dn
+    )
+
+
+def save(organization: Organization, backend: str, directory: LdapDirectory) -> None:
+    """Store the choice of directory and the (validated) LDAP settings together."""
+    with transaction.atomic():
+        if keeps_settings(directory, backend):
+            directory.organization = organization
+            directory.save()
+        if organization.directory_backend != backend:
+            organization.directory_backend = backend
+            organization.save(update_fields=["directory_backend"])
+
+
+@dataclass
+class ConnectionCheck:
+    ok: bool
+    detail: str
+    recipients: int | None = None
+
+
+def try_connection(directory: LdapDirectory) -> ConnectionCheck:
+    """Bind and count the recipients under the base DN, as the next scan would; the failure as
+    the message a scan would record. Nothing is saved."""
+    if ldap_missing():
+        return ConnectionCheck(False, ldap_missing())
+    from directory.ldap.connection import check
+
+    trial = copy.copy(directory)
+    trial.timeout = min(directory.timeout or TEST_TIMEOUT, TEST_TIMEOUT)
+    try:
+        count = check(trial)
+    except DirectoryUnavailable as exc:
+        return ConnectionCheck(False, str(exc))
+    except (ValueError, OSError) as exc:  # python-ldap refusing an option (a CA file, say)
+        return ConnectionCheck(False, f"LDAP server {directory.uri} could not be used: {exc}")
+    who = directory.bind_dn or "anonymous"
+    found = "1 recipient" if count == 1 else f"{count} recipients"
+    return ConnectionCheck(
+        True, f"Connected to {directory.uri} as {who}: {found} under {directory.base_dn}.", count
+    )
