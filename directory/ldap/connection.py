@@ -61,15 +61,13 @@ def connected(directory: LdapDirectory):
 
 
 def check(directory: LdapDirectory) -> int:
-    """Bind and read the base DN; the number of recipients under it (for the console's test)."""
+    """Bind and read the base DN; the number of recipients under it (for the console's test).
+    The search is paged, like a scan's, so a server's size limit does not fail it."""
     from directory.ldap import schema
 
     with connected(directory) as conn:
         conn.search_s(directory.base_dn, ldap.SCOPE_BASE, attrlist=["1.1"])
-        found = conn.search_s(
-            directory.base_dn, ldap.SCOPE_SUBTREE, schema.RECIPIENT_FILTER, ["1.1"]
-        )
-        return len(found)
+        return sum(1 for _ in search(conn, directory.base_dn, schema.RECIPIENT_FILTER, ["1.1"]))
 
 
 def search(conn, base: str, filterstr: str, attrs: list[str], scope=ldap.SCOPE_SUBTREE):
