@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from directory.constants import Kind
 from directory.factories import RecipientFactory
-from directory.models import Recipient, Tombstone
+from directory.models import LdapDirectory, Recipient, Tombstone
 from master.factories import AllowedRequestorFactory
 from master.models import GlobalEntry, LedgerEntry, ReceivedBatch
 from requestor.factories import ExportedContainerFactory
@@ -50,6 +50,13 @@ def every_model(container, admin_user):
     RecipientFactory(container=container, kind=Kind.DISTRIBUTION_LIST, members=people)
     RecipientFactory(container=container, global_key="ORG2:1", origin_organization="ORG2")
     RecipientFactory(container=container).delete()
+    LdapDirectory.objects.create(
+        organization=container.organization,
+        uri="ldap://ldap.branch1.example",
+        bind_dn="cn=sync,dc=branch1,dc=example",
+        password="s3cret",
+        base_dn="dc=branch1,dc=example",
+    )
     requestor = AllowedRequestorFactory(master__organization=container.organization)
     message = Message.objects.create(
         direction="in",
@@ -105,6 +112,7 @@ def test_it_registers_every_model_of_the_project():
         "directory.Container",
         "directory.Recipient",
         "directory.Tombstone",
+        "directory.LdapDirectory",
         "master.MasterConfig",
         "master.AllowedRequestor",
         "master.GlobalEntry",
