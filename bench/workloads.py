@@ -191,16 +191,18 @@ def _fill_master(master: MasterConfig, allowed: list, entries: int) -> None:
     MasterConfig.objects.filter(pk=master.pk).update(usn=entries)
 
 
-def ceiling_bulk_insert(count: int) -> dict:
-    """The same recipient rows inserted with bare bulk_create: what W1's writes cannot beat."""
+def ceiling_insert(count: int, copy: bool) -> dict:
+    """The same recipient rows inserted bare, by COPY or by bulk_create: what W1's writes cannot
+    beat. W1 writes with COPY on PostgreSQL; the bulk_create line shows what that gains."""
     reset()
     built = topology.build(1, 0)
     container = built.configs[0].import_container
     start = time.perf_counter()
-    topology.add_people(container, count, seed=7)
+    topology.add_people(container, count, seed=7, copy=copy)
     elapsed = time.perf_counter() - start
     return {
         "workload": "bulk insert ceiling",
+        "method": "copy" if copy else "bulk_create",
         "rows": count,
         "seconds": elapsed,
         "rate": _rate(count, elapsed),

@@ -7,10 +7,12 @@ locked: master USNs are allocated and committed in order (docs/protocol.md, rule
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db.models import Q
 from django.utils import timezone
 
+from directory.bulk import OneOf, copy_insert, update_objects
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig, ReceivedBatch
 from transport import outbox, signing, wire
 from transport.constants import AddressType
@@ -19,7 +21,20 @@ from transport.models import Message
 
 log = logging.getLogger(__name__)
 
-ENTRY_FIELDS = ["kind", "attrs", "deleted", "source_usn", "usn", "full_batch", "changed_at"]
+# What processing changes on a global entry (changed_at aside), the columns of a new entry,
+# and those of a ledger row.
+ENTRY_FIELDS = ["kind", "attrs", "deleted", "source_usn", "usn", "full_batch"]
+NEW_ENTRY_FIELDS = ["master_id", "requestor_id", "object_id", "global_key", "origin", *ENTRY_FIELDS]
+LEDGER_FIELDS = [
+    "master_id",
+    "usn",
+    "global_key",
+    "origin",
+    "op",
+    "source_usn",
+    "attrs",
+    "message_id",
+]
 
 
 def _by_address(address: str) -> Q:
@@ -72,31 +87,35 @@ class _Changes:
     master: MasterConfig
     requestor: AllowedRequestor
     message: Message | None
-    create: list[GlobalEntry] = field(default_factory=list)
+    create: list["_NewEntry"] = field(default_factory=list)
     update: list[GlobalEntry] = field(default_factory=list)
-    ledger: list[LedgerEntry] = field(default_factory=list)
+    ledger: list[tuple] = field(default_factory=list)
+    now: datetime = field(default_factory=timezone.now)
 
-    def publish(self, entry: GlobalEntry, op: str) -> None:
+    def publish(self, entry: "GlobalEntry | _NewEntry", op: str) -> None:
         self.master.usn += 1
         entry.usn = self.master.usn
-        entry.changed_at = timezone.now()
+        entry.changed_at = self.now
         self.ledger.append(
-            LedgerEntry(
-                master=self.master,
-                usn=entry.usn,
-                global_key=entry.global_key,
-                origin=entry.origin,
-                op=op,
-                source_usn=entry.source_usn,
-                attrs=entry.attrs,
-                message=self.message,
+            (
+                self.master.pk,
+                entry.usn,
+                entry.global_key,
+                entry.origin,
+                op,
+                entry.source_usn,
+                entry.attrs,
+                self.message.pk if self.message else None,
             )
         )
 
     def save(self) -> None:
-        GlobalEntry.objects.bulk_create(self.create)
-        GlobalEntry.objects.bulk_update(self.update, ENTRY_FIELDS)
-        LedgerEntry.objects.bulk_create(self.ledger)
+        """New entries and the ledger are written as plain rows (COPY on PostgreSQL), changed
+        entries in one statement (see directory.bulk)."""
+        rows = ([getattr(entry, name) for name in NEW_ENTRY_FIELDS] for entry in self.create)
+        copy_insert(GlobalEntry, NEW_ENTRY_FIELDS, rows)
+        update_objects(GlobalEntry, self.update, [*ENTRY_FIELDS, "changed_at"])
+        copy_insert(LedgerEntry, LEDGER_FIELDS, self.ledger)
         self.create, self.update, self.ledger = [], [], []
 
 
@@ -128,12 +147,11 @@ def process_export(
 def apply_changes(changes: _Changes, document: wire.ExportDocument) -> None:
     """Apply each change newer than what the master holds for that object (rule 2)."""
     requestor = changes.requestor
-    ids = {change.id for change in document.changes}
-    existing = {
-        entry.object_id: entry
-        for entry in GlobalEntry.objects.filter(requestor=requestor, object_id__in=ids)
+    ids = OneOf("object_id", {change.id for change in document.changes})
+    existing: dict[uuid.UUID, GlobalEntry | _NewEntry] = {
+        entry.object_id: entry for entry in GlobalEntry.objects.filter(ids, requestor=requestor)
     }
-    touched: dict[uuid.UUID, GlobalEntry] = {}
+    touched: dict[uuid.UUID, GlobalEntry | _NewEntry] = {}
     for change in sorted(document.changes, key=lambda c: c.usn):
         entry = existing.get(change.id)
         if entry is None:
@@ -159,20 +177,35 @@ def apply_changes(changes: _Changes, document: wire.ExportDocument) -> None:
     changes.update.extend(entry for entry in touched.values() if id(entry) not in new)
 
 
-def _new_entry(changes: _Changes, change: wire.Change) -> GlobalEntry:
+@dataclass
+class _NewEntry:
+    """A global entry the master has never stored. It is only ever inserted, as a row (see
+    _Changes.save): a model instance per object would cost more than writing it."""
+
+    master_id: int
+    requestor_id: int
+    object_id: uuid.UUID
+    global_key: str
+    origin: str
+    kind: str
+    attrs: dict = field(default_factory=dict)
+    deleted: bool = True
+    source_usn: int = -1
+    usn: int = 0
+    full_batch: uuid.UUID | None = None
+    changed_at: datetime | None = None
+
+
+def _new_entry(changes: _Changes, change: wire.Change) -> _NewEntry:
     """An entry the master has never published: a delete of it is remembered, not sent."""
     name = changes.requestor.organization_name
-    return GlobalEntry(
-        master=changes.master,
-        requestor=changes.requestor,
+    return _NewEntry(
+        master_id=changes.master.pk,
+        requestor_id=changes.requestor.pk,
         object_id=change.id,
         global_key=f"{name}:{change.id}",
         origin=name,
         kind=change.kind,
-        attrs={},
-        deleted=True,
-        source_usn=-1,
-        usn=0,
     )
 
 

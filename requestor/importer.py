@@ -13,6 +13,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from directory import backends
+from directory.bulk import OneOf, copy_insert, update_objects
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.models import Recipient, allocate_usns, smtp_validator
 from requestor.constants import RunStatus
@@ -22,16 +23,19 @@ from transport.constants import Direction, Status
 from transport.exceptions import MessageDeferred, MessageRejected
 from transport.models import Message
 
-CONTACT_FIELDS = [
+# What the import writes on a contact, and where the alias and SMTP address sit among them.
+CONTACT_VALUES = [
     *GENERAL_ATTRIBUTES,
     "kind",
-    "container",
+    "container_id",
     "target_address",
     "origin_organization",
     "master_usn",
     "usn",
-    "changed_at",
 ]
+CONTACT_FIELDS = [*CONTACT_VALUES, "changed_at"]
+ALIAS_INDEX = CONTACT_VALUES.index("alias")
+SMTP_INDEX = CONTACT_VALUES.index("primary_smtp")
 DELETE_CHUNK = 5000
 
 
@@ -128,7 +132,7 @@ def apply_entries(config: RequestorConfig, entries: list[wire.Entry], counts: Co
     for entry in entries:
         if entry.key not in latest or entry.usn > latest[entry.key].usn:
             latest[entry.key] = entry
-    contacts = {c.global_key: c for c in _contacts(config).filter(global_key__in=latest)}
+    contacts = {c.global_key: c for c in _contacts(config).filter(OneOf("global_key", latest))}
     domains = config.domains()
     removals: list[Recipient] = []
     upserts: list[tuple[wire.Entry, Recipient | None]] = []
@@ -147,7 +151,7 @@ def apply_entries(config: RequestorConfig, entries: list[wire.Entry], counts: Co
     _delete(removals, counts)
     _write(config, upserts, aliases, counts)
     resolved = [entry.key for entry, _ in upserts] + [c.global_key for c in removals]
-    Conflict.objects.filter(config=config, global_key__in=resolved).delete()
+    Conflict.objects.filter(OneOf("global_key", resolved), config=config).delete()
     Conflict.objects.filter(
         config=config, global_key__in=[c.global_key for c in counts.conflicts]
     ).delete()
@@ -169,7 +173,7 @@ def _set_conflicts_aside(config, upserts, removals, counts) -> list:
     rows = (
         Recipient.objects.filter(organization_id=config.organization_id)
         .annotate(smtp=Lower("primary_smtp"))
-        .filter(smtp__in=addresses)
+        .filter(OneOf("smtp", addresses))
         .values_list("smtp", "global_key", "pk")
     )
     for smtp, key, pk in rows:
@@ -223,7 +227,7 @@ def _choose_aliases(config, upserts) -> dict[str, str]:
     rows = (
         Recipient.objects.filter(organization_id=config.organization_id)
         .annotate(lowered=Lower("alias"))
-        .filter(lowered__in=candidates)
+        .filter(OneOf("lowered", candidates))
         .values_list("lowered", "global_key")
     )
     for alias, key in rows:
@@ -258,31 +262,42 @@ def _delete(removals: list[Recipient], counts: Counts) -> None:
 
 
 def _write(config, upserts, aliases, counts: Counts) -> None:
+    """New contacts go in as plain rows (COPY on PostgreSQL), changed ones in one statement."""
     if not upserts:
         return
     first = allocate_usns(config.organization_id, len(upserts))
     now = timezone.now()
     create, update = [], []
     for offset, (entry, contact) in enumerate(upserts):
+        values = _contact_values(config, entry, aliases[entry.key], usn=first + offset)
         if contact is None:
-            contact = Recipient(organization_id=config.organization_id, global_key=entry.key)
-            create.append(contact)
-        else:
-            update.append(contact)
-        for name in GENERAL_ATTRIBUTES:
-            setattr(contact, name, entry.attrs.get(name, ""))
-        contact.alias = aliases[entry.key]
-        contact.kind = Kind.CUSTOM_RECIPIENT
-        contact.container_id = config.import_container_id
-        contact.target_address = contact.primary_smtp
-        contact.origin_organization = entry.origin
-        contact.master_usn = entry.usn
-        contact.usn = first + offset
+            create.append((config.organization_id, entry.key, *values))
+            continue
+        for name, value in zip(CONTACT_VALUES, values, strict=True):
+            setattr(contact, name, value)
         contact.changed_at = now
-    Recipient.objects.bulk_update(update, CONTACT_FIELDS)
-    Recipient.objects.bulk_create(create)
+        update.append(contact)
+    update_objects(Recipient, update, CONTACT_FIELDS)
+    copy_insert(Recipient, ["organization_id", "global_key", *CONTACT_VALUES], create)
     counts.imported += len(create)
     counts.updated += len(update)
+
+
+def _contact_values(config, entry: wire.Entry, alias: str, usn: int) -> tuple:
+    """A contact's values for an entry, in CONTACT_VALUES order."""
+    attrs = entry.attrs
+    general = [attrs.get(name, "") for name in GENERAL_ATTRIBUTES]
+    general[ALIAS_INDEX] = alias
+    smtp = general[SMTP_INDEX]
+    return (
+        *general,
+        Kind.CUSTOM_RECIPIENT,
+        config.import_container_id,
+        smtp,
+        entry.origin,
+        entry.usn,
+        usn,
+    )
 
 
 def _is_last_full_part(document: wire.ReplyDocument) -> bool:
