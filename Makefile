@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # brokers, so they run on their own afterwards.
 XDIST ?= -n 2
 BENCH_SMOKE := --recipients 60 --incremental-sizes 20,40 --changes 5 \
-	--fanout-requestors 3 --fanout-entries 300
+	--fanout-requestors 3 --fanout-entries 300 --ldap-entries 200
 
 .PHONY: install run test test-tools test-postgres test-sqlite lint compose-check demo flower \
 	bench clean

@@ -17,11 +17,11 @@ import ldap
 import ldap.dn
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from directory.backends import DirectoryUnavailable
+from directory.bulk import OneOf, copy_insert, update_objects
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.ldap import schema
 from directory.ldap.connection import connected, search
@@ -254,7 +254,7 @@ def _apply(directory, changed, containers, result: ScanResult) -> None:
         return
     current = {
         row["guid"]: row
-        for row in Recipient.objects.filter(organization_id=organization_id, guid__in=rows)
+        for row in Recipient.objects.filter(OneOf("guid", rows), organization_id=organization_id)
         .order_by()
         .values("pk", "guid", "global_key", *MIRROR_FIELDS)
     }
@@ -266,18 +266,15 @@ def _apply(directory, changed, containers, result: ScanResult) -> None:
     now = timezone.now()
     create, update = [], []
     for offset, (guid, row) in enumerate(rows.items()):
+        values = [row[name] for name in MIRROR_FIELDS]
         existing = current.get(guid)
-        recipient = Recipient(
-            pk=existing["pk"] if existing else None,
-            organization_id=organization_id,
-            guid=guid,
-            usn=first + offset,
-            changed_at=now,
-            **row,
-        )
-        (update if existing else create).append(recipient)
-    Recipient.objects.bulk_update(update, [*MIRROR_FIELDS, "usn", "changed_at"])
-    Recipient.objects.bulk_create(create)
+        if existing is None:
+            create.append((organization_id, guid, first + offset, now, *values))
+            continue
+        recipient = Recipient(pk=existing["pk"], usn=first + offset, changed_at=now, **row)
+        update.append(recipient)
+    update_objects(Recipient, update, [*MIRROR_FIELDS, "usn", "changed_at"])
+    copy_insert(Recipient, ["organization", "guid", "usn", "changed_at", *MIRROR_FIELDS], create)
     result.created += len(create)
     result.updated += len(update)
 
@@ -290,15 +287,15 @@ def _unique(organization_id, rows, current, result) -> dict:
     """Leave out entries whose address or alias another recipient of the organization holds."""
     smtps = {row["primary_smtp"].lower() for row in rows.values()}
     aliases = {row["alias"].lower() for row in rows.values()}
-    others = Recipient.objects.filter(organization_id=organization_id).exclude(guid__in=rows)
+    others = Recipient.objects.filter(organization_id=organization_id).exclude(OneOf("guid", rows))
     held_smtp = set(
         others.annotate(value=Lower("primary_smtp"))
-        .filter(value__in=smtps)
+        .filter(OneOf("value", smtps))
         .values_list("value", flat=True)
     )
     held_alias = set(
         others.annotate(value=Lower("alias"))
-        .filter(Q(value__in=aliases))
+        .filter(OneOf("value", aliases))
         .values_list("value", flat=True)
     )
     kept = {}

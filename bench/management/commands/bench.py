@@ -43,7 +43,10 @@ class Command(BaseCommand):
         parser.add_argument("--changes", type=int, default=10, help="W2: K changes.")
         parser.add_argument("--fanout-requestors", type=int, default=20, help="W3.")
         parser.add_argument("--fanout-entries", type=int, default=100_000, help="W3.")
-        parser.add_argument("--only", default="w1,w2,w3,ceiling", help="Which workloads to run.")
+        parser.add_argument(
+            "--ldap-entries", type=int, default=10_000, help="W4: contacts written to slapd."
+        )
+        parser.add_argument("--only", default="w1,w2,w3,w4,ceiling", help="Which workloads to run.")
         parser.add_argument("--json", dest="json_file", help="Also write the figures here.")
 
     def handle(self, *args, **options):
@@ -73,7 +76,8 @@ class Command(BaseCommand):
                     options["fanout_requestors"], options["fanout_entries"]
                 )
                 self.print_w3(results["w3"])
-        self.stdout.write("W4 LDAP: not measured (LDAP directories are not supported yet).")
+            if "w4" in chosen:
+                results["w4"] = self.run_w4(options["ldap_entries"])
         if options["json_file"]:
             Path(options["json_file"]).write_text(json.dumps(results, indent=2, default=str))
             self.stdout.write(f"Figures written to {options['json_file']}")
@@ -118,6 +122,34 @@ class Command(BaseCommand):
                     f"  {run['recipients_per_org']:>8,}  {label:<14}"
                     f"{run[label]['seconds']:>10.3f}{run[label]['queries']:>10}{run['arrived']:>10}"
                 )
+
+    def run_w4(self, count: int) -> dict | None:
+        try:
+            from bench.ldap import w4_ldap
+            from directory.ldap.slapd import SlapdError
+        except ImportError as exc:
+            self.stdout.write(f"\nW4 LDAP: skipped, python-ldap is not installed ({exc}).")
+            return None
+        try:
+            w4 = w4_ldap(count)
+        except SlapdError as exc:
+            self.stdout.write(f"\nW4 LDAP: skipped, no throwaway slapd ({exc}).")
+            return None
+        problems = f", {w4['problems']} NOT WRITTEN" if w4["problems"] else ""
+        self.stdout.write(
+            f"\nW4 LDAP: {w4['entries']:,} contacts written to a throwaway slapd{problems}"
+        )
+        self.stdout.write(f"  {'':<30}{'seconds':>10}{'entries/s':>14}")
+        for label, key in (
+            ("import (contacts written)", "publish"),
+            ("raw python-ldap add_s", "raw_add"),
+            ("scan (entries read in)", "scan"),
+        ):
+            self.stdout.write(
+                f"  {label:<30}{w4[key + '_seconds']:>10.2f}{_num(w4[key + '_rate']):>14}"
+            )
+        self.stdout.write(f"  import / raw add rate = {w4['publish_to_raw_ratio']:.2f}")
+        return w4
 
     def print_w3(self, w3: dict) -> None:
         self.stdout.write(
