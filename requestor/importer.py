@@ -5,6 +5,7 @@ is applied whole or not at all. The number of queries does not depend on the num
 """
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -204,10 +205,26 @@ def _set_conflicts_aside(config, upserts, removals, counts) -> list:
     return kept
 
 
-def _conflict_reason(entry, smtp: str, holders: dict, claimed: dict) -> str | None:
+# Plain addresses (a dot-atom local part, host-name labels, a top-level domain of letters), all of
+# which Django's EmailValidator accepts, need no closer look; that validator decides the rest.
+_PLAIN_ADDRESS = re.compile(
+    r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+
+
+def _is_smtp_address(smtp: str) -> bool:
+    if len(smtp) <= 254 and _PLAIN_ADDRESS.fullmatch(smtp):
+        return True
     try:
         smtp_validator(smtp)
     except ValidationError:
+        return False
+    return True
+
+
+def _conflict_reason(entry, smtp: str, holders: dict, claimed: dict) -> str | None:
+    if not _is_smtp_address(smtp):
         return f"The entry has no valid primary SMTP address ({smtp!r})."
     if smtp in holders and holders[smtp] != entry.key:
         if holders[smtp] is None:
@@ -221,27 +238,44 @@ def _conflict_reason(entry, smtp: str, holders: dict, claimed: dict) -> str | No
 def _choose_aliases(config, upserts) -> dict[str, str]:
     """A unique alias for each contact: the source alias, or one made unique with a key hash."""
     wanted = {entry.key: _base_alias(entry) for entry, _ in upserts}
-    fallback = {key: _fallback_alias(base, key) for key, base in wanted.items()}
-    candidates = {a.lower() for a in [*wanted.values(), *fallback.values()]}
-    holders: dict[str, set] = {}
-    rows = (
-        Recipient.objects.filter(organization_id=config.organization_id)
-        .annotate(lowered=Lower("alias"))
-        .filter(OneOf("lowered", candidates))
-        .values_list("lowered", "global_key")
-    )
-    for alias, key in rows:
-        holders.setdefault(alias, set()).add(key)
+    holders = _alias_holders(config, {base.lower() for base in wanted.values()})
+    # Fallbacks only for the aliases someone else holds, or that recur in this part.
+    seen: dict[str, int] = {}
+    for base in wanted.values():
+        seen[base.lower()] = seen.get(base.lower(), 0) + 1
+    fallback = {
+        key: _fallback_alias(base, key)
+        for key, base in wanted.items()
+        if seen[base.lower()] > 1 or holders.get(base.lower(), set()) - {key}
+    }
+    holders.update(_alias_holders(config, {alias.lower() for alias in fallback.values()}))
     chosen: dict[str, str] = {}
     used: set[str] = set()
     for key, base in wanted.items():
-        for alias in (base, fallback[key]):
+        for alias in (base, fallback.get(key, base)):
             others = holders.get(alias.lower(), set()) - {key}
             if not others and alias.lower() not in used:
                 break
         used.add(alias.lower())
         chosen[key] = alias
     return chosen
+
+
+def _alias_holders(config, aliases: set[str]) -> dict[str, set]:
+    """Who holds each of these aliases (lower case) in the organization: global keys, None for
+    the organization's own recipients. No query for no aliases."""
+    holders: dict[str, set] = {}
+    if not aliases:
+        return holders
+    rows = (
+        Recipient.objects.filter(organization_id=config.organization_id)
+        .annotate(lowered=Lower("alias"))
+        .filter(OneOf("lowered", aliases))
+        .values_list("lowered", "global_key")
+    )
+    for alias, key in rows:
+        holders.setdefault(alias, set()).add(key)
+    return holders
 
 
 def _base_alias(entry: wire.Entry) -> str:
