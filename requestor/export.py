@@ -8,7 +8,12 @@ from directory.models import Container, Organization, Recipient, Tombstone, allo
 from requestor.models import RequestorConfig
 from transport import signing, wire
 
-RECIPIENT_COLUMNS = ["guid", "kind", "usn", "container_id", "trust_level", *GENERAL_ATTRIBUTES]
+ATTRIBUTES = tuple(GENERAL_ATTRIBUTES)
+# Rows are read as tuples: these columns, then the General attributes in ATTRIBUTES order.
+RECIPIENT_COLUMNS = ["guid", "kind", "usn", "container_id", "trust_level", *ATTRIBUTES]
+GUID, KIND, USN, CONTAINER, TRUST, FIRST_ATTRIBUTE = range(6)
+DISPLAY_NAME = FIRST_ATTRIBUTE + ATTRIBUTES.index("display_name")
+PRIMARY_SMTP = FIRST_ATTRIBUTE + ATTRIBUTES.index("primary_smtp")
 
 
 @dataclass
@@ -38,30 +43,42 @@ class Scope:
                 if dn == top or dn.startswith(top + "/"):
                     self.kinds.setdefault(container_id, set()).update(row.kinds())
 
-    def includes(self, row: dict) -> bool:
-        return row["trust_level"] <= self.trust_level and row["kind"] in self.kinds.get(
-            row["container_id"], ()
-        )
+    def includes(self, row: tuple) -> bool:
+        """Whether a row of RECIPIENT_COLUMNS is in scope."""
+        return row[TRUST] <= self.trust_level and row[KIND] in self.kinds.get(row[CONTAINER], ())
 
 
-def transform(row: dict, config: RequestorConfig) -> dict[str, str]:
-    """The General attributes as they leave the organization: suffix, SMTP rewrite, sanitized."""
-    values = {name: row[name] for name in GENERAL_ATTRIBUTES}
-    if config.append_display_name:
-        values["display_name"] += config.append_display_name
-    if config.modify_smtp_domain and "@" in values["primary_smtp"]:
-        local = values["primary_smtp"].rsplit("@", 1)[0]
-        values["primary_smtp"] = f"{local}@{config.modify_smtp_domain.lower()}"
-    cleaned = {name: wire.sanitize_value(name, value) for name, value in values.items()}
-    return {name: value for name, value in cleaned.items() if value}
+def transform(row: tuple, config: RequestorConfig) -> dict[str, str]:
+    """The General attributes of a row of RECIPIENT_COLUMNS as they leave the organization:
+    suffix, SMTP rewrite, sanitized; empty values left out."""
+    values = row[FIRST_ATTRIBUTE:]
+    if config.append_display_name or config.modify_smtp_domain:
+        values = list(values)
+        display_name = DISPLAY_NAME - FIRST_ATTRIBUTE
+        smtp = PRIMARY_SMTP - FIRST_ATTRIBUTE
+        values[display_name] += config.append_display_name
+        if config.modify_smtp_domain and "@" in values[smtp]:
+            local = values[smtp].rsplit("@", 1)[0]
+            values[smtp] = f"{local}@{config.modify_smtp_domain.lower()}"
+    attrs = {}
+    for name, value in zip(ATTRIBUTES, values, strict=True):
+        if not value:
+            continue
+        # Most values are printable and short enough: wire.sanitize_value would return them.
+        if not value.isprintable() or len(value) > GENERAL_ATTRIBUTES[name]:
+            value = wire.sanitize_value(name, value)
+            if not value:
+                continue
+        attrs[name] = value
+    return attrs
 
 
-def _upsert(row: dict, config: RequestorConfig, usn: int | None = None) -> dict:
+def _upsert(row: tuple, config: RequestorConfig, usn: int | None = None) -> dict:
     return {
-        "id": str(row["guid"]),
+        "id": str(row[GUID]),
         "op": "upsert",
-        "kind": row["kind"],
-        "usn": row["usn"] if usn is None else usn,
+        "kind": row[KIND],
+        "usn": row[USN] if usn is None else usn,
         "attrs": transform(row, config),
     }
 
@@ -87,15 +104,15 @@ def collect_changes(config: RequestorConfig, through: int) -> list[dict]:
         rows = own.filter(container_id__in=scope.kinds, trust_level__lte=config.trust_level)
         return [
             _upsert(row, config, usn=through)
-            for row in rows.order_by("usn").values(*RECIPIENT_COLUMNS)
+            for row in rows.order_by("usn").values_list(*RECIPIENT_COLUMNS)
             if scope.includes(row)
         ]
     changes = []
-    for row in own.filter(usn__gt=config.requestor_usn).values(*RECIPIENT_COLUMNS):
+    for row in own.filter(usn__gt=config.requestor_usn).values_list(*RECIPIENT_COLUMNS):
         if scope.includes(row):
             changes.append(_upsert(row, config))
         else:
-            changes.append(_delete(row["guid"], row["kind"], row["usn"]))
+            changes.append(_delete(row[GUID], row[KIND], row[USN]))
     tombstones = Tombstone.objects.filter(
         organization_id=config.organization_id,
         imported=False,

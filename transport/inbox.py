@@ -16,6 +16,23 @@ from transport.registry import agent_at, organization_at
 
 log = logging.getLogger(__name__)
 
+# What processing sets on an archived message (_describe, the agents' organization, the outcome).
+PROCESSED_FIELDS = [
+    "status",
+    "error",
+    "attempts",
+    "processed_at",
+    "organization",
+    "summary",
+    "kind",
+    "batch",
+    "part",
+    "parts",
+    "sequence",
+    "usn_from",
+    "usn_through",
+]
+
 
 def process_pending() -> int:
     """Process every received message, oldest first; return how many were handled."""
@@ -72,7 +89,8 @@ def process_message(pk: int) -> bool:
             message.status, message.error = Status.DEFERRED, str(exc)
         else:
             message.status = Status.PROCESSED
-        message.save()
+        # Not the payload: it is megabytes, and unchanged.
+        message.save(update_fields=PROCESSED_FIELDS)
     return True
 
 

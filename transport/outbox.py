@@ -3,7 +3,7 @@
 import logging
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Subquery
 from django.utils import timezone
 
 from transport import dispatch, signing
@@ -70,12 +70,10 @@ def receive(
     message_id: str = "",
 ) -> Message:
     """Archive an inbound message before anything else looks at it; processing follows commit."""
-    message = Message.objects.create(
-        direction=Direction.INBOUND,
-        status=Status.RECEIVED,
-        sender=sender,
-        recipient=recipient,
-        address_type=address_type,
+    message = _archive_inbound(
+        sender,
+        recipient,
+        address_type,
         size=len(payload),
         payload=payload,
         signature=signature,
@@ -84,6 +82,17 @@ def receive(
     )
     dispatch.message_received(message.pk)
     return message
+
+
+def _archive_inbound(sender: str, recipient: str, address_type: str, **fields) -> Message:
+    return Message.objects.create(
+        direction=Direction.INBOUND,
+        status=Status.RECEIVED,
+        sender=sender,
+        recipient=recipient,
+        address_type=address_type,
+        **fields,
+    )
 
 
 def deliver_pending() -> int:
@@ -117,7 +126,8 @@ def deliver_locally(pk: int) -> bool:
         )
         if not claimed:
             return False
-        message = Message.objects.get(pk=pk)
+        # The payload (megabytes) is copied inside the database, never through Python.
+        message = Message.objects.defer("payload").get(pk=pk)
         if not is_local_address(message.recipient):
             message.status = Status.FAILED
             message.error = (
@@ -127,12 +137,15 @@ def deliver_locally(pk: int) -> bool:
             message.save(update_fields=["status", "error"])
             log.warning("message %s: %s", pk, message.error)
             return True
-        receive(
+        received = _archive_inbound(
             message.sender,
             message.recipient,
-            bytes(message.payload),
             AddressType.EX,
+            size=message.size,
             signature=message.signature,
             key_fingerprint=message.key_fingerprint,
         )
+        payload = Message.objects.filter(pk=pk).values("payload")[:1]
+        Message.objects.filter(pk=received.pk).update(payload=Subquery(payload))
+        dispatch.message_received(received.pk)
     return True

@@ -83,6 +83,25 @@ def test_it_round_trips_documents_without_changes_or_entries():
         assert wire.decode(wire.encode(document)).model_dump(mode="json") == document
 
 
+def test_it_writes_the_compact_json_of_the_document():
+    document = with_attrs(display_name='Zoë "Q" Ñúñez 山田太郎 🦆', address="1 Main St\nTown")
+
+    raw = gzip.decompress(wire.encode(document))
+
+    assert raw == json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_it_decodes_any_gzip_level_and_json_layout(level):
+    # What earlier versions sent (level 6), and a reply whose attrs keep the database's spacing.
+    for document in (export_doc(), reply_doc()):
+        raw = json.dumps(document, indent=2, ensure_ascii=False).encode()
+
+        decoded = wire.decode(gzip.compress(raw, compresslevel=level))
+
+        assert decoded.model_dump(mode="json") == document
+
+
 # --- gzip -----------------------------------------------------------------------------------
 
 
@@ -699,12 +718,34 @@ def test_it_splits_into_parts_under_the_payload_limit(count, noise):
         assert after.usn_from == before.usn_through
 
 
+def test_it_writes_each_part_as_the_compact_json_of_its_document():
+    parts = wire.split(make_changes(400), MESSAGE_SIZE, render_export)
+
+    assert len(parts) > 1
+    for document, payload in parts:
+        expected = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        assert gzip.decompress(payload) == expected
+
+
+def test_it_writes_the_items_from_the_texts_it_is_given():
+    changes = make_changes(300)
+    texts = [json.dumps(change, indent=1).encode() for change in changes]
+    # The items themselves need only what render() reads.
+    items = [{"usn": change["usn"]} for change in changes]
+
+    parts = wire.split(items, MESSAGE_SIZE, render_export, texts)
+
+    assert len(parts) > 1
+    assert all(len(payload) <= wire.payload_limit(MESSAGE_SIZE) for _, payload in parts)
+    decoded = [wire.decode(payload) for _, payload in parts]
+    assert [c.model_dump(mode="json") for d in decoded for c in d.changes] == changes
+
+
 def test_it_cuts_parts_from_sizes_that_compress_badly():
     # Random text compresses far worse than the split's guess, so parts must be halved again.
     changes = make_changes(200, noise=200)
     first_guess = wire._chunk(
-        changes,
-        [len(json.dumps(c, separators=(",", ":"))) + 1 for c in changes],
+        [json.dumps(c, separators=(",", ":")) for c in changes],
         wire.payload_limit(MESSAGE_SIZE) * wire.COMPRESSION_GUESS,
     )
 
