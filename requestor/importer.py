@@ -5,8 +5,10 @@ is applied whole or not at all. The number of queries does not depend on the num
 """
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from django.core.exceptions import ValidationError
 from django.db.models import Q
@@ -147,8 +149,12 @@ def apply_entries(config: RequestorConfig, entries: list[wire.Entry], counts: Co
         if current and entry.usn <= (contact.master_usn or 0):
             continue
         upserts.append((entry, contact))
-    upserts = _set_conflicts_aside(config, upserts, removals, counts)
-    aliases = _choose_aliases(config, upserts)
+    bases = {entry.key: _base_alias(entry) for entry, _ in upserts}
+    addresses, alias_holders = _holders(config, upserts, bases)
+    upserts = _set_conflicts_aside(config, upserts, removals, counts, addresses)
+    aliases = _choose_aliases(
+        config, {entry.key: bases[entry.key] for entry, _ in upserts}, alias_holders
+    )
     _delete(removals, counts)
     _write(config, upserts, aliases, counts)
     resolved = [entry.key for entry, _ in upserts] + [c.global_key for c in removals]
@@ -166,21 +172,33 @@ def _wanted(entry: wire.Entry, domains: list[str] | None) -> bool:
     return smtp.rpartition("@")[2].lower() in domains
 
 
-def _set_conflicts_aside(config, upserts, removals, counts) -> list:
-    """Entries whose address is taken here (by a local recipient, another contact, or an earlier
-    entry of this part) become conflicts; a contact that held such an entry is removed."""
+def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, set]]:
+    """In one query, who holds the entries' addresses and their aliases (lower case) in the
+    organization: for an address, (global key, pk), the key None for a recipient of the
+    organization's own; for an alias, the set of global keys holding it."""
     addresses = {entry.attrs.get("primary_smtp", "").lower() for entry, _ in upserts}
-    holders, local_ids = {}, {}
+    aliases = {base.lower() for base in bases.values()}
+    by_address, by_alias = {}, {}
     rows = (
         Recipient.objects.filter(organization_id=config.organization_id)
-        .annotate(smtp=Lower("primary_smtp"))
-        .filter(OneOf("smtp", addresses))
-        .values_list("smtp", "global_key", "pk")
+        .annotate(smtp=Lower("primary_smtp"), lowered=Lower("alias"))
+        .filter(OneOf("smtp", addresses) | OneOf("lowered", aliases))
+        .values_list("smtp", "lowered", "global_key", "pk")
     )
-    for smtp, key, pk in rows:
-        holders[smtp] = key
-        if key is None:
-            local_ids[smtp] = pk
+    for smtp, alias, key, pk in rows:
+        if smtp in addresses:
+            by_address[smtp] = (key, pk)
+        if alias in aliases:
+            by_alias.setdefault(alias, set()).add(key)
+    return by_address, by_alias
+
+
+def _set_conflicts_aside(config, upserts, removals, counts, addresses: dict) -> list:
+    """Entries whose address is taken here (by a local recipient, another contact, or an earlier
+    entry of this part) become conflicts; a contact that held such an entry is removed.
+    `addresses` holds (global key, pk) of each address's holder (see _holders)."""
+    holders = {smtp: key for smtp, (key, _) in addresses.items()}
+    local_ids = {smtp: pk for smtp, (key, pk) in addresses.items() if key is None}
     kept, claimed = [], {}
     for entry, contact in upserts:
         smtp = entry.attrs.get("primary_smtp", "").lower()
@@ -235,10 +253,9 @@ def _conflict_reason(entry, smtp: str, holders: dict, claimed: dict) -> str | No
     return None
 
 
-def _choose_aliases(config, upserts) -> dict[str, str]:
-    """A unique alias for each contact: the source alias, or one made unique with a key hash."""
-    wanted = {entry.key: _base_alias(entry) for entry, _ in upserts}
-    holders = _alias_holders(config, {base.lower() for base in wanted.values()})
+def _choose_aliases(config, wanted: dict[str, str], holders: dict[str, set]) -> dict[str, str]:
+    """A unique alias for each contact: the source alias (`wanted`, by key), or one made unique
+    with a key hash. `holders` holds at least the holders of the wanted aliases (lower case)."""
     # Fallbacks only for the aliases someone else holds, or that recur in this part.
     seen: dict[str, int] = {}
     for base in wanted.values():
@@ -301,26 +318,40 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
         return
     first = allocate_usns(config.organization_id, len(upserts))
     now = timezone.now()
-    create, update = [], []
+    update = []
     for offset, (entry, contact) in enumerate(upserts):
-        values = _contact_values(config, entry, aliases[entry.key], usn=first + offset)
         if contact is None:
-            create.append((config.organization_id, entry.key, *values))
             continue
+        values = _contact_values(config, entry, aliases[entry.key], usn=first + offset)
         for name, value in zip(CONTACT_VALUES, values, strict=True):
             setattr(contact, name, value)
         contact.changed_at = now
         update.append(contact)
     update_objects(Recipient, update, CONTACT_FIELDS)
-    copy_insert(Recipient, ["organization_id", "global_key", *CONTACT_VALUES], create)
-    counts.imported += len(create)
+    # Made as COPY sends them, so that the database takes the first rows in while the rest are
+    # still being made.
+    create = (
+        (
+            config.organization_id,
+            entry.key,
+            *_contact_values(config, entry, aliases[entry.key], usn=first + offset),
+        )
+        for offset, (entry, contact) in enumerate(upserts)
+        if contact is None
+    )
+    counts.imported += copy_insert(
+        Recipient, ["organization_id", "global_key", *CONTACT_VALUES], create
+    )
     counts.updated += len(update)
+
+
+_EMPTY_GENERAL = dict.fromkeys(GENERAL_ATTRIBUTES, "")
+_general_values = itemgetter(*GENERAL_ATTRIBUTES)
 
 
 def _contact_values(config, entry: wire.Entry, alias: str, usn: int) -> tuple:
     """A contact's values for an entry, in CONTACT_VALUES order."""
-    attrs = entry.attrs
-    general = [attrs.get(name, "") for name in GENERAL_ATTRIBUTES]
+    general = list(_general_values({**_EMPTY_GENERAL, **entry.attrs}))
     general[ALIAS_INDEX] = alias
     smtp = general[SMTP_INDEX]
     return (
@@ -369,8 +400,11 @@ def _full_reply_keys(document: wire.ReplyDocument):
     others = Message.objects.filter(
         direction=Direction.INBOUND, status=Status.PROCESSED, batch=document.batch
     ).exclude(part=document.part)
+    # Those parts were decoded and validated when they were applied: only their keys matter now.
     for payload in others.values_list("payload", flat=True):
-        yield from (entry.key for entry in wire.decode(bytes(payload)).entries)
+        yield from (
+            entry["key"] for entry in json.loads(wire.decompress(bytes(payload)))["entries"]
+        )
 
 
 def _acknowledge(config: RequestorConfig, document: wire.ReplyDocument, run: Run | None) -> None:
