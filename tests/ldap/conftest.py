@@ -13,12 +13,12 @@ import ldap
 import pytest
 
 from directory.constants import Backend, Role
+from directory.ldap.scan import scan
 from directory.ldap.slapd import Slapd
 from directory.models import Container, LdapDirectory, Organization
 from master.models import AllowedRequestor, MasterConfig
-from requestor.cycle import run_cycle
 from requestor.models import ExportedContainer, RequestorConfig
-from tests.engine.conftest import MASTER_DN, Scenario, make_org
+from tests.engine.conftest import MASTER_DN, Org, Scenario, make_org
 
 SUFFIXES = {"ORG2": "dc=org2,dc=example", "ORG3": "dc=org3,dc=example"}
 
@@ -183,8 +183,6 @@ def make_ldap_org(number: int, server: Slapd, **options) -> LdapOrg:
         base_dn=suffix,
         timeout=3,
     )
-    from directory.ldap.scan import scan
-
     scan(organization.pk)
     units = {c.name: c for c in Container.objects.filter(organization=organization)}
     config = RequestorConfig.objects.create(
@@ -203,8 +201,6 @@ def make_ldap_org(number: int, server: Slapd, **options) -> LdapOrg:
             distribution_lists=True,
             custom_recipients=True,
         )
-    from tests.engine.conftest import Org
-
     org = Org(organization, units["People"], units["Groups"], units["InterOrg"], config)
     return LdapOrg(org, tool)
 
@@ -233,12 +229,3 @@ def mixed(db, server) -> Mixed:
     for _ in range(3):
         org1.add()
     return Mixed(Scenario(master, {"ORG1": org1, "ORG2": org2.org, "ORG3": org3.org}), org2, org3)
-
-
-def cycle(org):
-    from tests.engine.helpers import cycle as engine_cycle
-
-    return engine_cycle(org)
-
-
-__all__ = ["run_cycle"]

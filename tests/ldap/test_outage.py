@@ -60,8 +60,7 @@ def test_stopped_in_the_middle_of_writing(mixed, server, monkeypatch):
     sync_all()
     org2_id = org2.org.organization.pk
     LdapDirectory.objects.filter(organization_id=org2_id).update(published_usn=0)
-    for dn in org2.tool.search(org2.imports, "(employeeType=*)", "1.1"):
-        org2.tool.delete(dn[0])
+    org2.tool.delete(*(dn for dn, _ in org2.tool.search(org2.imports, "(employeeType=*)", "1.1")))
     submitted = 0
     real_submit = publish.Pipeline.submit
 
