@@ -34,34 +34,9 @@ def ldap_missing() -> str:
     return ""
 
 
-def is_dn(value: str) -> bool:
-    """Whether python-ldap reads `value` as a distinguished name (always true without it: the
-    choice of LDAP is refused then anyway)."""
-    try:
-        import ldap.dn
-    except ImportError:
-        return True
-    return bool(value.strip()) and ldap.dn.is_dn(value)
-
-
-def problems(directory: LdapDirectory) -> dict[str, list[str]]:
-    """What is wrong with settings that each pass the model's own validation, by field."""
-    found: dict[str, list[str]] = {}
-    if directory.base_dn and not is_dn(directory.base_dn):
-        found["base_dn"] = [
-            f"{directory.base_dn!r} is not a distinguished name: write it as attribute=value "
-            "pairs separated by commas, such as dc=example,dc=org or ou=People,o=Example."
-        ]
-    if directory.start_tls and directory.uri.lower().startswith("ldaps://"):
-        found["start_tls"] = [
-            "An ldaps:// connection is TLS from the start: uncheck StartTLS, or use ldap://."
-        ]
-    return found
-
-
 def validate(directory: LdapDirectory, backend: str) -> None:
     """Raise ValidationError (by field) unless `directory` can be saved for `backend`: the
-    model's own validation, the checks above, and python-ldap installed when LDAP is chosen."""
+    model's own validation, and python-ldap installed when LDAP is chosen."""
     errors: dict[str, list[str]] = {}
     if backend == Backend.LDAP and ldap_missing():
         errors["directory_backend"] = [ldap_missing()]
@@ -70,9 +45,6 @@ def validate(directory: LdapDirectory, backend: str) -> None:
     except ValidationError as exc:
         for field, messages in exc.message_dict.items():
             errors.setdefault(field, []).extend(messages)
-    for field, messages in problems(directory).items():
-        if field not in errors:
-            errors[field] = messages
     if errors:
         raise ValidationError(errors)
 

@@ -99,9 +99,6 @@ class DirectoryForm(forms.ModelForm):
         if not self.keeps_settings():
             return
         super()._post_clean()
-        for field, messages in directory_settings.problems(self.instance).items():
-            if field not in self.errors:
-                self.add_error(field, messages)
 
     def save(self, commit: bool = True) -> LdapDirectory:
         backend = self.cleaned_data["directory_backend"]

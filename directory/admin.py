@@ -247,16 +247,6 @@ class LdapDirectoryForm(forms.ModelForm):
     def clean_password(self) -> str:
         return self.cleaned_data["password"] or self.instance.password
 
-    def clean_base_dn(self) -> str:
-        value = self.cleaned_data["base_dn"]
-        try:
-            import ldap.dn
-        except ImportError:
-            return value
-        if not ldap.dn.is_dn(value):
-            raise ValidationError("Not a distinguished name: write it like dc=example,dc=org.")
-        return value
-
 
 LDAP_STATE_FIELDS = (
     "high_water",

@@ -515,3 +515,27 @@ class LdapDirectory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization}: {self.uri} {self.base_dn}"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.base_dn and not _is_dn(self.base_dn):
+            errors["base_dn"] = (
+                f"{self.base_dn!r} is not a distinguished name: write it as attribute=value "
+                "pairs separated by commas, such as dc=example,dc=org or ou=People,o=Example."
+            )
+        if self.start_tls and self.uri.lower().startswith("ldaps://"):
+            errors["start_tls"] = (
+                "An ldaps:// connection is TLS from the start: uncheck StartTLS, or use ldap://."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+
+def _is_dn(value: str) -> bool:
+    """Whether python-ldap reads `value` as a distinguished name (always true without it: an
+    LDAP directory cannot be used then anyway, and the console says so)."""
+    try:
+        import ldap.dn
+    except ImportError:
+        return True
+    return bool(value.strip()) and ldap.dn.is_dn(value)

@@ -592,4 +592,4 @@ def test_the_admin_hides_the_password_and_keeps_it(world, client, django_user_mo
     assert (directory().timeout, directory().password) == (4, STORED_PASSWORD)
     response = client.post(url, data | {"base_dn": "nonsense"})
     assert response.status_code == 200
-    assert "Not a distinguished name" in response.content.decode()
+    assert "is not a distinguished name" in response.content.decode()
