@@ -3,6 +3,7 @@
 from contextlib import contextmanager, suppress
 
 import ldap
+from django.utils import timezone
 
 from directory.backends import DirectoryUnavailable
 from directory.models import LdapDirectory
@@ -58,6 +59,19 @@ def connected(directory: LdapDirectory):
         if conn is not None:
             with suppress(ldap.LDAPError):
                 conn.unbind_s()
+
+
+@contextmanager
+def recording_failure(organization_id: int):
+    """A DirectoryUnavailable raised inside is also recorded on the organization's directory
+    (outside the failed transaction), for the console and the dashboard."""
+    try:
+        yield
+    except DirectoryUnavailable as exc:
+        LdapDirectory.objects.filter(organization_id=organization_id).update(
+            last_error=str(exc), last_error_at=timezone.now()
+        )
+        raise
 
 
 def check(directory: LdapDirectory) -> int:

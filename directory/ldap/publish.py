@@ -17,10 +17,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from directory.backends import DirectoryUnavailable
 from directory.constants import GENERAL_ATTRIBUTES
 from directory.ldap import schema
-from directory.ldap.connection import connected, describe, search
+from directory.ldap.connection import connected, describe, recording_failure, search
 from directory.ldap.scan import MAX_PROBLEMS, normalize
 from directory.models import LdapDirectory, Recipient, Tombstone
 
@@ -84,33 +83,25 @@ def publish(organization_id: int, force: bool = False) -> PublishResult:
     """Bring the contacts in LDAP in line with the mirror when it changed since the last time
     (or always with `force`). Raises DirectoryUnavailable if LDAP fails; what was written stays,
     and the next publish completes it."""
-    try:
-        with transaction.atomic():
-            directory = LdapDirectory.objects.select_for_update().get(
-                organization_id=organization_id
-            )
-            latest = _latest_contact_usn(organization_id)
-            if not force and latest <= directory.published_usn and not directory.last_error:
-                return PublishResult()
-            result = _publish(directory)
-            directory.published_usn = latest
-            directory.last_publish_at = timezone.now()
-            directory.last_error = ""
-            directory.publish_problems = result.problems[:MAX_PROBLEMS]
-            directory.save(
-                update_fields=[
-                    "published_usn",
-                    "last_publish_at",
-                    "last_error",
-                    "publish_problems",
-                ]
-            )
-            return result
-    except DirectoryUnavailable as exc:
-        LdapDirectory.objects.filter(organization_id=organization_id).update(
-            last_error=str(exc), last_error_at=timezone.now()
+    with recording_failure(organization_id), transaction.atomic():
+        directory = LdapDirectory.objects.select_for_update().get(organization_id=organization_id)
+        latest = _latest_contact_usn(organization_id)
+        if not force and latest <= directory.published_usn and not directory.last_error:
+            return PublishResult()
+        result = _publish(directory)
+        directory.published_usn = latest
+        directory.last_publish_at = timezone.now()
+        directory.last_error = ""
+        directory.publish_problems = result.problems[:MAX_PROBLEMS]
+        directory.save(
+            update_fields=[
+                "published_usn",
+                "last_publish_at",
+                "last_error",
+                "publish_problems",
+            ]
         )
-        raise
+        return result
 
 
 def _latest_contact_usn(organization_id: int) -> int:
@@ -202,6 +193,3 @@ def _modlist(have: dict[str, list[str]], want: dict[str, str]) -> list:
         elif old != [new]:
             changes.append((ldap.MOD_REPLACE, name, [new.encode()]))
     return changes
-
-
-__all__ = ["DirectoryUnavailable", "PublishResult", "contact_dn", "publish"]

@@ -20,11 +20,10 @@ from django.db import transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from directory.backends import DirectoryUnavailable
 from directory.bulk import OneOf, copy_insert, update_objects
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.ldap import schema
-from directory.ldap.connection import connected, search
+from directory.ldap.connection import connected, recording_failure, search
 from directory.models import (
     Container,
     LdapDirectory,
@@ -61,14 +60,8 @@ class ScanResult:
 
 def scan(organization_id: int) -> ScanResult:
     """Bring the mirror up to date with LDAP; DirectoryUnavailable if LDAP fails (no change)."""
-    try:
-        with transaction.atomic():
-            return _scan(organization_id)
-    except DirectoryUnavailable as exc:
-        LdapDirectory.objects.filter(organization_id=organization_id).update(
-            last_error=str(exc), last_error_at=timezone.now()
-        )
-        raise
+    with recording_failure(organization_id), transaction.atomic():
+        return _scan(organization_id)
 
 
 def normalize(dn: str) -> str:
