@@ -11,27 +11,13 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from directory.backends import DirectoryUnavailable
+from directory.backends import DirectoryUnavailable, ldap_missing
 from directory.constants import Backend
 from directory.models import LdapDirectory, Organization
 
 # A test from the console waits at most this long whatever the directory's own timeout (up to
 # ten minutes for a slow server): a web request must not hang.
 TEST_TIMEOUT = 15
-
-INSTALL_HINT = "pip install 'interorg-sync[ldap]'"
-
-
-def ldap_missing() -> str:
-    """Why LDAP directories cannot be used here ("" when they can)."""
-    try:
-        import ldap  # noqa: F401
-    except ImportError:
-        return (
-            "LDAP directories need python-ldap, which is not installed on this server: "
-            f"install it with {INSTALL_HINT}, then restart the console and the workers."
-        )
-    return ""
 
 
 def validate(directory: LdapDirectory, backend: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db import Error as DatabaseError
 from django.db.models import Count, Q
 
-from directory.backends import DirectoryUnavailable
+from directory.backends import DirectoryUnavailable, ldap_missing
 from directory.constants import Kind
 from directory.models import Container, LdapDirectory, Organization, Recipient
 
@@ -22,13 +22,10 @@ MIRROR_FIELDS = ("pk", "guid", "global_key", "origin_organization", "trust_level
 
 
 def _models():
-    try:
-        from directory.ldap import models
-    except ImportError as exc:
-        raise DirectoryUnavailable(
-            "Browsing an LDAP directory needs python-ldap and django-ldapdb, which are not "
-            f"installed on this server ({exc}): pip install 'interorg-sync[ldap]'."
-        ) from None
+    if ldap_missing():
+        raise DirectoryUnavailable(ldap_missing())
+    from directory.ldap import models
+
     return models
 
 

@@ -15,14 +15,25 @@ class DirectoryUnavailable(Exception):
     run picks up where this one stopped."""
 
 
-def _ldap():
+def ldap_missing() -> str:
+    """Why LDAP directories cannot be used here ("" when they can)."""
     try:
-        from directory.ldap import publish, scan
+        import ldap  # noqa: F401
+        import ldapdb  # noqa: F401
     except ImportError as exc:
-        raise DirectoryUnavailable(
-            f"LDAP directories need python-ldap, which is not installed ({exc}); "
-            "install it with: pip install 'interorg-sync[ldap]'"
-        ) from None
+        return (
+            f"LDAP directories need python-ldap and django-ldapdb, which are not installed on "
+            f"this server ({exc}): install them with pip install 'interorg-sync[ldap]', then "
+            "restart the console and the workers."
+        )
+    return ""
+
+
+def _ldap():
+    if ldap_missing():
+        raise DirectoryUnavailable(ldap_missing())
+    from directory.ldap import publish, scan
+
     return scan, publish
 
 

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from directory.backends import DirectoryUnavailable
+from directory.backends import DirectoryUnavailable, ldap_missing
 from directory.models import LdapDirectory, Organization
 
 
@@ -25,10 +25,10 @@ class Command(BaseCommand):
         directory = LdapDirectory.objects.filter(organization=org).first()
         if directory is None or not org.uses_ldap:
             raise CommandError(f"{org.name} does not keep its directory in LDAP.")
-        try:
-            from directory.ldap import connection, publish, scan
-        except ImportError as exc:
-            raise CommandError(f"python-ldap is not installed ({exc}).") from None
+        if ldap_missing():
+            raise CommandError(ldap_missing())
+        from directory.ldap import connection, publish, scan
+
         try:
             if action == "check":
                 found = connection.check(directory)
