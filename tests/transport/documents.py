@@ -2,6 +2,7 @@
 
 import copy
 import gzip
+import random
 import uuid
 
 SENDER_2 = {"organization": "ORG2", "address": "requestor@org2.example"}
@@ -85,4 +86,22 @@ def reply_doc(**fields) -> dict:
         ],
     }
     document.update(copy.deepcopy(fields))
+    return document
+
+# A seed whose payload has a byte that can be altered without changing the decoded document
+# (tests/transport/test_wire.py says how).
+CORRUPTION_SEED = 65
+
+
+def seeded_export_doc(seed: int) -> dict:
+    """export_doc() with its batch, epoch and object ids drawn from `seed`: the same bytes on
+    every run."""
+    rng = random.Random(seed)
+
+    def new_id() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    document = export_doc(batch=new_id(), master_epoch=new_id())
+    for change in document["changes"]:
+        change["id"] = new_id()
     return document

@@ -11,6 +11,7 @@ from master.models import AllowedRequestor, GlobalEntry
 from requestor.cycle import sync_all
 from requestor.export import build_export
 from tests.engine.conftest import MASTER_DN
+from tests.transport.documents import CORRUPTION_SEED, seeded_export_doc
 from transport import inbox, outbox, signing, wire
 from transport.constants import AddressType, Status
 from transport.models import Message, SigningKey
@@ -38,6 +39,22 @@ def deliver(sender, recipient, payload, signed_by=None, signed_for=None):
     inbox.process_pending()
     message.refresh_from_db()
     return message
+
+
+def test_the_signature_refuses_every_single_byte_corruption(scenario):
+    # Including those that decode to the same document (test_wire): every byte as sent is signed.
+    organization = scenario["ORG2"].organization
+    payload = wire.encode(seeded_export_doc(CORRUPTION_SEED))
+    signature, key = signing.sign(organization.pk, MASTER_DN, payload)
+    trusted = signing.local_public_keys(organization.pk)
+    signing.verify(MASTER_DN, payload, signature, key, trusted)
+
+    for index in range(len(payload)):
+        for mask in (0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x55, 0xFF):
+            corrupt = bytearray(payload)
+            corrupt[index] ^= mask
+            with pytest.raises(signing.SignatureError, match="forged or altered"):
+                signing.verify(MASTER_DN, bytes(corrupt), signature, key, trusted)
 
 
 def test_it_accepts_a_message_signed_by_its_sender(scenario):
