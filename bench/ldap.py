@@ -8,6 +8,7 @@ import ldap.modlist
 from django.db import transaction
 
 from bench.workloads import reset
+from directory import changes
 from directory.constants import Backend, Kind
 from directory.ldap import schema
 from directory.ldap.publish import publish
@@ -55,23 +56,24 @@ def _add_contacts(organization: Organization, container: Container, count: int) 
 
 def _insert_contacts(organization: Organization, container: Container, count: int) -> None:
     first = allocate_usns(organization.pk, count)
-    Recipient.objects.bulk_create(
-        (
-            Recipient(
-                organization=organization,
-                container=container,
-                kind=Kind.CUSTOM_RECIPIENT,
-                global_key=f"ORIGIN:{n}",
-                origin_organization="ORIGIN",
-                master_usn=n + 1,
-                target_address=_values(n)["primary_smtp"],
-                usn=first + n,
-                **_values(n),
-            )
-            for n in range(count)
-        ),
-        batch_size=5000,
-    )
+    made = [
+        Recipient(
+            organization=organization,
+            container=container,
+            kind=Kind.CUSTOM_RECIPIENT,
+            global_key=f"ORIGIN:{n}",
+            origin_organization="ORIGIN",
+            master_usn=n + 1,
+            target_address=_values(n)["primary_smtp"],
+            usn=first + n,
+            **_values(n),
+        )
+        for n in range(count)
+    ]
+    fields = ["organization_id", "container_id", "kind", "global_key", "origin_organization"]
+    fields += ["master_usn", "target_address", "usn", *_values(0)]
+    rows = ([getattr(r, name) for name in fields] for r in made)
+    changes.insert_recipients(organization.pk, fields, rows, copy=False)
 
 
 def w4_ldap(count: int) -> dict:

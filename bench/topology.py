@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from directory.bulk import copy_insert
+from directory import changes
 from directory.constants import Kind, Role
-from directory.models import Container, Organization, Recipient, Site, allocate_usns
+from directory.models import Container, Organization, Site, allocate_usns
 from master.models import AllowedRequestor, MasterConfig
 from requestor.models import ExportedContainer, RequestorConfig
 
@@ -82,10 +82,8 @@ def add_people(
         with transaction.atomic():
             first_usn = allocate_usns(container.organization_id, size)
             people = [_person(container, rng, domain, done + i, first_usn + i) for i in range(size)]
-            if copy:
-                copy_insert(Recipient, list(people[0]), (tuple(p.values()) for p in people))
-            else:
-                Recipient.objects.bulk_create(Recipient(**values) for values in people)
+            rows = (tuple(p.values()) for p in people)
+            changes.insert_recipients(container.organization_id, list(people[0]), rows, copy=copy)
         done += size
 
 

@@ -5,6 +5,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from console import directory_settings
+from directory import changes
 from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES, Backend, Kind
 from directory.models import Container, LdapDirectory, Organization, Recipient
 from master.models import AllowedRequestor, MasterConfig
@@ -116,8 +117,7 @@ class TrustLevelForm(forms.ModelForm):
 
     def save(self, commit: bool = True) -> Recipient:
         # A new local USN with it: a change of scope is exported at the next cycle.
-        self.instance.save(update_fields=["trust_level"])
-        return self.instance
+        return changes.save_recipient(self.instance, update_fields=["trust_level"])
 
 
 def _org_containers(organization: Organization):
@@ -310,6 +310,9 @@ class RecipientForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["container"].queryset = _org_containers(organization)
         self.fields["kind"].choices = Kind.choices
+
+    def save(self, commit: bool = True) -> Recipient:
+        return changes.save_recipient(self.instance)
 
     def general_fields(self):
         return [self[name] for name in GENERAL_ATTRIBUTES]

@@ -4,7 +4,6 @@ and the master's view of its requestors. Read-only; shared by the console and th
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Q
 from django.utils import timezone
 
 from console.constants import REPLY_OVERDUE_MINUTES, STALE_AFTER_HOURS
@@ -15,6 +14,7 @@ from requestor.constants import RunStatus
 from requestor.models import RequestorConfig, Run
 from transport.constants import Direction, Status
 from transport.models import Message
+from transport.registry import at_address
 
 RECENT_ERRORS = 5
 
@@ -68,8 +68,7 @@ class OrgStatus:
 
 def master_of(config: RequestorConfig) -> MasterConfig | None:
     """The master this requestor sends to, when it runs in this installation."""
-    address = config.master_address
-    return MasterConfig.objects.filter(Q(address__iexact=address) | Q(dn__iexact=address)).first()
+    return MasterConfig.objects.filter(at_address(config.master_address)).first()
 
 
 def organization_status(org: Organization, now: datetime | None = None) -> OrgStatus:

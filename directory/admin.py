@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.utils.html import format_html
 
+from directory import changes
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.models import Container, LdapDirectory, Organization, Recipient, Site, Tombstone
 
@@ -50,6 +51,16 @@ class OrganizationAdmin(admin.ModelAdmin):
     readonly_fields = ("usn",)
     inlines = [SiteInline]
 
+    def save_formset(self, request, form, formset, change) -> None:
+        # A site renamed here renames its containers' DNs with it.
+        for site in formset.save(commit=False):
+            if site.pk:
+                changes.rename_site(site, site.name)
+            else:
+                site.save()
+        for site in formset.deleted_objects:
+            site.delete()
+
 
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
@@ -61,6 +72,12 @@ class SiteAdmin(admin.ModelAdmin):
     @admin.display(description="DN", ordering="name")
     def dn(self, obj: Site) -> str:
         return obj.dn
+
+    def save_model(self, request, obj: Site, form, change) -> None:
+        if change:
+            changes.rename_site(obj, obj.name)
+        else:
+            obj.save()
 
 
 @admin.register(Container)
@@ -81,6 +98,14 @@ class ContainerAdmin(admin.ModelAdmin):
     @admin.display(description="recipients", ordering="recipient_count")
     def recipient_count(self, obj: Container) -> int:
         return obj.recipient_count
+
+    def save_model(self, request, obj: Container, form, change) -> None:
+        if change:
+            # The DNs of everything inside follow; the next export finds what moved in or out
+            # of its scope.
+            changes.move_container(obj)
+        else:
+            obj.save()
 
 
 class ImportedFilter(admin.SimpleListFilter):
@@ -207,6 +232,15 @@ class RecipientAdmin(admin.ModelAdmin):
     @admin.display(description="imported", boolean=True, ordering="global_key")
     def imported(self, obj: Recipient) -> bool:
         return obj.is_imported
+
+    def save_model(self, request, obj: Recipient, form, change) -> None:
+        changes.save_recipient(obj)
+
+    def delete_model(self, request, obj: Recipient) -> None:
+        changes.delete_recipients([obj])
+
+    def delete_queryset(self, request, queryset) -> None:
+        changes.delete_recipients(queryset)
 
 
 @admin.register(Tombstone)

@@ -1,6 +1,7 @@
 """Each organization's directory: sites, containers, recipients, and the local USN of changes."""
 
 import uuid
+from contextvars import ContextVar
 
 from django.core.exceptions import ValidationError
 from django.core.validators import (
@@ -36,6 +37,24 @@ alias_validator = RegexValidator(
     "Use 1-64 characters without spaces, '/', '=' or control characters.",
 )
 smtp_validator = EmailValidator("Enter a valid SMTP address, such as jane.doe@example.com.")
+
+# Set while directory.changes writes recipients: every change takes a local USN there and keeps
+# the organization's digests, so a save, update or delete from anywhere else is refused.
+_writing: ContextVar[bool] = ContextVar("directory_writing", default=False)
+
+
+class DirectChange(RuntimeError):
+    """A recipient was written around directory.changes: it would take no USN, so the change
+    would never be exported, and the digests that verify the sync would go stale."""
+
+
+def require_changes_module(what: str) -> None:
+    if not _writing.get():
+        raise DirectChange(
+            f"{what}: recipients change only through directory.changes (save_recipient, "
+            "delete_recipients, insert_recipients), which give the change a local USN and keep "
+            "the organization's digests."
+        )
 
 
 def allocate_usns(organization_id: int, count: int = 1) -> int:
@@ -130,10 +149,14 @@ class Site(models.Model):
         return f"/o={self.organization.name}/ou={self.name}"
 
     def save(self, *args, **kwargs) -> None:
-        with transaction.atomic():
-            super().save(*args, **kwargs)
-            for container in self.containers.filter(parent=None):
-                container.save()
+        if self.pk and not _writing.get():
+            old = Site.objects.filter(pk=self.pk).values_list("name", flat=True).first()
+            if old is not None and old != self.name and self.containers.exists():
+                raise DirectChange(
+                    "A site with containers is renamed by directory.changes.rename_site(), "
+                    "which renames their DNs with it."
+                )
+        super().save(*args, **kwargs)
 
 
 class Container(models.Model):
@@ -198,11 +221,12 @@ class Container(models.Model):
         self.organization_id = self.site.organization_id
         old_dn = self.dn
         self.dn = self.compute_dn()
-        with transaction.atomic():
-            super().save(*args, **kwargs)
-            if old_dn and old_dn != self.dn:
-                for child in self.children.all():
-                    child.save()
+        if old_dn and old_dn != self.dn and not _writing.get() and self.children.exists():
+            raise DirectChange(
+                "A container with containers inside it is moved or renamed by "
+                "directory.changes.move_container(), which renames their DNs with it."
+            )
+        super().save(*args, **kwargs)
 
     def subtree_ids(self) -> list[int]:
         """Ids of this container and every container inside it."""
@@ -225,14 +249,14 @@ def _custom(number: int) -> models.CharField:
 
 class RecipientQuerySet(models.QuerySet):
     def delete(self):
-        """Delete in bulk, leaving a tombstone with a fresh local USN for every recipient."""
-        with transaction.atomic():
-            rows = list(self.values_list("pk", "organization_id", "guid", "kind", "container_id"))
-            imported = set(self.filter(global_key__isnull=False).values_list("pk", flat=True))
-            Tombstone.record(rows, imported)
-            return super().delete()
+        require_changes_module("Deleting recipients")
+        return super().delete()
 
     delete.queryset_only = True
+
+    def update(self, **kwargs):
+        require_changes_module("Updating recipients")
+        return super().update(**kwargs)
 
     def exportable(self):
         """Recipients that belong to the organization (imported contacts are never exported)."""
@@ -372,24 +396,16 @@ class Recipient(models.Model):
         super().validate_constraints(exclude=set(exclude or ()) - {"organization"})
 
     def save(self, *args, **kwargs) -> None:
+        require_changes_module("Saving a recipient")
         if self.pk and self.organization_id not in (None, self.container.organization_id):
             # The old organization would never export the delete: refuse rather than lose it.
             raise ValueError("A recipient cannot move to another organization's container.")
         self.organization_id = self.container.organization_id
-        update_fields = kwargs.get("update_fields")
-        if update_fields is not None:
-            kwargs["update_fields"] = {*update_fields, "usn", "changed_at"}
-        with transaction.atomic():
-            self.usn = allocate_usns(self.organization_id)
-            super().save(*args, **kwargs)
+        super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
-        with transaction.atomic():
-            Tombstone.record(
-                [(self.pk, self.organization_id, self.guid, self.kind, self.container_id)],
-                {self.pk} if self.is_imported else set(),
-            )
-            return super().delete(*args, **kwargs)
+        require_changes_module("Deleting a recipient")
+        return super().delete(*args, **kwargs)
 
     def general_attributes(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in GENERAL_ATTRIBUTES}
@@ -436,6 +452,37 @@ class Tombstone(models.Model):
                 )
                 for offset, (pk, _org, guid, kind, container_id) in enumerate(org_rows)
             )
+
+
+class DigestCell(models.Model):
+    """The digest of an organization's recipients of one container, kind and trust level.
+
+    Own recipients count as (GUID, local USN), imported contacts as (global key, master USN):
+    the requestor adds up the cells its export scope covers, or the contacts it holds, to prove
+    that the master holds the same without reading the recipients (docs/protocol.md, rule 10).
+    directory.changes keeps the cells as every change is written.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="digest_cells"
+    )
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    trust_level = models.PositiveSmallIntegerField()
+    imported = models.BooleanField()
+    digest = models.CharField(max_length=32)
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "container", "kind", "trust_level", "imported"],
+                name="digest_cell_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.container_id}/{self.kind}/{self.trust_level}: {self.count}"
 
 
 ldap_uri_validator = RegexValidator(

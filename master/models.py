@@ -8,7 +8,8 @@ from django.db.models import Q
 
 from directory.constants import Kind
 from master.constants import DEFAULT_MAX_ATTACHMENT_SIZE, DEFAULT_TOMBSTONE_LIFETIME_DAYS
-from transport.constants import AddressType
+from transport.constants import AddressType, Op
+from transport.digest import EMPTY as EMPTY_DIGEST
 from transport.validators import (
     validate_agent_address,
     validate_ex_address,
@@ -55,6 +56,16 @@ class MasterConfig(models.Model):
         default=0, editable=False, help_text="Highest USN of a tombstone purged so far."
     )
     sequence = models.BigIntegerField(default=0, editable=False)
+    history = models.CharField(
+        max_length=32,
+        default=EMPTY_DIGEST,
+        editable=False,
+        help_text="Fingerprint of the whole ledger so far: each entry chains onto the previous.",
+    )
+    reply_digest = models.CharField(max_length=32, default=EMPTY_DIGEST, editable=False)
+    reply_count = models.IntegerField(
+        default=0, editable=False, help_text="Live entries, all requestors together."
+    )
 
     class Meta:
         verbose_name = "master configuration"
@@ -93,6 +104,13 @@ class AllowedRequestor(models.Model):
     reported_master_usn = models.BigIntegerField(default=0, editable=False)
     last_sequence = models.BigIntegerField(default=0, editable=False)
     last_contact_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Digests of this requestor's live entries (transport.digest): as (global key, master USN),
+    # which the other requestors' replies are checked against, and as (object id, source USN),
+    # which this requestor checks its own export scope against.
+    reply_digest = models.CharField(max_length=32, default=EMPTY_DIGEST, editable=False)
+    reply_count = models.IntegerField(default=0, editable=False)
+    export_digest = models.CharField(max_length=32, default=EMPTY_DIGEST, editable=False)
+    export_count = models.IntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["organization_name"]
@@ -123,6 +141,11 @@ class ReceivedBatch(models.Model):
     full = models.BooleanField(default=False)
     master_usn = models.BigIntegerField(default=0)
     master_epoch = models.UUIDField(null=True, blank=True)
+    master_fingerprint = models.CharField(max_length=32, blank=True)
+    sequence = models.BigIntegerField(default=0, help_text="The sequence of its first part.")
+    changed = models.IntegerField(
+        default=0, help_text="Entries the batch changed (its full export's sweep included)."
+    )
     replied = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -177,9 +200,7 @@ class GlobalEntry(models.Model):
 class LedgerEntry(models.Model):
     """One accepted change, in master USN order: the append-only history of the master database."""
 
-    class Op(models.TextChoices):
-        UPSERT = "upsert", "Add or change"
-        DELETE = "delete", "Delete"
+    Op = Op
 
     master = models.ForeignKey(MasterConfig, on_delete=models.CASCADE, related_name="ledger")
     usn = models.BigIntegerField("master USN")
@@ -190,6 +211,12 @@ class LedgerEntry(models.Model):
     attrs = models.JSONField(default=dict)
     message = models.ForeignKey(
         "transport.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    chain = models.CharField(
+        max_length=32,
+        default="",
+        help_text="Fingerprint of the ledger through this entry: requestors report it back, so "
+        "that a master restored from a backup knows when it hands out a USN a second time.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,24 +1,31 @@
 """The master service: apply a requestor's export, acknowledge it, and answer with newer entries.
 
 Everything here runs inside the inbox's transaction for one message part, with the master's row
-locked: master USNs are allocated and committed in order (docs/protocol.md, rule 3).
+locked: master USNs are allocated and committed in order (docs/protocol.md, rule 3). Every
+change also updates the digests of the live entries (transport.digest) that replies carry for
+the requestors to check (rule 10), and the chain fingerprint of the ledger that tells a
+restored master from the one the requestors followed.
 """
 
+import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Q, TextField
+from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from directory.bulk import OneOf, copy_insert, update_objects
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig, ReceivedBatch
 from transport import outbox, signing, wire
-from transport.constants import AddressType
+from transport.constants import PROTOCOL_VERSION, AddressType, MessageKind, Op
+from transport.digest import Tally
 from transport.exceptions import MessageRejected
 from transport.models import Message
+from transport.registry import at_address
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +42,14 @@ LEDGER_FIELDS = [
     "source_usn",
     "attrs",
     "message_id",
+    "chain",
 ]
-
-
-def _by_address(address: str) -> Q:
-    return Q(address__iexact=address) | Q(dn__iexact=address)
-
-
-def is_master_address(address: str) -> bool:
-    return MasterConfig.objects.filter(_by_address(address)).exists()
+DAY_MS = 24 * 3600 * 1000
 
 
 def lock_master(address: str) -> MasterConfig:
     """The master receiving at `address`, locked until commit: the USN counter lives on it."""
-    master = MasterConfig.objects.select_for_update().filter(_by_address(address)).first()
+    master = MasterConfig.objects.select_for_update().filter(at_address(address)).first()
     if master is None:
         raise MessageRejected(f"No master receives mail at {address}.")
     if not master.enabled:
@@ -73,17 +74,42 @@ def allowed_requestor(master: MasterConfig, sender: str, organization: str) -> A
     return requestor
 
 
+def refuse_older_than_tombstones(master: MasterConfig, document: wire.ExportDocument) -> None:
+    """An export written before the master's oldest tombstones could bring back an object whose
+    tombstone is gone: refused, whatever the replay window says (docs/protocol.md, rule 7)."""
+    written_ms = document.sequence
+    limit_ms = master.tombstone_lifetime_days * DAY_MS
+    if written_ms < time.time() * 1000 - limit_ms:
+        raise MessageRejected(
+            f"Stale: this export was written more than the master's tombstone lifetime "
+            f"({master.tombstone_lifetime_days} days) ago, by its sequence {written_ms}; "
+            "applying it could bring back deleted entries. The requestor's next cycle sends "
+            "its changes again."
+        )
+
+
 def handle_export(message: Message, document: wire.ExportDocument) -> None:
     """Inbox entry point for an export part addressed to a master of this installation."""
     master = lock_master(message.recipient)
     message.organization_id = master.organization_id
     requestor = allowed_requestor(master, message.sender, document.sender.organization)
+    refuse_older_than_tombstones(master, document)
     process_export(master, requestor, document, message)
+
+
+def chain_onto(previous: str, usn: int, key: str, op: str, source_usn: int) -> str:
+    """The ledger's fingerprint through one more entry."""
+    data = f"{previous}\x1f{usn}\x1f{key}\x1f{op}\x1f{source_usn}".encode()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _is_live(deleted: bool, usn: int) -> bool:
+    return not deleted and usn > 0
 
 
 @dataclass
 class _Changes:
-    """What one export part does to the master database."""
+    """What one export part does to the master database, and to its digests."""
 
     master: MasterConfig
     requestor: AllowedRequestor
@@ -91,12 +117,21 @@ class _Changes:
     create: list["_NewEntry"] = field(default_factory=list)
     update: list[GlobalEntry] = field(default_factory=list)
     ledger: list[tuple] = field(default_factory=list)
+    # (deleted, source_usn, usn) of each stored entry when this part first touched it.
+    before: dict[uuid.UUID, tuple[bool, int, int]] = field(default_factory=dict)
     now: datetime = field(default_factory=timezone.now)
+
+    def track(self, entry: GlobalEntry) -> None:
+        """Remember a stored entry as it was, before this part changes it."""
+        self.before.setdefault(entry.object_id, (entry.deleted, entry.source_usn, entry.usn))
 
     def publish(self, entry: "GlobalEntry | _NewEntry", op: str) -> None:
         self.master.usn += 1
         entry.usn = self.master.usn
         entry.changed_at = self.now
+        self.master.history = chain_onto(
+            self.master.history, entry.usn, entry.global_key, op, entry.source_usn
+        )
         self.ledger.append(
             (
                 self.master.pk,
@@ -107,17 +142,45 @@ class _Changes:
                 entry.source_usn,
                 entry.attrs,
                 self.message.pk if self.message else None,
+                self.master.history,
             )
         )
 
-    def save(self) -> None:
-        """New entries and the ledger are written as plain rows (COPY on PostgreSQL), changed
-        entries in one statement (see directory.bulk)."""
+    def _count(self) -> None:
+        """Move the digests from what the touched entries were to what they are now."""
+        exports = Tally.of(self.requestor.export_digest, self.requestor.export_count)
+        mine = Tally.of(self.requestor.reply_digest, self.requestor.reply_count)
+        everyone = Tally.of(self.master.reply_digest, self.master.reply_count)
+        for entry in [*self.create, *self.update]:
+            deleted, source_usn, usn = self.before.pop(entry.object_id, (True, -1, 0))
+            now_live = _is_live(entry.deleted, entry.usn)
+            was_live = _is_live(deleted, usn)
+            if (was_live, source_usn, usn) == (now_live, entry.source_usn, entry.usn):
+                continue
+            object_id = str(entry.object_id)
+            if was_live:
+                exports.remove(object_id, source_usn)
+                mine.remove(entry.global_key, usn)
+                everyone.remove(entry.global_key, usn)
+            if now_live:
+                exports.add(object_id, entry.source_usn)
+                mine.add(entry.global_key, entry.usn)
+                everyone.add(entry.global_key, entry.usn)
+        self.requestor.export_digest, self.requestor.export_count = exports.hex, exports.count
+        self.requestor.reply_digest, self.requestor.reply_count = mine.hex, mine.count
+        self.master.reply_digest, self.master.reply_count = everyone.hex, everyone.count
+
+    def save(self) -> int:
+        """Write what changed; return how many entries were published (ledger rows). New
+        entries and the ledger are written as plain rows (COPY on PostgreSQL), changed entries
+        in one statement (see directory.bulk)."""
+        self._count()
         rows = ([getattr(entry, name) for name in NEW_ENTRY_FIELDS] for entry in self.create)
         copy_insert(GlobalEntry, NEW_ENTRY_FIELDS, rows)
         update_objects(GlobalEntry, self.update, [*ENTRY_FIELDS, "changed_at"])
-        copy_insert(LedgerEntry, LEDGER_FIELDS, self.ledger)
+        published = copy_insert(LedgerEntry, LEDGER_FIELDS, self.ledger)
         self.create, self.update, self.ledger = [], [], []
+        return published
 
 
 def process_export(
@@ -127,53 +190,74 @@ def process_export(
     message: Message | None = None,
 ) -> None:
     changes = _Changes(master, requestor, message)
-    apply_changes(changes, document)
-    changes.save()
+    superseded = document.full and _superseded(requestor, document)
+    apply_changes(changes, document, claim=not superseded)
+    published = changes.save()
     acknowledge(requestor, document.usn_from, document.usn_through)
     requestor.reported_master_usn = document.master_usn
     requestor.last_sequence = max(requestor.last_sequence, document.sequence)
     requestor.last_contact_at = timezone.now()
     batch = record_part(requestor, document)
+    batch.changed += published
     if batch.complete and not batch.replied:
-        if batch.full:
+        if batch.full and not superseded:
             sweep_absent(changes, batch.batch, document.usn_through)
-            changes.save()
+            batch.changed += changes.save()
         send_reply(master, requestor, batch)
         batch.replied = True
     batch.save()
     requestor.save()
-    master.save(update_fields=["usn", "epoch", "sequence"])
+    master.save(
+        update_fields=["usn", "epoch", "sequence", "history", "reply_digest", "reply_count"]
+    )
 
 
-def apply_changes(changes: _Changes, document: wire.ExportDocument) -> None:
-    """Apply each change newer than what the master holds for that object (rule 2)."""
+def _superseded(requestor: AllowedRequestor, document: wire.ExportDocument) -> bool:
+    """Whether a newer full export of this requestor has arrived already (its parts are
+    numbered after this one's): this one then claims nothing and sweeps nothing."""
+    newer = ReceivedBatch.objects.filter(
+        requestor=requestor, full=True, sequence__gt=_first_sequence(document)
+    )
+    return newer.exclude(batch=document.batch).exists()
+
+
+def _first_sequence(document: wire.ExportDocument) -> int:
+    """The sequence of a batch's first part: the parts of a batch are numbered in a row."""
+    return document.sequence - document.part + 1
+
+
+def apply_changes(changes: _Changes, document: wire.ExportDocument, claim: bool = True) -> None:
+    """Apply each change newer than what the master holds for that object (rule 2). A full
+    export, unless a newer one superseded it, claims the objects it lists for its sweep."""
     requestor = changes.requestor
     ids = OneOf("object_id", {change.id for change in document.changes})
     existing: dict[uuid.UUID, GlobalEntry | _NewEntry] = {
         entry.object_id: entry for entry in GlobalEntry.objects.filter(ids, requestor=requestor)
     }
+    for entry in existing.values():
+        changes.track(entry)
     touched: dict[uuid.UUID, GlobalEntry | _NewEntry] = {}
     for change in sorted(document.changes, key=lambda c: c.usn):
         entry = existing.get(change.id)
         if entry is None:
             entry = existing[change.id] = _new_entry(changes, change)
             changes.create.append(entry)
-        # A full export lists the object only if it is not older than what the master holds:
-        # a late part of an older full export must not claim objects for its sweep.
-        if document.full and entry.full_batch != document.batch and change.usn >= entry.source_usn:
+        # A full export lists the object only if it is not older than what the master holds.
+        listed = document.full and claim and entry.full_batch != document.batch
+        if listed and change.usn >= entry.source_usn:
             entry.full_batch = document.batch
             touched[change.id] = entry
         if change.usn <= entry.source_usn:
             continue
         entry.source_usn = change.usn
         touched[change.id] = entry
-        if change.op == "delete":
+        if change.op == Op.DELETE:
             if not entry.deleted:
                 entry.deleted, entry.attrs = True, {}
-                changes.publish(entry, LedgerEntry.Op.DELETE)
+                changes.publish(entry, Op.DELETE)
         elif entry.deleted or entry.kind != change.kind or entry.attrs != change.attrs:
             entry.deleted, entry.kind, entry.attrs = False, change.kind, dict(change.attrs)
-            changes.publish(entry, LedgerEntry.Op.UPSERT)
+            changes.publish(entry, Op.UPSERT)
     new = {id(entry) for entry in changes.create}
     changes.update.extend(entry for entry in touched.values() if id(entry) not in new)
 
@@ -210,17 +294,26 @@ def _new_entry(changes: _Changes, change: wire.Change) -> _NewEntry:
     )
 
 
+# Ranges received ahead of a gap are kept until it fills; more than this many means the gap is
+# not filling (its export was lost): the oldest are dropped, and the requestor, whose requestor
+# USN only ever follows the ack, sends what they covered again.
+MAX_PENDING_RANGES = 100
+
+
 def acknowledge(requestor: AllowedRequestor, usn_from: int, usn_through: int) -> None:
-    """Advance the ack over contiguous ranges; keep ranges that arrived ahead of a gap."""
+    """Advance the ack over contiguous ranges; keep ranges that arrived ahead of a gap, merged
+    where they touch."""
     acked = requestor.acked_usn
-    waiting = []
+    waiting: list[list[int]] = []
     for low, high in sorted([*requestor.pending_ranges, [usn_from, usn_through]]):
         if low <= acked:
             acked = max(acked, high)
+        elif waiting and low <= waiting[-1][1]:
+            waiting[-1][1] = max(waiting[-1][1], high)
         else:
             waiting.append([low, high])
     requestor.acked_usn = acked
-    requestor.pending_ranges = waiting[-100:]
+    requestor.pending_ranges = waiting[-MAX_PENDING_RANGES:]
 
 
 def record_part(requestor: AllowedRequestor, document: wire.ExportDocument) -> ReceivedBatch:
@@ -232,6 +325,8 @@ def record_part(requestor: AllowedRequestor, document: wire.ExportDocument) -> R
             "full": document.full,
             "master_usn": document.master_usn,
             "master_epoch": document.master_epoch,
+            "master_fingerprint": document.master_fingerprint or "",
+            "sequence": _first_sequence(document),
         },
     )
     if document.part not in batch.received_parts:
@@ -250,37 +345,64 @@ def sweep_absent(changes: _Changes, batch: uuid.UUID, usn_through: int) -> None:
         requestor=changes.requestor, deleted=False, source_usn__lte=usn_through
     ).exclude(full_batch=batch)
     for entry in stale:
+        changes.track(entry)
         entry.deleted, entry.attrs = True, {}
         entry.source_usn = max(entry.source_usn, usn_through)
-        changes.publish(entry, LedgerEntry.Op.DELETE)
+        changes.publish(entry, Op.DELETE)
         changes.update.append(entry)
+
+
+def restored_behind(master: MasterConfig, batch: ReceivedBatch) -> str | None:
+    """Whether the requestor's report shows that this master's history is not the one it
+    followed: it has seen USNs this master never issued, or this master issued its USN a second
+    time after a restore from a backup. The reason, "" when the history is the same, or None
+    when the report cannot be checked (its ledger entry was compacted away)."""
+    if batch.master_epoch != master.epoch or batch.master_usn == 0:
+        return ""
+    if batch.master_usn > master.usn:
+        return f"it has applied master USN {batch.master_usn}, but this master is at {master.usn}"
+    if not batch.master_fingerprint:
+        return ""
+    chain = (
+        LedgerEntry.objects.filter(master=master, usn=batch.master_usn)
+        .values_list("chain", flat=True)
+        .first()
+    )
+    if not chain:
+        return None
+    if chain != batch.master_fingerprint:
+        return f"the ledger entry at master USN {batch.master_usn} is not the one it applied"
+    return ""
 
 
 def reply_is_full(master: MasterConfig, batch: ReceivedBatch) -> bool:
     """A full reply when the requestor starts over, fell behind purged tombstones, or the
     master's history changed under it (rule 5)."""
-    if batch.master_epoch == master.epoch and batch.master_usn > master.usn:
-        # The requestor has seen USNs this master never issued: the master was restored from a
-        # backup. Every requestor must start over against a new epoch. (A requestor still on an
-        # older epoch gets a full reply anyway; its USN says nothing about this epoch, and it
-        # must not rotate the epoch again under the requestors already following the new one.)
-        log.warning(
-            "%s reports master USN %s but the master is at %s: starting a new epoch",
-            batch.requestor,
-            batch.master_usn,
-            master.usn,
-        )
-        master.epoch = uuid.uuid4()
+    reason = restored_behind(master, batch)
+    if reason:
+        # The master was restored from a backup: every requestor must start over against a new
+        # epoch. (A requestor still on an older epoch gets a full reply anyway; its USN says
+        # nothing about this epoch, and it must not rotate the epoch again under the requestors
+        # already following the new one.)
+        log.warning("%s: %s; starting a new epoch", batch.requestor, reason)
+        start_new_epoch(master)
         return True
     return (
-        batch.master_usn == 0
+        reason is None
+        or batch.master_usn == 0
         or batch.master_epoch != master.epoch
         or batch.master_usn < master.purged_through_usn
     )
 
 
+def start_new_epoch(master: MasterConfig) -> None:
+    """Requestors must start over: each gets a full reply at its next cycle."""
+    master.epoch = uuid.uuid4()
+
+
 def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: ReceivedBatch) -> None:
-    """Queue the reply to a complete export batch, split by the master's attachment size."""
+    """Queue the reply to a complete export batch, split by the master's attachment size. The
+    last part carries the digests the requestor checks its copy against."""
     full = reply_is_full(master, batch)
     after = 0 if full else batch.master_usn
     through = master.usn
@@ -297,7 +419,7 @@ def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: Receive
     for key, origin, deleted, kind, usn, attrs in entries.values_list(
         "global_key", "origin", "deleted", "kind", "usn", Cast("attrs", TextField())
     ):
-        op = "delete" if deleted else "upsert"
+        op = Op.DELETE if deleted else Op.UPSERT
         item = {"key": key, "origin": origin, "op": op, "kind": kind, "usn": usn}
         items.append(item)
         texts.append(b"".join([wire.json_bytes(item)[:-1], b',"attrs":', attrs.encode(), b"}"]))
@@ -306,13 +428,21 @@ def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: Receive
     # Sequences follow the clock as well as the counter: a master restored from a backup still
     # numbers its replies above everything it sent before, or requestors refuse them as replays.
     first_sequence = signing.next_sequence(master.sequence)
+    holdings = Tally.of(master.reply_digest, master.reply_count).without(
+        Tally.of(requestor.reply_digest, requestor.reply_count)
+    )
+    verification = {
+        "holdings": holdings.as_dict(),
+        "exports": {"digest": requestor.export_digest, "count": requestor.export_count},
+        "changed": batch.changed,
+    }
 
     def render(chunks: list[list[dict]], index: int) -> dict:
         chunk_after = after if index == 0 else chunks[index - 1][-1]["usn"]
         last = index == len(chunks) - 1
         return {
-            "protocol": 1,
-            "type": "reply",
+            "protocol": PROTOCOL_VERSION,
+            "type": MessageKind.REPLY,
             "sender": {"organization": master.organization.name, "address": sender},
             "batch": reply_batch,
             "part": index + 1,
@@ -324,6 +454,9 @@ def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: Receive
             "ack": requestor.acked_usn,
             "after": chunk_after,
             "through": through if last else chunks[index][-1]["usn"],
+            # Known for the last part's `through`, the master's USN now.
+            "fingerprint": master.history if last and through else None,
+            "verification": verification if last else None,
             "entries": chunks[index],
         }
 

@@ -1,18 +1,12 @@
 """Whom the master accepts exports from: its allowlist of requestor addresses and their keys."""
 
-from django.db.models import Q
-
 from master.models import AllowedRequestor, MasterConfig
-
-
-def by_address(address: str) -> Q:
-    """An agent is reached at its SMTP address or, inside this installation, its DN."""
-    return Q(address__iexact=address) | Q(dn__iexact=address)
+from transport.registry import at_address
 
 
 def organization_at(address: str) -> int | None:
     return (
-        MasterConfig.objects.filter(by_address(address))
+        MasterConfig.objects.filter(at_address(address))
         .values_list("organization_id", flat=True)
         .first()
     )
@@ -22,7 +16,7 @@ def trusted_keys(recipient: str, sender: str) -> list[str] | None:
     # A disabled requestor still counts as known here: the master refuses it with that reason.
     key = (
         AllowedRequestor.objects.filter(
-            master__in=MasterConfig.objects.filter(by_address(recipient)),
+            master__in=MasterConfig.objects.filter(at_address(recipient)),
             address__iexact=sender,
         )
         .values_list("public_key", flat=True)

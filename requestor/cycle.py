@@ -82,6 +82,7 @@ def _start(config_id: int, trigger: str, user) -> Run:
         raise SyncError(f"There is no requestor configuration {config_id}.")
     if not config.enabled and trigger == Trigger.SCHEDULE:
         raise SyncError(f"The requestor of {config.organization} is disabled.")
+    _follow_import_options(config)
     export = build_export(config)
     for document, payload in export.parts:
         outbox.queue(
@@ -89,7 +90,7 @@ def _start(config_id: int, trigger: str, user) -> Run:
         )
     config.sequence = export.parts[-1][0]["sequence"]
     config.last_export_batch = export.batch
-    config.save(update_fields=["sequence", "last_export_batch"])
+    config.save(update_fields=["sequence", "last_export_batch", "exported_scope", "imported_under"])
     return Run.objects.create(
         config=config,
         trigger=trigger,
@@ -101,6 +102,17 @@ def _start(config_id: int, trigger: str, user) -> Run:
         exported=export.changes,
         export_through=export.usn_through,
     )
+
+
+def _follow_import_options(config: RequestorConfig) -> None:
+    """A new import container or other domains to import: the contacts must move or be added
+    and removed, and only a full reply says which (whatever path changed the options)."""
+    current = config.import_options()
+    if config.imported_under != current:
+        if config.imported_under:
+            log.info("%s: import options changed, asking for a full reply", config.organization)
+            config.request_full_reply()
+        config.imported_under = current
 
 
 @dataclass

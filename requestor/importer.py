@@ -2,6 +2,10 @@
 
 Runs inside the inbox's transaction for one reply part with the requestor's row locked; the part
 is applied whole or not at all. The number of queries does not depend on the number of entries.
+Every entry of the master ends up as exactly one of: a contact, a conflict (its address is
+taken here; imported by itself once the address is free), a filtered entry (its domain is not
+imported), or nothing (deleted). The last part of a reply checks that this adds up to what the
+master holds (requestor.verify).
 """
 
 import hashlib
@@ -11,20 +15,22 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from directory import backends
-from directory.bulk import OneOf, copy_insert, update_objects
+from directory import backends, changes
+from directory.bulk import OneOf, update_objects
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.models import Recipient, allocate_usns, smtp_validator
+from requestor import verify
 from requestor.constants import RunStatus
-from requestor.models import Conflict, RequestorConfig, Run
+from requestor.models import Conflict, FilteredEntry, RequestorConfig, Run
 from transport import inbox, wire
-from transport.constants import Direction, Status
+from transport.constants import Direction, Op, Status
+from transport.digest import Tally
 from transport.exceptions import MessageDeferred, MessageRejected
 from transport.models import Message
+from transport.registry import at_address
 
 # What the import writes on a contact, and where the alias and SMTP address sit among them.
 CONTACT_VALUES = [
@@ -39,15 +45,17 @@ CONTACT_VALUES = [
 CONTACT_FIELDS = [*CONTACT_VALUES, "changed_at"]
 ALIAS_INDEX = CONTACT_VALUES.index("alias")
 SMTP_INDEX = CONTACT_VALUES.index("primary_smtp")
-DELETE_CHUNK = 5000
-
-
-def _by_address(address: str) -> Q:
-    return Q(address__iexact=address) | Q(dn__iexact=address)
-
-
-def is_requestor_address(address: str) -> bool:
-    return RequestorConfig.objects.filter(_by_address(address)).exists()
+SYNC_FIELDS = [
+    "master_usn",
+    "master_epoch",
+    "master_fingerprint",
+    "requestor_usn",
+    "full_reply_pending",
+    "full_reply_requested_at",
+    "full_reply_batch",
+    "set_aside_digest",
+    "set_aside_count",
+]
 
 
 @dataclass
@@ -56,6 +64,7 @@ class Counts:
     updated: int = 0
     deleted: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
+    filtered: list[FilteredEntry] = field(default_factory=list)
 
 
 def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
@@ -63,7 +72,7 @@ def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
     config = (
         RequestorConfig.objects.select_for_update()
         .select_related("organization")
-        .filter(_by_address(message.recipient))
+        .filter(at_address(message.recipient))
         .get()
     )
     message.organization_id = config.organization_id
@@ -81,20 +90,29 @@ def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
 
 
 def apply_reply(config: RequestorConfig, document: wire.ReplyDocument) -> Counts:
+    run = Run.objects.filter(config=config, batch=document.in_reply_to).first()
     _check_applicable(config, document)
     counts = Counts()
-    # Only a part that reaches past what was applied is news. An older full reply arriving late
-    # lists entries as they were before changes already applied here: applying it would bring
-    # back contacts deleted since. Right after Import All (master USN 0) every full reply counts.
-    if document.through > config.master_usn or (document.full and config.master_usn == 0):
-        apply_entries(config, document.entries, counts)
+    set_aside = Tally.of(config.set_aside_digest, config.set_aside_count)
+    if _is_news(config, document, run):
+        apply_entries(config, document.entries, counts, set_aside)
         if document.full and _is_last_full_part(document):
             counts.deleted += sweep_absent(config, document)
+            set_aside = _finish_full_reply(config, counts, run)
+    config.set_aside_digest, config.set_aside_count = set_aside.hex, set_aside.count
     advanced = document.through > config.master_usn
     config.master_usn = max(config.master_usn, document.through)
-    run = Run.objects.filter(config=config, batch=document.in_reply_to).first()
+    if config.master_usn == document.through and document.fingerprint:
+        config.master_fingerprint = document.fingerprint
+    elif advanced:
+        config.master_fingerprint = ""
     _acknowledge(config, document, run)
-    config.save(update_fields=["master_usn", "master_epoch", "requestor_usn"])
+    if document.part == document.parts and config.master_usn == document.through:
+        retry_conflicts(config, counts)
+        if document.verification is not None and not config.full_reply_pending:
+            verify.check_import(config, document, run)
+            verify.check_export(config, document, run)
+    config.save(update_fields=SYNC_FIELDS)
     if run is not None:
         _record(run, document, counts)
     if advanced:
@@ -113,14 +131,41 @@ def _check_applicable(config: RequestorConfig, document: wire.ReplyDocument) -> 
         if document.after != 0:
             raise MessageDeferred("Waiting for the first part of the master's full reply.")
         # The master's history changed (restored, or first contact): its USNs start over, so the
-        # master USNs recorded on our contacts mean nothing any more.
+        # master USNs recorded on our contacts mean nothing any more, and this full reply, whole,
+        # decides which contacts stay.
         config.master_epoch = document.epoch
         config.master_usn = 0
-        _contacts(config).update(master_usn=0)
+        config.master_fingerprint = ""
+        config.full_reply_batch = document.batch
+        config.full_reply_pending = True
+        config.full_reply_requested_at = timezone.now()
+        with changes.writing():
+            _contacts(config).update(master_usn=0)
+        changes.rebuild_cells(config.organization_id)
     if document.after > config.master_usn:
         raise MessageDeferred(
             f"Waiting for master USNs ({config.master_usn}, {document.after}] before this part."
         )
+
+
+def _is_news(config: RequestorConfig, document: wire.ReplyDocument, run: Run | None) -> bool:
+    """Whether the part's entries are to be applied. Only a part that reaches past what was
+    applied is news, with one exception: a full reply this organization waits for (it asked
+    for one, and the reply answers an export sent since) may end where it already is. An older
+    full reply arriving late lists entries as they were before changes already applied here:
+    applying it would bring back contacts deleted since."""
+    if document.through > config.master_usn:
+        return True
+    if not document.full:
+        return False
+    if document.batch == config.full_reply_batch:
+        return True
+    return bool(
+        config.full_reply_pending
+        and run is not None
+        and config.full_reply_requested_at is not None
+        and run.started_at >= config.full_reply_requested_at
+    )
 
 
 def _contacts(config: RequestorConfig):
@@ -129,40 +174,46 @@ def _contacts(config: RequestorConfig):
     )
 
 
-def apply_entries(config: RequestorConfig, entries: list[wire.Entry], counts: Counts) -> None:
-    """Create, update and delete contacts in bulk for the entries of one reply part."""
+def apply_entries(
+    config: RequestorConfig, entries: list[wire.Entry], counts: Counts, set_aside: Tally
+) -> None:
+    """Create, update and delete contacts in bulk for the entries of one reply part, and set
+    aside the entries that cannot be imported; `set_aside` follows them."""
     latest: dict[str, wire.Entry] = {}
     for entry in entries:
         if entry.key not in latest or entry.usn > latest[entry.key].usn:
             latest[entry.key] = entry
+    if not latest:
+        return
     contacts = {c.global_key: c for c in _contacts(config).filter(OneOf("global_key", latest))}
     domains = config.domains()
     removals: list[Recipient] = []
     upserts: list[tuple[wire.Entry, Recipient | None]] = []
+    settled: list[str] = []  # keys whose earlier conflict or filter no longer holds
     for key, entry in latest.items():
         contact = contacts.get(key)
-        if entry.op == "delete" or not _wanted(entry, domains):
+        if entry.op == Op.DELETE or not _wanted(entry, domains):
             if contact is not None:
                 removals.append(contact)
+            if entry.op == Op.UPSERT:
+                counts.filtered.append(_filtered(config, entry))
+            settled.append(key)
             continue
         current = contact is not None and contact.container_id == config.import_container_id
         if current and entry.usn <= (contact.master_usn or 0):
             continue
         upserts.append((entry, contact))
+        settled.append(key)
     bases = {entry.key: _base_alias(entry) for entry, _ in upserts}
     addresses, alias_holders = _holders(config, upserts, bases)
+    _release(upserts, removals, addresses, alias_holders, bases)
     upserts = _set_conflicts_aside(config, upserts, removals, counts, addresses)
     aliases = _choose_aliases(
         config, {entry.key: bases[entry.key] for entry, _ in upserts}, alias_holders
     )
-    _delete(removals, counts)
+    _delete(config, removals, counts)
     _write(config, upserts, aliases, counts)
-    resolved = [entry.key for entry, _ in upserts] + [c.global_key for c in removals]
-    Conflict.objects.filter(OneOf("global_key", resolved), config=config).delete()
-    Conflict.objects.filter(
-        config=config, global_key__in=[c.global_key for c in counts.conflicts]
-    ).delete()
-    Conflict.objects.bulk_create(counts.conflicts)
+    _set_aside(config, settled, counts, set_aside)
 
 
 def _wanted(entry: wire.Entry, domains: list[str] | None) -> bool:
@@ -172,6 +223,29 @@ def _wanted(entry: wire.Entry, domains: list[str] | None) -> bool:
     return smtp.rpartition("@")[2].lower() in domains
 
 
+def _filtered(config: RequestorConfig, entry: wire.Entry) -> FilteredEntry:
+    return FilteredEntry(
+        config=config,
+        global_key=entry.key,
+        origin=entry.origin,
+        address=entry.attrs.get("primary_smtp", "")[:256],
+        master_usn=entry.usn,
+    )
+
+
+def _set_aside(config, settled: list[str], counts: Counts, set_aside: Tally) -> None:
+    """Replace the conflicts and filtered entries of the keys this part settled."""
+    for model in (Conflict, FilteredEntry):
+        rows = model.objects.filter(OneOf("global_key", settled), config=config)
+        for key, usn in rows.values_list("global_key", "master_usn"):
+            set_aside.remove(key, usn)
+        rows.delete()
+    for row in [*counts.conflicts, *counts.filtered]:
+        set_aside.add(row.global_key, row.master_usn)
+    Conflict.objects.bulk_create(counts.conflicts)
+    FilteredEntry.objects.bulk_create(counts.filtered)
+
+
 def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, set]]:
     """In one query, who holds the entries' addresses and their aliases (lower case) in the
     organization: for an address, (global key, pk), the key None for a recipient of the
@@ -179,6 +253,8 @@ def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, se
     addresses = {entry.attrs.get("primary_smtp", "").lower() for entry, _ in upserts}
     aliases = {base.lower() for base in bases.values()}
     by_address, by_alias = {}, {}
+    if not upserts:
+        return by_address, by_alias
     rows = (
         Recipient.objects.filter(organization_id=config.organization_id)
         .annotate(smtp=Lower("primary_smtp"), lowered=Lower("alias"))
@@ -191,6 +267,24 @@ def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, se
         if alias in aliases:
             by_alias.setdefault(alias, set()).add(key)
     return by_address, by_alias
+
+
+def _release(upserts, removals, addresses: dict, alias_holders: dict, bases: dict) -> None:
+    """Addresses and aliases that contacts of this part give up (their entry moves to another
+    address, or goes) are free for the other entries of the part: two contacts can swap."""
+    leaving = [(contact, None, None) for contact in removals]
+    for entry, contact in upserts:
+        if contact is not None:
+            leaving.append((contact, entry.attrs.get("primary_smtp", "").lower(), bases[entry.key]))
+    for contact, new_address, new_alias in leaving:
+        old_address = contact.primary_smtp.lower()
+        if (
+            old_address != new_address
+            and addresses.get(old_address, (None,))[0] == contact.global_key
+        ):
+            del addresses[old_address]
+        if new_alias is None or contact.alias.lower() != new_alias.lower():
+            alias_holders.get(contact.alias.lower(), set()).discard(contact.global_key)
 
 
 def _set_conflicts_aside(config, upserts, removals, counts, addresses: dict) -> list:
@@ -216,6 +310,9 @@ def _set_conflicts_aside(config, upserts, removals, counts, addresses: dict) -> 
                 address=smtp[:256],
                 reason=reason,
                 local_recipient_id=local_ids.get(smtp),
+                master_usn=entry.usn,
+                kind=entry.kind,
+                attrs=dict(entry.attrs),
             )
         )
         if contact is not None:
@@ -305,10 +402,10 @@ def _fallback_alias(base: str, key: str) -> str:
     return f"{base[: 64 - 9]}-{digest}"
 
 
-def _delete(removals: list[Recipient], counts: Counts) -> None:
-    pks = sorted({contact.pk for contact in removals})
-    for start in range(0, len(pks), DELETE_CHUNK):
-        Recipient.objects.filter(pk__in=pks[start : start + DELETE_CHUNK]).delete()
+def _delete(config, removals: list[Recipient], counts: Counts) -> None:
+    pks = {contact.pk for contact in removals}
+    if pks:
+        changes.delete_recipients(Recipient.objects.filter(OneOf("pk", pks)))
     counts.deleted += len(pks)
 
 
@@ -318,16 +415,23 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
         return
     first = allocate_usns(config.organization_id, len(upserts))
     now = timezone.now()
-    update = []
+    delta = changes.CellDelta(config.organization_id)
+    update, before = [], {}
     for offset, (entry, contact) in enumerate(upserts):
         if contact is None:
             continue
+        before[contact.pk] = (contact.primary_smtp.lower(), contact.alias.lower())
+        delta.remove(contact)
         values = _contact_values(config, entry, aliases[entry.key], usn=first + offset)
         for name, value in zip(CONTACT_VALUES, values, strict=True):
             setattr(contact, name, value)
         contact.changed_at = now
+        delta.add(contact)
         update.append(contact)
-    update_objects(Recipient, update, CONTACT_FIELDS)
+    with changes.writing():
+        _make_room(update, before)
+        update_objects(Recipient, update, CONTACT_FIELDS)
+    delta.save()
     # Made as COPY sends them, so that the database takes the first rows in while the rest are
     # still being made.
     create = (
@@ -339,10 +443,30 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
         for offset, (entry, contact) in enumerate(upserts)
         if contact is None
     )
-    counts.imported += copy_insert(
-        Recipient, ["organization_id", "global_key", *CONTACT_VALUES], create
+    counts.imported += changes.insert_recipients(
+        config.organization_id, ["organization_id", "global_key", *CONTACT_VALUES], create
     )
     counts.updated += len(update)
+
+
+def _make_room(update: list[Recipient], before: dict[int, tuple[str, str]]) -> None:
+    """Contacts that take an address or alias that another contact of the same update gives
+    up first get a placeholder of their own: a unique index is checked row by row, so two
+    contacts swapping their addresses in one statement would collide half-way. `before` holds
+    each contact's (address, alias) in lower case as they were."""
+    held_smtp = {smtp: pk for pk, (smtp, _alias) in before.items()}
+    held_alias = {alias: pk for pk, (_smtp, alias) in before.items()}
+    moving = [
+        Recipient(
+            pk=contact.pk,
+            primary_smtp=f"{contact.guid}@swap.invalid",
+            alias=f"{contact.guid}.swap",
+        )
+        for contact in update
+        if held_smtp.get(contact.primary_smtp.lower(), contact.pk) != contact.pk
+        or held_alias.get(contact.alias.lower(), contact.pk) != contact.pk
+    ]
+    update_objects(Recipient, moving, ["primary_smtp", "alias"])
 
 
 _EMPTY_GENERAL = dict.fromkeys(GENERAL_ATTRIBUTES, "")
@@ -381,7 +505,8 @@ def _is_last_full_part(document: wire.ReplyDocument) -> bool:
 
 
 def sweep_absent(config: RequestorConfig, document: wire.ReplyDocument) -> int:
-    """After the last part of a full reply: remove contacts the master no longer lists."""
+    """After the last part of a full reply: remove contacts the master no longer lists, and
+    forget conflicts and filtered entries of entries it no longer lists."""
     present = set(_full_reply_keys(document))
     stale = [
         pk
@@ -390,9 +515,30 @@ def sweep_absent(config: RequestorConfig, document: wire.ReplyDocument) -> int:
         .values_list("pk", "global_key")
         if key not in present
     ]
-    for start in range(0, len(stale), DELETE_CHUNK):
-        Recipient.objects.filter(pk__in=stale[start : start + DELETE_CHUNK]).delete()
+    if stale:
+        changes.delete_recipients(Recipient.objects.filter(OneOf("pk", stale)))
+    for model in (Conflict, FilteredEntry):
+        rows = model.objects.filter(config=config, master_usn__lte=document.through)
+        gone = [pk for pk, key in rows.values_list("pk", "global_key") if key not in present]
+        if gone:
+            model.objects.filter(OneOf("pk", gone)).delete()
     return len(stale)
+
+
+def _finish_full_reply(config: RequestorConfig, counts: Counts, run: Run | None) -> Tally:
+    """A full reply has been applied whole: the request for one is fulfilled, the entries set
+    aside are counted again from their rows, and a repair that waited for it is done."""
+    config.full_reply_pending = False
+    config.full_reply_batch = None
+    check = verify.verification(config, verify.Side.IMPORT)
+    if check.repair_pending:
+        # A repair also recounts the contacts, in case something wrote them around the cells.
+        changes.rebuild_cells(config.organization_id)
+        differed = counts.imported + counts.updated + counts.deleted
+        if run is not None:
+            differed += run.imported + run.updated + run.deleted
+        verify.repair_carried_out(config, verify.Side.IMPORT, differed, run)
+    return verify.set_aside_tally(config)
 
 
 def _full_reply_keys(document: wire.ReplyDocument):
@@ -407,17 +553,60 @@ def _full_reply_keys(document: wire.ReplyDocument):
         )
 
 
+def retry_conflicts(config: RequestorConfig, counts: Counts) -> None:
+    """Import the conflicts whose address nobody holds any more (the local recipient went or
+    changed its address, or the contact that had it is gone), as if the master sent them now."""
+    conflicts = list(Conflict.objects.filter(config=config).exclude(attrs={}))
+    if not conflicts:
+        return
+    addresses = {conflict.address.lower() for conflict in conflicts}
+    held = set(
+        Recipient.objects.filter(organization_id=config.organization_id)
+        .annotate(smtp=Lower("primary_smtp"))
+        .filter(OneOf("smtp", addresses))
+        .values_list("smtp", flat=True)
+    )
+    freed = [
+        wire.Entry.model_construct(
+            key=conflict.global_key,
+            origin=conflict.origin,
+            op=Op.UPSERT,
+            kind=conflict.kind,
+            usn=conflict.master_usn,
+            attrs=conflict.attrs,
+        )
+        for conflict in conflicts
+        if conflict.address.lower() not in held and _is_smtp_address(conflict.address.lower())
+    ]
+    if freed:
+        set_aside = Tally.of(config.set_aside_digest, config.set_aside_count)
+        apply_entries(config, freed, counts, set_aside)
+        config.set_aside_digest, config.set_aside_count = set_aside.hex, set_aside.count
+
+
 def _acknowledge(config: RequestorConfig, document: wire.ReplyDocument, run: Run | None) -> None:
     """Set the requestor USN to the master's ack, but only for the latest export batch, and
     never past what that batch covered.
 
     The ack of the latest batch never falls behind an earlier one unless the master lost what it
     had acknowledged (restored from a backup, or its allowlist entry re-created): then the
-    requestor USN goes back with it, and the next export sends those changes again.
+    requestor USN goes back with it, and the next export sends those changes again. An ack
+    beyond what the batch covered means the master has seen local USNs this organization does
+    not remember handing out: it was restored from a backup (requestor.restore).
     """
     if run is None or config.last_export_batch != document.in_reply_to:
         return
-    config.requestor_usn = min(document.ack, run.export_through or 0)
+    covered = run.export_through or 0
+    config.requestor_usn = min(document.ack, covered)
+    if document.ack > covered:
+        from requestor.restore import restart_after_restore
+
+        restart_after_restore(config, document.ack)
+    elif run.full_export and document.ack >= covered:
+        check = verify.verification(config, verify.Side.EXPORT)
+        if check.repair_pending and check.repair_requested_at <= run.started_at:
+            differed = document.verification.changed if document.verification else 0
+            verify.repair_carried_out(config, verify.Side.EXPORT, differed, run)
 
 
 def _record(run: Run, document: wire.ReplyDocument, counts: Counts) -> None:

@@ -5,14 +5,16 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import models
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
+from django.utils import timezone
 
-from directory.constants import TRUST_LEVEL_MAX
+from directory.constants import TRUST_LEVEL_MAX, Kind
 from directory.models import LdapDirectory
 from requestor.constants import DEFAULT_MAX_MESSAGE_SIZE, RunStatus, Trigger
 from transport.constants import AddressType, address_type_of
+from transport.digest import EMPTY as EMPTY_DIGEST
 from transport.validators import (
     validate_agent_address,
     validate_ex_address,
@@ -22,18 +24,21 @@ from transport.validators import (
 
 _domain = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
-# Options whose change alters what the master should hold for us: a full export follows.
-EXPORT_OPTIONS = ("append_display_name", "modify_smtp_domain", "trust_level")
-# Options whose change alters which contacts we should hold: a full import follows.
-IMPORT_OPTIONS = ("import_container_id", "import_all_domains", "import_domains")
 # Written by the engine under a row lock; an edit of the options leaves them alone.
 SYNC_STATE = {
     "requestor_usn",
     "master_usn",
     "master_epoch",
+    "master_fingerprint",
     "sequence",
-    "last_reply_sequence",
     "last_export_batch",
+    "exported_scope",
+    "imported_under",
+    "full_reply_pending",
+    "full_reply_requested_at",
+    "full_reply_batch",
+    "set_aside_digest",
+    "set_aside_count",
 }
 
 
@@ -145,9 +150,40 @@ class RequestorConfig(models.Model):
     )
 
     master_epoch = models.UUIDField(null=True, blank=True, editable=False)
+    master_fingerprint = models.CharField(
+        max_length=32,
+        blank=True,
+        editable=False,
+        help_text="The master's fingerprint of its ledger entry at our master USN: which history "
+        "we followed, so that the master can tell when it was restored behind our back.",
+    )
     sequence = models.BigIntegerField(default=0, editable=False)
-    last_reply_sequence = models.BigIntegerField(default=0, editable=False)
     last_export_batch = models.UUIDField(null=True, blank=True, editable=False)
+    exported_scope = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The export scope the master holds our entries under (requestor.scope).",
+    )
+    imported_under = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The import container and domains our contacts were imported under.",
+    )
+    full_reply_pending = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="A full reply is asked for at every cycle until one is applied whole.",
+    )
+    full_reply_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    full_reply_batch = models.UUIDField(null=True, blank=True, editable=False)
+    set_aside_digest = models.CharField(max_length=32, default=EMPTY_DIGEST, editable=False)
+    set_aside_count = models.IntegerField(
+        default=0,
+        editable=False,
+        help_text="Master entries known but not imported (conflicts, domains not imported).",
+    )
 
     # The Schedule page: django-celery-beat entries that run this requestor's cycle (managed by
     # requestor/schedule.py; none means Execute Now only).
@@ -208,49 +244,61 @@ class RequestorConfig(models.Model):
     def save(self, *args, **kwargs) -> None:
         if self.pk and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
             # An edit of the options must not write back sync state read before a cycle moved it.
-            kwargs["update_fields"] = self._option_fields() | self._reset_usns_after_option_change()
+            kwargs["update_fields"] = {
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in SYNC_STATE
+            }
         super().save(*args, **kwargs)
 
-    def _option_fields(self) -> set[str]:
-        return {
-            f.name
-            for f in self._meta.concrete_fields
-            if not f.primary_key and f.name not in SYNC_STATE
-        }
-
-    def _reset_usns_after_option_change(self) -> set[str]:
-        """Reset the USNs an option change invalidates; return the sync-state fields to write."""
-        old = RequestorConfig.objects.filter(pk=self.pk).values(*EXPORT_OPTIONS, *IMPORT_OPTIONS)
-        old = old.first()
-        reset = set()
-        if old is None:
-            return reset
-        if any(old[name] != getattr(self, name) for name in EXPORT_OPTIONS):
-            self.request_full_export()
-            reset |= {"requestor_usn", "last_export_batch"}
-        if any(old[name] != getattr(self, name) for name in IMPORT_OPTIONS):
-            self.master_usn = 0
-            reset.add("master_usn")
-        return reset
+    def import_options(self) -> dict:
+        """Where contacts go and which domains are imported: their change needs a full reply."""
+        return {"container": self.import_container_id, "domains": self.domains()}
 
     def request_full_export(self) -> None:
         """Send everything again next cycle; replies to earlier batches acknowledge nothing."""
         self.requestor_usn = 0
         self.last_export_batch = None
+        RequestorConfig.objects.filter(pk=self.pk).update(requestor_usn=0, last_export_batch=None)
+
+    def request_full_reply(self) -> None:
+        """Ask the master for a full reply at every cycle until one has been applied whole; the
+        contacts it no longer lists are then removed (docs/protocol.md, rule 5)."""
+        self.full_reply_pending = True
+        self.full_reply_requested_at = timezone.now()
+        RequestorConfig.objects.filter(pk=self.pk).update(
+            full_reply_pending=True, full_reply_requested_at=self.full_reply_requested_at
+        )
 
     def export_all_recipients(self) -> None:
         """Export All Recipients: reset the requestor USN to 0 (a full export next cycle)."""
         self.request_full_export()
-        RequestorConfig.objects.filter(pk=self.pk).update(requestor_usn=0, last_export_batch=None)
+        self._judge_as_repair(Verification.Side.EXPORT, "Export All requested.")
         # An LDAP directory is read whole again by the next scan.
         LdapDirectory.objects.filter(organization_id=self.organization_id).update(high_water="")
 
     def import_all_recipients(self) -> None:
-        """Import All Recipients: reset the master USN to 0 (a full reply next cycle)."""
+        """Import All Recipients: reset the master USN to 0 and ask for a full reply."""
         self.master_usn = 0
         RequestorConfig.objects.filter(pk=self.pk).update(master_usn=0)
+        self.request_full_reply()
+        self._judge_as_repair(Verification.Side.IMPORT, "Import All requested.")
         # And every imported contact is written to an LDAP directory again, whatever changed.
         LdapDirectory.objects.filter(organization_id=self.organization_id).update(published_usn=0)
+
+    def _judge_as_repair(self, side: str, detail: str) -> None:
+        """The check after an administrator's Import All or Export All judges it as a repair:
+        a difference left after it is reported, not repaired again."""
+        Verification.objects.update_or_create(
+            config=self,
+            side=side,
+            defaults={
+                "state": Verification.State.REPAIRING,
+                "repair_pending": True,
+                "repair_requested_at": timezone.now(),
+                "detail": detail,
+            },
+        )
 
 
 class ExportedContainer(models.Model):
@@ -276,9 +324,9 @@ class ExportedContainer(models.Model):
         return {
             kind
             for kind, checked in (
-                ("mailbox", self.mailboxes),
-                ("distribution_list", self.distribution_lists),
-                ("custom_recipient", self.custom_recipients),
+                (Kind.MAILBOX, self.mailboxes),
+                (Kind.DISTRIBUTION_LIST, self.distribution_lists),
+                (Kind.CUSTOM_RECIPIENT, self.custom_recipients),
             )
             if checked
         }
@@ -296,21 +344,6 @@ class ExportedContainer(models.Model):
                     f"{self.container.dn}; imported contacts would be exported again."
                 }
             )
-
-    def save(self, *args, **kwargs) -> None:
-        with transaction.atomic():
-            super().save(*args, **kwargs)
-            self._request_full_export()
-
-    def delete(self, *args, **kwargs):
-        with transaction.atomic():
-            self._request_full_export()
-            return super().delete(*args, **kwargs)
-
-    def _request_full_export(self) -> None:
-        RequestorConfig.objects.filter(pk=self.config_id).update(
-            requestor_usn=0, last_export_batch=None
-        )
 
 
 class Run(models.Model):
@@ -339,6 +372,16 @@ class Run(models.Model):
     deleted = models.PositiveIntegerField(default=0)
     conflicts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    repair = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="The repair this run carried (import: a full reply; export: a full export).",
+    )
+    verification = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the checks of this run's reply found, per side.",
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -348,7 +391,8 @@ class Run(models.Model):
 
 
 class Conflict(models.Model):
-    """A master entry that could not be imported because its address is taken here."""
+    """A master entry that could not be imported because its address is taken here. The entry
+    is kept whole, so that it is imported by itself once the address is free."""
 
     config = models.ForeignKey(RequestorConfig, on_delete=models.CASCADE, related_name="conflicts")
     global_key = models.CharField(max_length=200)
@@ -359,6 +403,9 @@ class Conflict(models.Model):
     local_recipient = models.ForeignKey(
         "directory.Recipient", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    master_usn = models.BigIntegerField("master USN", default=0)
+    kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.MAILBOX)
+    attrs = models.JSONField(default=dict, blank=True)
     first_seen = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(auto_now=True)
 
@@ -370,6 +417,73 @@ class Conflict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address}: {self.reason}"
+
+
+class FilteredEntry(models.Model):
+    """A master entry left out because its SMTP domain is not among the domains to import."""
+
+    config = models.ForeignKey(
+        RequestorConfig, on_delete=models.CASCADE, related_name="filtered_entries"
+    )
+    global_key = models.CharField(max_length=200)
+    origin = models.CharField("origin organization", max_length=64)
+    address = models.CharField(max_length=256)
+    master_usn = models.BigIntegerField("master USN")
+
+    class Meta:
+        verbose_name_plural = "filtered entries"
+        constraints = [
+            models.UniqueConstraint(fields=["config", "global_key"], name="filtered_once_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} (domain not imported)"
+
+
+class Verification(models.Model):
+    """The latest check of one side of an organization's copy against its master's digests
+    (docs/protocol.md, rule 10): what it holds of the others, or what the master holds of it."""
+
+    class Side(models.TextChoices):
+        IMPORT = "import", "What this organization holds of the others"
+        EXPORT = "export", "What the master holds of this organization"
+
+    class State(models.TextChoices):
+        UNKNOWN = "unknown", "Not verified yet"
+        VERIFIED = "verified", "Verified in sync"
+        REPAIRING = "repairing", "Repairing"
+        DIVERGED = "diverged", "Diverged"
+
+    config = models.ForeignKey(
+        RequestorConfig, on_delete=models.CASCADE, related_name="verifications"
+    )
+    side = models.CharField(max_length=8, choices=Side.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.UNKNOWN)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    local_digest = models.CharField(max_length=32, blank=True)
+    local_count = models.IntegerField(null=True, blank=True)
+    master_digest = models.CharField(max_length=32, blank=True)
+    master_count = models.IntegerField(null=True, blank=True)
+    detail = models.TextField(blank=True)
+    repair_pending = models.BooleanField(
+        default=False, help_text="A repair was asked for and has not been carried out yet."
+    )
+    repair_requested_at = models.DateTimeField(null=True, blank=True)
+    repaired_at = models.DateTimeField(null=True, blank=True)
+    repairs = models.PositiveIntegerField(default=0, help_text="Automatic repairs so far.")
+    last_repair_differed = models.IntegerField(
+        null=True, blank=True, help_text="How many entries the last repair changed."
+    )
+
+    class Meta:
+        ordering = ["config", "side"]
+        constraints = [
+            models.UniqueConstraint(fields=["config", "side"], name="verification_once_per_side")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.config.organization} {self.side}: {self.state}"
 
 
 @receiver(pre_delete, sender=RequestorConfig)

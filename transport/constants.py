@@ -18,6 +18,13 @@ class MessageKind(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+class Op(models.TextChoices):
+    """What a change or an entry does to its object."""
+
+    UPSERT = "upsert", "Add or change"
+    DELETE = "delete", "Delete"
+
+
 class Status(models.TextChoices):
     QUEUED = "queued", "Queued for sending"
     SENT = "sent", "Sent"

@@ -7,6 +7,8 @@ requestor apps at start-up.
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.db.models import Q
+
 
 @dataclass(frozen=True)
 class Agent:
@@ -22,6 +24,12 @@ class Agent:
 
 
 _agents: dict[str, Agent] = {}
+
+
+def at_address(address: str) -> Q:
+    """The agent configuration (a master's or a requestor's) receiving at `address`: its SMTP
+    address or, inside this installation, its DN, whatever their case."""
+    return Q(address__iexact=address) | Q(dn__iexact=address)
 
 
 def register_agent(agent: Agent) -> None:

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from directory.constants import GENERAL_ATTRIBUTES, Kind
-from transport.constants import PROTOCOL_VERSION
+from transport.constants import PROTOCOL_VERSION, MessageKind, Op
 
 # Room for the MIME envelope: headers, the text body, and base64's 4/3 growth of the attachment.
 MIME_OVERHEAD = 8 * 1024
@@ -73,6 +73,8 @@ OrgName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{
 Address = Annotated[
     str, StringConstraints(min_length=3, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
+Hex128 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+OpName = Literal[tuple(Op.values)]
 
 
 class _Strict(BaseModel):
@@ -88,7 +90,7 @@ class Change(_Strict):
     """One change of an export: the current state of a source object, or its deletion."""
 
     id: UUID
-    op: Literal["upsert", "delete"]
+    op: OpName
     kind: KindName
     usn: Count
     attrs: Attrs
@@ -101,7 +103,7 @@ class Entry(_Strict):
         str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
     ]
     origin: OrgName
-    op: Literal["upsert", "delete"]
+    op: OpName
     kind: KindName
     usn: Positive
     attrs: Attrs
@@ -124,22 +126,46 @@ class _Document(_Strict):
     full: bool
 
 
+class Tally(_Strict):
+    """A digest of a set of entries (transport.digest) and how many there are."""
+
+    digest: Hex128
+    count: Count
+
+
+class Verification(_Strict):
+    """What the master holds, to be checked by the requestor (docs/protocol.md, rule 10)."""
+
+    # The live entries of the other organizations at `through`: (global key, master USN) each.
+    holdings: Tally
+    # The requestor's own live entries: (object id, source USN) each.
+    exports: Tally
+    # How many entries the answered export batch changed at the master (its sweep included).
+    changed: Count
+
+
 class ExportDocument(_Document):
-    type: Literal["export"]
+    type: Literal[MessageKind.EXPORT.value]
     master_usn: Count
     master_epoch: UUID | None
+    # The master's fingerprint of its ledger entry at master_usn, as the last reply gave it.
+    master_fingerprint: Hex128 | None = None
     usn_from: Count
     usn_through: Count
     changes: list[Change]
 
 
 class ReplyDocument(_Document):
-    type: Literal["reply"]
+    type: Literal[MessageKind.REPLY.value]
     in_reply_to: UUID
     epoch: UUID
     ack: Count
     after: Count
     through: Count
+    # The fingerprint of the master's ledger entry at `through` (None while the ledger is empty).
+    fingerprint: Hex128 | None = None
+    # On the last part of a reply only.
+    verification: Verification | None = None
     entries: list[Entry]
 
 

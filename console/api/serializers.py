@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from console import directory_settings, permissions
+from directory import changes
 from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES, Backend
 from directory.models import Container, LdapDirectory, Organization, Recipient
 from master.models import AllowedRequestor, MasterConfig
@@ -337,6 +338,22 @@ class RecipientSerializer(CleanedModelSerializer):
                 {"members": "Members must be recipients of the same organization."}
             )
         return attrs
+
+    def create(self, validated_data):
+        members = validated_data.pop("members", None)
+        recipient = changes.save_recipient(Recipient(**validated_data))
+        if members is not None:
+            recipient.members.set(members)
+        return recipient
+
+    def update(self, instance, validated_data):
+        members = validated_data.pop("members", None)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        changes.save_recipient(instance)
+        if members is not None:
+            instance.members.set(members)
+        return instance
 
 
 class MessageSerializer(serializers.ModelSerializer):

@@ -13,6 +13,7 @@ from console import actions, directory_settings, permissions
 from console import status as dashboard
 from console.api import serializers as s
 from console.api.permissions import OrganizationAccess
+from directory import changes
 from directory.models import Container, LdapDirectory, Organization, Recipient
 from master.models import AllowedRequestor, MasterConfig
 from requestor.constants import RunStatus, Trigger
@@ -241,7 +242,7 @@ class RecipientViewSet(OrganizationScoped, viewsets.ModelViewSet):
     def perform_destroy(self, instance):
         self._refuse_imported(instance)
         self._refuse_ldap(instance.organization)
-        super().perform_destroy(instance)
+        changes.delete_recipients([instance])
 
     def _refuse_ldap(self, organization) -> None:
         """An LDAP organization's recipients mirror its server: only their trust level, which

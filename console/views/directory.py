@@ -15,6 +15,7 @@ from console.forms import ConfirmForm, RecipientForm, TrustLevelForm
 from console.permissions import Access
 from console.views import ldap_directory
 from console.views.base import org_page, page, paginate
+from directory import changes
 from directory.models import Container, Recipient
 
 RECIPIENT_LIST_FIELDS = (
@@ -145,7 +146,7 @@ def recipient_delete(request, organization, pk: int):
     _refuse_imported(recipient)
     if request.method == "POST" and ConfirmForm(request.POST).is_valid():
         container = recipient.container
-        recipient.delete()
+        changes.delete_recipients([recipient])
         messages.success(request, f"{recipient.display_name} deleted.")
         return redirect("console:container", org=organization.name, pk=container.pk)
     return page(

@@ -20,7 +20,8 @@ from django.db import transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from directory.bulk import OneOf, copy_insert, update_objects
+from directory import changes
+from directory.bulk import OneOf, update_objects
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.ldap import schema
 from directory.ldap.connection import connected, recording_failure, search
@@ -113,9 +114,7 @@ def _scan(organization_id: int) -> ScanResult:
     containers = _sync_containers(directory, base[0], units, result)
     removed = [pk for guid, pk in mirror.items() if guid not in present]
     if removed:
-        result.deleted = (
-            Recipient.objects.filter(pk__in=removed).delete()[1].get("directory.Recipient", 0)
-        )
+        result.deleted = changes.delete_recipients(Recipient.objects.filter(OneOf("pk", removed)))
     _apply(directory, changed, containers, result)
     _forget_vanished_units(directory)
     stamps = [attrs["modifyTimestamp"][0] for _dn, attrs in changed if "modifyTimestamp" in attrs]
@@ -183,7 +182,12 @@ def _sync_containers(directory, base, units, result) -> dict[str, int]:
             or container.ldap_dn != dn
         ):
             container.name, container.parent, container.ldap_dn = name, parent, dn
-            container.save()
+            if container.pk is None:
+                container.save()
+            else:
+                # Renamed or moved in LDAP: the DNs of the units inside follow, and the next
+                # export finds the recipients this takes into or out of its scope.
+                changes.move_container(container)
         by_dn[normalize(dn)] = container
     vanished = set(existing) - {c.ldap_uuid for c in by_dn.values()}
     Container.objects.filter(site=site, ldap_uuid__in=vanished).update(ldap_dn="")
@@ -249,7 +253,7 @@ def _apply(directory, changed, containers, result: ScanResult) -> None:
         row["guid"]: row
         for row in Recipient.objects.filter(OneOf("guid", rows), organization_id=organization_id)
         .order_by()
-        .values("pk", "guid", "global_key", *MIRROR_FIELDS)
+        .values("pk", "guid", "global_key", "usn", "trust_level", "master_usn", *MIRROR_FIELDS)
     }
     rows = {guid: row for guid, row in rows.items() if _differs(row, current.get(guid))}
     rows = _unique(organization_id, rows, current, result)
@@ -258,16 +262,22 @@ def _apply(directory, changed, containers, result: ScanResult) -> None:
     first = allocate_usns(organization_id, len(rows))
     now = timezone.now()
     create, update = [], []
+    delta = changes.CellDelta(organization_id)
     for offset, (guid, row) in enumerate(rows.items()):
         values = [row[name] for name in MIRROR_FIELDS]
         existing = current.get(guid)
         if existing is None:
             create.append((organization_id, guid, first + offset, now, *values))
             continue
+        delta.remove(existing)
+        delta.add({**existing, **row, "usn": first + offset})
         recipient = Recipient(pk=existing["pk"], usn=first + offset, changed_at=now, **row)
         update.append(recipient)
-    update_objects(Recipient, update, [*MIRROR_FIELDS, "usn", "changed_at"])
-    copy_insert(Recipient, ["organization", "guid", "usn", "changed_at", *MIRROR_FIELDS], create)
+    with changes.writing():
+        update_objects(Recipient, update, [*MIRROR_FIELDS, "usn", "changed_at"])
+    delta.save()
+    fields = ["organization_id", "guid", "usn", "changed_at", *MIRROR_FIELDS]
+    changes.insert_recipients(organization_id, fields, create)
     result.created += len(create)
     result.updated += len(update)
 

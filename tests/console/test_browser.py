@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from directory import changes
 from requestor.constants import RunStatus, Trigger
 from requestor.cycle import run_cycle, sync_all
 from requestor.models import RequestorConfig, Run
@@ -153,7 +154,7 @@ def test_it_shows_the_main_pages(page, shoot, django_user_model):
     add_history(world.org2)
     person = world.org2.organization.recipients.exportable().first()
     person.display_name = HOSTILE
-    person.save()
+    changes.save_recipient(person)
     django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from console import status
 from console.status import State
+from directory import changes
 from requestor.constants import RunStatus, Trigger
 from requestor.cycle import run_cycle, sync_all
 from requestor.models import Run
@@ -36,7 +37,7 @@ def test_it_measures_the_lag_behind_the_master(world):
     sync_all(max_rounds=3)
     person = world.org3.organization.recipients.exportable().first()
     person.title = "Changed"
-    person.save()
+    changes.save_recipient(person)
     run_cycle(world.org3.config.pk)
     pump()
     assert line(world).lag == 1

@@ -4,6 +4,7 @@
 import pytest
 from django.urls import reverse
 
+from directory import changes
 from directory.models import Organization
 from master.models import AllowedRequestor
 from requestor.models import Conflict, Run
@@ -25,10 +26,11 @@ def hostile(world):
     person.display_name = HOSTILE
     person.title = HOSTILE
     person.address = HOSTILE
-    person.save()
-    org2.organization.recipients.filter(global_key__isnull=False).update(
-        display_name=HOSTILE, origin_organization=HOSTILE[:64]
-    )
+    changes.save_recipient(person)
+    with changes.writing():  # as a hostile master's entries would have written them
+        org2.organization.recipients.filter(global_key__isnull=False).update(
+            display_name=HOSTILE, origin_organization=HOSTILE[:64]
+        )
     Run.objects.filter(config=org2.config).update(error=HOSTILE, status="failed")
     Message.objects.filter(organization=org2.organization).update(
         error=HOSTILE, summary={HOSTILE: HOSTILE, "count": HOSTILE}, sender=HOSTILE

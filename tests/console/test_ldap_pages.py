@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from console import directory_settings, ldap_browser
 from console.constants import ConsoleRole
 from console.views import ldap_directory
+from directory import changes
 from directory.backends import DirectoryUnavailable
 from directory.constants import Backend
 from directory.ldap.scan import scan
@@ -270,7 +271,8 @@ def test_it_lists_the_units_from_ldap(world, oscar):
 
 def test_it_lists_people_of_a_unit_live_with_their_trust_level(world, oscar):
     ada = mirror("ada")
-    Recipient.objects.filter(pk=ada.pk).update(trust_level=42)
+    ada.trust_level = 42
+    changes.save_recipient(ada, update_fields=["trust_level"])
     world.org2.tool.modify(
         f"dn: uid=ada,{world.org2.people}\nchangetype: modify\n"
         "replace: displayName\ndisplayName: Ada King\n\n"

@@ -86,8 +86,8 @@ def test_it_saves_an_export_config_option(world, admin_client_):
     assert response.status_code == 302
     config.refresh_from_db()
     assert config.append_display_name == " (Fabrikam)"
-    # A changed transform means a full export next cycle; the master USN is left alone.
-    assert (config.requestor_usn, config.master_usn) == (0, 4)
+    # The next export restates what the new suffix changes; nothing is reset.
+    assert (config.requestor_usn, config.master_usn) == (9, 4)
 
 
 def test_it_adds_an_exported_container_with_its_kinds(world, admin_client_):
@@ -179,7 +179,8 @@ def test_it_saves_the_domains_to_import(world, admin_client_):
     assert response.status_code == 302
     config.refresh_from_db()
     assert config.domains() == ["org1.example", "org3.example"]
-    assert config.master_usn == 0  # a full import follows
+    # The next cycle asks for the full reply that applies them; nothing is reset here.
+    assert config.master_usn == 12
 
 
 def test_it_asks_for_the_domains_when_not_importing_all(world, admin_client_):

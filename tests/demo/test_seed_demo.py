@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.db.models import Count
 
 from demo.plan import IMPORTED, ORGANIZATIONS, plan_recipients
+from directory import changes
 from directory.constants import Kind
 from directory.factories import OrganizationFactory
 from directory.models import Container, Organization, Recipient, Site, Tombstone
@@ -146,7 +147,7 @@ def test_it_seeds_an_empty_database_even_with_if_empty():
 def test_it_adds_only_what_is_missing():
     seed()
     victim = Recipient.objects.get(organization__name="ORG3", alias="dl-all-staff")
-    victim.delete()
+    changes.delete_recipients([victim])
     usn = Organization.objects.get(name="ORG3").usn
     others = list(Organization.objects.exclude(name="ORG3").values_list("usn", flat=True))
 

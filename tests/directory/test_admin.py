@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from directory import changes
 from directory.constants import Kind
 from directory.factories import RecipientFactory
 from directory.models import LdapDirectory, Recipient, Tombstone
@@ -49,7 +50,7 @@ def every_model(container, admin_user):
     people = RecipientFactory.create_batch(2, container=container)
     RecipientFactory(container=container, kind=Kind.DISTRIBUTION_LIST, members=people)
     RecipientFactory(container=container, global_key="ORG2:1", origin_organization="ORG2")
-    RecipientFactory(container=container).delete()
+    changes.delete_recipients([RecipientFactory(container=container)])
     LdapDirectory.objects.create(
         organization=container.organization,
         uri="ldap://ldap.branch1.example",
@@ -356,8 +357,8 @@ def test_it_shows_the_requestor_pages_of_the_original_tool(admin_client):
 
 
 def test_it_finds_a_tombstone_by_part_of_its_guid(admin_client, container):
-    RecipientFactory(container=container).delete()
-    RecipientFactory(container=container).delete()
+    changes.delete_recipients([RecipientFactory(container=container)])
+    changes.delete_recipients([RecipientFactory(container=container)])
     wanted = Tombstone.objects.first()
     fragment = str(wanted.guid)[9:18]
     response = admin_client.get(url(Tombstone, "changelist"), {"q": fragment})

@@ -2,10 +2,12 @@
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
+from directory import changes
 from directory.factories import ContainerFactory, RecipientFactory, SiteFactory
-from directory.models import Container
+from directory.models import Container, DirectChange
 
 pytestmark = pytest.mark.django_db
 
@@ -30,8 +32,7 @@ def test_it_names_containers_by_dn(tree):
 def test_it_renames_everything_inside_a_renamed_container(tree):
     top, sales, europe, _ = tree
     person = RecipientFactory(container=europe, alias="jdoe")
-    top.name = "People"
-    top.save()
+    changes.move_container(top, name="People")
     europe.refresh_from_db()
     sales.refresh_from_db()
     assert sales.dn == "/o=ORG1/ou=Site1/cn=People/cn=Sales"
@@ -43,9 +44,7 @@ def test_it_renames_everything_inside_a_renamed_container(tree):
 
 def test_it_renames_the_containers_of_a_renamed_site(tree):
     top, _, europe, lookalike = tree
-    site = top.site
-    site.name = "Headquarters"
-    site.save()
+    changes.rename_site(top.site, "Headquarters")
     europe.refresh_from_db()
     lookalike.refresh_from_db()
     assert europe.dn == "/o=ORG1/ou=Headquarters/cn=Recipients/cn=Sales/cn=Europe"
@@ -103,3 +102,36 @@ def test_it_rejects_a_name_that_would_break_the_dn(container, name):
     with pytest.raises(ValidationError) as exc:
         Container(site=container.site, name=name).full_clean()
     assert "name" in exc.value.message_dict
+
+
+def test_it_moves_a_subtree_in_one_statement(tree):
+    top, sales, europe, lookalike = tree
+    for n in range(20):
+        ContainerFactory(site=top.site, parent=europe, name=f"Office{n}")
+
+    with CaptureQueriesContext(connection) as queries:
+        changes.move_container(sales, parent=lookalike)
+
+    updates = [q for q in queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 2  # the container itself, then every DN inside it at once
+    assert Container.objects.get(name="Office7").dn == (
+        "/o=ORG1/ou=Site1/cn=Recipients2/cn=Sales/cn=Europe/cn=Office7"
+    )
+    assert not Container.objects.filter(dn__startswith=top.dn + "/").exists()
+
+
+def test_it_refuses_a_move_that_leaves_the_dns_inside_behind(tree):
+    top, sales, _, lookalike = tree
+    sales.parent = lookalike
+    with pytest.raises(DirectChange, match="move_container"):
+        sales.save()
+    site = top.site
+    site.name = "Elsewhere"
+    with pytest.raises(DirectChange, match="rename_site"):
+        site.save()
+
+
+def test_it_refuses_to_move_a_container_inside_itself(tree):
+    top, _, europe, _ = tree
+    with pytest.raises(ValidationError, match="cannot lie inside itself"):
+        changes.move_container(top, parent=europe)

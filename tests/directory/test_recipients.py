@@ -4,6 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from directory import changes
 from directory.constants import Kind
 from directory.factories import RecipientFactory
 
@@ -15,7 +16,7 @@ DUPLICATE = "Another recipient of this organization has that"
 def test_it_accepts_a_valid_mailbox(container):
     recipient = RecipientFactory.build(container=container, primary_smtp="Jane.Doe@org1.example")
     recipient.full_clean()
-    recipient.save()
+    changes.save_recipient(recipient)
     assert recipient.organization == container.organization
 
 
@@ -39,7 +40,7 @@ def test_it_rejects_a_duplicate_in_the_organization_ignoring_case(container, cha
     with pytest.raises(ValidationError, match=DUPLICATE):
         twin.full_clean()
     with pytest.raises(IntegrityError), transaction.atomic():
-        twin.save()
+        changes.save_recipient(twin)
 
 
 def test_it_allows_the_same_address_and_alias_in_another_organization(container, other_container):
@@ -48,7 +49,7 @@ def test_it_allows_the_same_address_and_alias_in_another_organization(container,
         container=other_container, alias=first.alias, primary_smtp=first.primary_smtp
     )
     twin.full_clean()
-    twin.save()
+    changes.save_recipient(twin)
     assert twin.organization != first.organization
 
 
@@ -64,7 +65,7 @@ def test_it_rejects_a_trust_level_out_of_range(container, level):
         recipient.full_clean()
     assert "trust_level" in exc.value.message_dict
     with pytest.raises(IntegrityError), transaction.atomic():
-        recipient.save()
+        changes.save_recipient(recipient)
 
 
 def test_it_gives_a_custom_recipient_its_smtp_address_as_target(container):

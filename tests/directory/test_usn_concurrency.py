@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import pytest
 from django.db import connections
 
-import directory.models
+import directory.changes
+from directory import changes
 from directory.models import Organization, Recipient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -71,7 +72,7 @@ def create_concurrently(container, per_writer: int) -> Outcome:
             recipient = Recipient(
                 container=container, display_name=name, alias=name, primary_smtp=f"{name}@x.test"
             )
-            recipient.save()
+            changes.save_recipient(recipient)
             usns.append(recipient.usn)
         return usns
 
@@ -115,7 +116,7 @@ def test_it_would_hand_out_duplicates_without_the_lock(container, monkeypatch):
         Organization.objects.filter(pk=organization_id).update(usn=current + count)
         return current + 1
 
-    monkeypatch.setattr(directory.models, "allocate_usns", allocate_without_lock)
+    monkeypatch.setattr(directory.changes, "allocate_usns", allocate_without_lock)
     outcome = create_concurrently(container, per_writer=5)
 
     assert "duplicate USNs" in outcome.problems()

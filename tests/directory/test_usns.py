@@ -3,6 +3,7 @@
 import pytest
 from django.db import transaction
 
+from directory import changes
 from directory.constants import Kind
 from directory.factories import RecipientFactory
 from directory.models import Organization, Recipient, Tombstone, allocate_usns
@@ -21,11 +22,11 @@ def test_it_gives_each_create_change_and_delete_the_next_usn(container):
     second = RecipientFactory(container=container)
     seen.append(second.usn)
     first.title = "Buyer"
-    first.save()
+    changes.save_recipient(first)
     seen.append(first.usn)
-    second.save(update_fields=["title"])
+    changes.save_recipient(second, update_fields=["title"])
     seen.append(Recipient.objects.get(pk=second.pk).usn)
-    second.delete()
+    changes.delete_recipients([second])
     seen.append(Tombstone.objects.get().usn)
     assert seen == [1, 2, 3, 4, 5]
     assert org_usn(container.organization) == 5
@@ -44,7 +45,7 @@ def test_it_counts_usns_of_each_organization_separately(container, other_contain
 def test_it_leaves_a_tombstone_when_a_recipient_is_deleted(container):
     dl = RecipientFactory(container=container, kind=Kind.DISTRIBUTION_LIST)
     guid = dl.guid
-    dl.delete()
+    changes.delete_recipients([dl])
     tombstone = Tombstone.objects.get()
     assert (tombstone.guid, tombstone.kind, tombstone.container) == (guid, dl.kind, container)
     assert tombstone.organization == container.organization
@@ -59,7 +60,7 @@ def test_it_marks_the_tombstone_of_an_imported_contact(container):
         origin_organization="ORG2",
         global_key="ORG2:4f1c",
     )
-    contact.delete()
+    changes.delete_recipients([contact])
     assert Tombstone.objects.get().imported
 
 
@@ -70,7 +71,7 @@ def test_it_leaves_tombstones_when_a_queryset_is_deleted(container, other_contai
     RecipientFactory(container=container)  # stays
     doomed = [*own, contact, theirs]
 
-    Recipient.objects.filter(pk__in=[r.pk for r in doomed]).delete()
+    changes.delete_recipients(Recipient.objects.filter(pk__in=[r.pk for r in doomed]))
 
     tombstones = {t.guid: t for t in Tombstone.objects.all()}
     assert set(tombstones) == {r.guid for r in doomed}
@@ -86,7 +87,7 @@ def test_it_leaves_nothing_behind_when_the_transaction_fails(container):
     recipient = RecipientFactory(container=container)
     pk = recipient.pk
     with pytest.raises(RuntimeError), transaction.atomic():
-        recipient.delete()
+        changes.delete_recipients([recipient])
         RecipientFactory(container=container)
         raise RuntimeError("crash mid-way")
     assert list(Recipient.objects.values_list("pk", flat=True)) == [pk]

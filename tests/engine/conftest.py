@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from directory import changes
 from directory.constants import Kind, Role
 from directory.models import Container, Organization, Recipient, Site
 from master.models import AllowedRequestor, MasterConfig
@@ -57,7 +58,7 @@ class Org:
         defaults.update(values)
         recipient = Recipient(container=container or self.recipients, **defaults)
         recipient.full_clean()
-        recipient.save()
+        changes.save_recipient(recipient)
         self.people.append(recipient)
         return recipient
 

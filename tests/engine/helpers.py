@@ -11,14 +11,17 @@ from contextlib import contextmanager
 import pytest
 from django.db import transaction
 
+from directory import changes
 from directory.constants import Kind
 from directory.models import Container, Organization, Recipient, allocate_usns
-from master.models import GlobalEntry, MasterConfig
+from master.models import AllowedRequestor, GlobalEntry, MasterConfig
+from requestor import verify
 from requestor.cycle import run_cycle, sync_all
-from requestor.models import RequestorConfig, Run
+from requestor.models import Conflict, FilteredEntry, RequestorConfig, Run
 from tests.engine.conftest import Org, Scenario, build_scenario
 from transport import signing, wire
 from transport.constants import AddressType, Direction, Status
+from transport.digest import Tally
 from transport.inbox import process_pending, pump
 from transport.models import Message
 from transport.outbox import deliver_locally, receive
@@ -184,9 +187,51 @@ def assert_no_duplicates() -> None:
     assert [a for a, n in addresses.items() if n > 1] == []
 
 
+def assert_digests_agree(scenario) -> None:
+    """The digests kept as changes are written equal the same digests counted from the tables,
+    and each organization's side equals its master's: what verification checks every cycle."""
+    master = MasterConfig.objects.get(pk=scenario.master.pk)
+    live = GlobalEntry.objects.filter(master=master, deleted=False, usn__gt=0)
+    everyone = Tally()
+    for key, usn in live.values_list("global_key", "usn"):
+        everyone.add(key, usn)
+    assert (master.reply_digest, master.reply_count) == (everyone.hex, everyone.count)
+    for requestor in AllowedRequestor.objects.filter(master=master):
+        mine, exported = Tally(), Tally()
+        for key, usn, object_id, source_usn in live.filter(requestor=requestor).values_list(
+            "global_key", "usn", "object_id", "source_usn"
+        ):
+            mine.add(key, usn)
+            exported.add(str(object_id), source_usn)
+        assert (requestor.reply_digest, requestor.reply_count) == (mine.hex, mine.count)
+        assert (requestor.export_digest, requestor.export_count) == (exported.hex, exported.count)
+        config = RequestorConfig.objects.get(organization__name=requestor.organization_name)
+        if not config.enabled:
+            continue
+        name = requestor.organization_name
+        holdings = Tally()
+        contacts = Recipient.objects.filter(organization=config.organization_id)
+        for key, usn in contacts.exclude(global_key=None).values_list("global_key", "master_usn"):
+            holdings.add(key, usn)
+        for model in (Conflict, FilteredEntry):
+            for key, usn in model.objects.filter(config=config).values_list(
+                "global_key", "master_usn"
+            ):
+                holdings.add(key, usn)
+        assert verify.holdings(config).hex == holdings.hex, f"{name}: cells drifted"
+        assert holdings.hex == everyone.without(mine).hex, f"{name} holds other entries"
+        scope = Tally()
+        for person in exported_people(config):
+            scope.add(str(person.guid), person.usn)
+        assert verify.exports(config).hex == scope.hex, f"{name}: cells drifted"
+        assert scope.hex == exported.hex, f"the master holds other entries of {name}"
+
+
 def assert_converged(scenario) -> None:
-    """Every organization holds exactly what the oracle says, once, with consistent provenance."""
+    """Every organization holds exactly what the oracle says, once, with consistent provenance,
+    and the digests prove it."""
     assert_no_duplicates()
+    assert_digests_agree(scenario)
     entries = {
         key: (origin, usn)
         for key, origin, usn in GlobalEntry.objects.filter(deleted=False).values_list(
@@ -262,8 +307,7 @@ def person(alias: str) -> Recipient:
 def rename(alias: str, name: str) -> Recipient:
     recipient = person(alias)
     recipient.display_name = name
-    recipient.save()
-    return recipient
+    return changes.save_recipient(recipient)
 
 
 def add_many(org, count: int, prefix: str = "bulk") -> None:
@@ -271,27 +315,30 @@ def add_many(org, count: int, prefix: str = "bulk") -> None:
     organization's exported container, written in bulk with fresh local USNs."""
     with transaction.atomic():
         first = allocate_usns(org.organization.pk, count)
-        Recipient.objects.bulk_create(
-            Recipient(
-                organization=org.organization,
-                container=org.recipients,
-                kind=Kind.MAILBOX,
-                alias=f"{prefix}{number}",
-                primary_smtp=f"{prefix}{number}@{org.organization.mail_domain}",
-                display_name=f"{org.name} {prefix.title()} Person {number:04d}",
-                first_name=f"Firstname{number}",
-                last_name=f"Lastname{number}",
-                title=f"Senior Principal Engineer of Things {number}",
-                department=f"Department of Very Long Department Names {number % 17}",
-                office=f"Building {number % 7}, Floor {number % 5}, Room {number}",
-                address=_noise(number, 300),
-                city="Springfield",
-                company=f"{org.organization.display_name} Incorporated",
-                phone=f"+1 555 {number:04d}",
-                custom_attribute_1=f"secret-{prefix}{number}",
-                usn=first + number,
-            )
+        people = [
+            {
+                "organization_id": org.organization.pk,
+                "container_id": org.recipients.pk,
+                "kind": Kind.MAILBOX,
+                "alias": f"{prefix}{number}",
+                "primary_smtp": f"{prefix}{number}@{org.organization.mail_domain}",
+                "display_name": f"{org.name} {prefix.title()} Person {number:04d}",
+                "first_name": f"Firstname{number}",
+                "last_name": f"Lastname{number}",
+                "title": f"Senior Principal Engineer of Things {number}",
+                "department": f"Department of Very Long Department Names {number % 17}",
+                "office": f"Building {number % 7}, Floor {number % 5}, Room {number}",
+                "address": _noise(number, 300),
+                "city": "Springfield",
+                "company": f"{org.organization.display_name} Incorporated",
+                "phone": f"+1 555 {number:04d}",
+                "custom_attribute_1": f"secret-{prefix}{number}",
+                "usn": first + number,
+            }
             for number in range(count)
+        ]
+        changes.insert_recipients(
+            org.organization.pk, list(people[0]), [list(p.values()) for p in people]
         )
 
 

@@ -9,6 +9,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models.functions import Upper
 from django.test.utils import CaptureQueriesContext
 
+from directory import changes
 from directory.bulk import OneOf, copy_insert, update_objects
 from directory.constants import Kind
 from directory.factories import ContainerFactory
@@ -17,6 +18,14 @@ from master.factories import AllowedRequestorFactory
 from master.models import GlobalEntry, LedgerEntry
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def writing():
+    """These tests write recipients with the bulk helpers themselves, as the sync path does."""
+    with changes.writing():
+        yield
+
 
 # Everything COPY's text format must escape, and what a careless quoting would mangle.
 HOSTILE = [

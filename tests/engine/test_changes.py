@@ -1,5 +1,6 @@
 """Incremental changes after the initial sync: one cycle of the source, one of each reader."""
 
+from directory import changes
 from directory.constants import Kind
 from directory.models import Recipient
 from master.models import GlobalEntry
@@ -36,7 +37,7 @@ def test_it_carries_a_rename_and_a_title_change_in_one_cycle_each(synced):
     before = {org.name: contact_of(org, source) for org in synced.others("ORG2")}
     source.display_name = "Renamed Person"
     source.title = "Director"
-    source.save()
+    changes.save_recipient(source)
 
     runs = propagate(synced)
 
@@ -68,7 +69,7 @@ def test_it_carries_a_new_recipient(synced):
 
 def test_it_propagates_a_delete(synced):
     source = person("org2user2")
-    source.delete()
+    changes.delete_recipients([source])
 
     runs = propagate(synced)
 
@@ -83,7 +84,7 @@ def test_it_propagates_a_delete(synced):
 def test_it_removes_a_recipient_whose_trust_level_rises_above_the_threshold(synced):
     source = person("org2user3")
     source.trust_level = 51
-    source.save()
+    changes.save_recipient(source)
 
     propagate(synced)
 
@@ -92,7 +93,7 @@ def test_it_removes_a_recipient_whose_trust_level_rises_above_the_threshold(sync
     assert_converged(synced)
 
     source.trust_level = 50
-    source.save()
+    changes.save_recipient(source)
     propagate(synced)
 
     for org in synced.others("ORG2"):
@@ -105,7 +106,7 @@ def test_it_removes_a_recipient_moved_out_of_the_exported_container(synced):
     source = person("org2user1")
     key = GlobalEntry.objects.get(object_id=source.guid).global_key
     source.container = org2.contractors
-    source.save()
+    changes.save_recipient(source)
 
     propagate(synced)
 
@@ -114,7 +115,7 @@ def test_it_removes_a_recipient_moved_out_of_the_exported_container(synced):
     assert_converged(synced)
 
     source.container = org2.recipients
-    source.save()
+    changes.save_recipient(source)
     propagate(synced)
 
     for org in synced.others("ORG2"):
@@ -129,7 +130,9 @@ def test_it_removes_everything_of_a_container_no_longer_exported(synced):
 
     runs = propagate(synced)
 
-    assert runs["ORG2"].full_export
+    # Restated as deletes, one each: no full export needed.
+    assert not runs["ORG2"].full_export
+    assert runs["ORG2"].exported == 4
     for org in synced.others("ORG2"):
         assert {origin for origin, *_ in org.contacts().values_list("origin_organization")} == {
             {"ORG1": "ORG3", "ORG3": "ORG1"}[org.name]
@@ -147,7 +150,8 @@ def test_it_removes_a_kind_that_is_unchecked(synced):
 
     runs = propagate(synced)
 
-    assert runs["ORG2"].full_export
+    assert not runs["ORG2"].full_export
+    assert runs["ORG2"].exported == 1
     for org in synced.others("ORG2"):
         assert "ORG2 List (ORG2)" not in org.contact_names()
         assert "ORG2 User 1 (ORG2)" in org.contact_names()
@@ -173,7 +177,7 @@ def test_it_never_exports_a_change_made_to_an_imported_contact(synced):
     org1 = synced["ORG1"]
     contact = org1.contacts().get(display_name="ORG2 User 1 (ORG2)")
     contact.title = "Edited locally"
-    contact.save()
+    changes.save_recipient(contact)
 
     run = cycle(org1)
 
@@ -191,7 +195,8 @@ def test_it_brings_back_a_container_exported_again(synced):
     ExportedContainer.objects.create(config=org2.config, container=org2.recipients)
     runs = propagate(synced)
 
-    assert runs["ORG2"].full_export
+    assert not runs["ORG2"].full_export
+    assert runs["ORG2"].exported == 4
     for org in synced.others("ORG2"):
         assert org.contact_names() == before[org.name]
     assert_converged(synced)
@@ -201,7 +206,7 @@ def test_it_exports_a_kind_once_it_is_checked(synced):
     org2 = synced["ORG2"]
     vendor = org2.add(alias="vendor", display_name="Vendor", kind=Kind.CUSTOM_RECIPIENT)
     vendor.title = "Supplier"
-    vendor.save()
+    changes.save_recipient(vendor)
     propagate(synced)
     assert "Vendor (ORG2)" not in synced["ORG1"].contact_names()
 
@@ -219,7 +224,7 @@ def test_it_exports_recipients_let_in_by_a_higher_trust_threshold(synced):
     org3 = synced["ORG3"]
     trusted = org3.add(alias="trusted", display_name="Trusted", trust_level=20)
     trusted.title = "Chief"
-    trusted.save()
+    changes.save_recipient(trusted)
     propagate(synced, "ORG3")
     assert "Trusted" not in synced["ORG1"].contact_names()
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from directory import changes
 from directory.models import Container, Recipient, Tombstone
 from master.housekeeping import purge_master_tombstones
 from master.models import GlobalEntry, LedgerEntry
@@ -96,7 +97,7 @@ def test_it_lets_a_full_export_drop_what_the_requestor_no_longer_has(synced):
     """A delete whose tombstone is gone (lost, purged) is caught by the next full export."""
     org2 = synced["ORG2"]
     gone = Recipient.objects.get(alias="org2user2", global_key__isnull=True)
-    gone.delete()
+    changes.delete_recipients([gone])
     Tombstone.objects.filter(guid=gone.guid).delete()
     cycle(org2)
     assert GlobalEntry.objects.get(object_id=gone.guid).deleted is False
@@ -132,7 +133,7 @@ def test_it_follows_a_change_of_the_domains_to_import(synced):
 
 def test_it_removes_on_import_all_what_the_master_no_longer_lists(synced):
     org1, org2 = synced["ORG1"], synced["ORG2"]
-    local("org2user2").delete()
+    changes.delete_recipients([local("org2user2")])
     cycle(org2)
     queue_cycle(org1)
     deliver(queued())
@@ -156,7 +157,7 @@ def test_it_gets_a_full_reply_after_the_tombstones_it_missed_were_purged(synced)
     org1, org2 = synced["ORG1"], synced["ORG2"]
     behind = org1.config.master_usn
     gone = local("org2user3")
-    gone.delete()
+    changes.delete_recipients([gone])
     cycle(org2)
     # The tombstone outlives its lifetime before ORG1 asks again, and the master purges it.
     tombstone = GlobalEntry.objects.filter(object_id=gone.guid, deleted=True)
@@ -181,12 +182,13 @@ def test_it_sends_a_new_display_name_suffix_to_the_others(synced):
     org2.config.append_display_name = " [Org Two]"
     org2.config.full_clean()
     org2.config.save()
-    assert org2.refresh().config.requestor_usn == 0
 
     run = cycle(org2)
     sync_all()
 
-    assert run.full_export
+    # Each exported recipient restated once, with a fresh USN: no full export needed.
+    assert not run.full_export
+    assert run.exported == 3
     for org in synced.others("ORG2"):
         names = {name for origin, name, _ in contact_set(org) if origin == "ORG2"}
         assert names == {f"ORG2 User {n} [Org Two]" for n in (1, 2, 3)}
@@ -227,10 +229,14 @@ def test_it_refills_a_new_import_container(synced):
     org1.config.import_container = fresh
     org1.config.full_clean()
     org1.config.save()
-    assert org1.refresh().config.master_usn == 0
 
-    sync_all()
+    run = cycle(org1)
 
+    # The cycle asked for a full reply, which moved every contact.
+    reply = messages_for(org1, kind=MessageKind.REPLY).last()
+    assert wire.decode(bytes(reply.payload)).full
+    assert run.updated == len(before)
+    assert not org1.refresh().config.full_reply_pending
     assert contact_set(org1) == before
     assert set(org1.contacts().values_list("container_id", flat=True)) == {fresh.pk}
     assert_converged(synced)

@@ -1,5 +1,6 @@
 """The first sync_all of the three organizations: who holds what, and what never leaves."""
 
+from directory import changes
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.models import Container, Recipient
 from master.models import GlobalEntry
@@ -32,9 +33,9 @@ def add_edge_cases(scenario):
     )
     org3.add(alias="org3lab", display_name="ORG3 Lab", container=nested)
     for person in Recipient.objects.filter(global_key__isnull=True):
-        Recipient.objects.filter(pk=person.pk).update(
-            custom_attribute_2=f"secret2-{person.alias}", custom_attribute_15="payroll-7"
-        )
+        person.custom_attribute_2 = f"secret2-{person.alias}"
+        person.custom_attribute_15 = "payroll-7"
+        changes.save_recipient(person)
 
 
 # The state after the initial sync_all, checked against the oracle; each test reads it.

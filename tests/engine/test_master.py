@@ -4,6 +4,7 @@ import uuid
 
 from django.core import serializers
 
+from directory import changes
 from directory.models import Recipient
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig, ReceivedBatch
 from requestor.cycle import sync_all
@@ -81,7 +82,7 @@ def test_it_rejects_a_disabled_requestor_and_changes_nothing(synced):
     AllowedRequestor.objects.filter(organization_name="ORG3").update(enabled=False)
     person = Recipient.objects.get(alias="org3user1", global_key__isnull=True)
     person.display_name = "Should Not Travel"
-    person.save()
+    changes.save_recipient(person)
     before, contacts = master_state(), snapshot()
 
     cycle(synced["ORG3"])
@@ -145,8 +146,8 @@ def test_it_keeps_a_strictly_increasing_gap_free_ledger(synced):
     for alias in ("org1user1", "org2user2", "org3user3"):
         person = Recipient.objects.get(alias=alias, global_key__isnull=True)
         person.title = "Changed"
-        person.save()
-    Recipient.objects.get(alias="org2user1", global_key__isnull=True).delete()
+        changes.save_recipient(person)
+    changes.delete_recipients(Recipient.objects.filter(alias="org2user1", global_key__isnull=True))
     sync_all()
 
     ledger = list(LedgerEntry.objects.order_by("id").values_list("usn", flat=True))
@@ -182,9 +183,9 @@ def test_it_starts_a_new_epoch_when_restored_from_backup(synced):
     backup = backup_master()
     renamed = Recipient.objects.get(alias="org2user1", global_key__isnull=True)
     renamed.display_name = "After Backup"
-    renamed.save()
+    changes.save_recipient(renamed)
     synced["ORG2"].add(alias="newhire", display_name="New Hire")
-    Recipient.objects.get(alias="org3user2", global_key__isnull=True).delete()
+    changes.delete_recipients(Recipient.objects.filter(alias="org3user2", global_key__isnull=True))
     sync_all()
     refresh(synced)
     ahead = synced["ORG1"].config.master_usn
@@ -218,16 +219,17 @@ def test_it_starts_a_new_epoch_when_restored_from_backup(synced):
 
 
 def test_it_answers_a_requestor_ahead_of_the_master_with_a_full_reply(synced):
-    """The brief form of a restore: the newest USNs are gone and the counter is set back."""
-    master = MasterConfig.objects.get()
-    top = master.usn
-    newest = GlobalEntry.objects.get(usn=top)
-    LedgerEntry.objects.filter(usn=top).delete()
-    newest.delete()
-    MasterConfig.objects.filter(pk=master.pk).update(usn=top - 1)
-    # The backup predates the master's ack of that change too.
-    AllowedRequestor.objects.filter(pk=newest.requestor_id).update(acked_usn=0, pending_ranges=[])
+    """The brief form of a restore: the master loses its newest change after ORG1 saw it."""
+    backup = backup_master()
+    person = Recipient.objects.get(alias="org2user1", global_key__isnull=True)
+    person.title = "Lost in the restore"
+    changes.save_recipient(person)
+    cycle(synced["ORG2"])
     org1 = synced["ORG1"]
+    cycle(org1)
+    restore_master(backup)
+    master = MasterConfig.objects.get()
+    assert org1.refresh().config.master_usn > master.usn
 
     run = queue_cycle(org1)
     pump()

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from directory import changes
 from directory.constants import Kind
 from directory.models import Recipient, allocate_usns
 from requestor.cycle import run_cycle
@@ -34,21 +35,27 @@ def populate(org, count: int) -> None:
     """`count` more mailboxes in the organization's exported container, written in bulk."""
     with transaction.atomic():
         first = allocate_usns(org.organization.pk, count)
-        Recipient.objects.bulk_create(
-            Recipient(
-                organization=org.organization,
-                container=org.recipients,
-                kind=Kind.MAILBOX,
-                display_name=f"{org.name} Bulk {number}",
-                alias=f"{org.name.lower()}bulk{number}",
-                primary_smtp=f"{org.name.lower()}bulk{number}@{org.organization.mail_domain}",
-                first_name="Bulk",
-                last_name=str(number),
-                title="Engineer",
-                custom_attribute_1=f"secret-{number}",
-                usn=first + number,
-            )
-            for number in range(count)
+        fields = ["organization_id", "container_id", "kind", "display_name", "alias"]
+        fields += ["primary_smtp", "first_name", "last_name", "title", "custom_attribute_1", "usn"]
+        changes.insert_recipients(
+            org.organization.pk,
+            fields,
+            (
+                (
+                    org.organization.pk,
+                    org.recipients.pk,
+                    Kind.MAILBOX,
+                    f"{org.name} Bulk {number}",
+                    f"{org.name.lower()}bulk{number}",
+                    f"{org.name.lower()}bulk{number}@{org.organization.mail_domain}",
+                    "Bulk",
+                    str(number),
+                    "Engineer",
+                    f"secret-{number}",
+                    first + number,
+                )
+                for number in range(count)
+            ),
         )
 
 
@@ -81,8 +88,8 @@ def cycle_costs(people: int) -> dict[str, tuple[int, list[str]]]:
     changed = list(Recipient.objects.filter(organization=org2.organization).order_by("pk")[:K])
     for recipient in changed[:3]:
         recipient.display_name += " Renamed"
-        recipient.save()
-    changed[3].delete()
+        changes.save_recipient(recipient)
+    changes.delete_recipients([changed[3]])
     org2.add(alias="org2newcomer")
 
     count, sql, run = measured(org2.config.pk)

@@ -1,5 +1,6 @@
 """Mail loses, repeats and reorders messages; the directories still converge, nothing doubled."""
 
+from directory import changes
 from master.models import GlobalEntry, LedgerEntry
 from requestor.cycle import sync_all
 from tests.engine.helpers import (
@@ -101,7 +102,7 @@ def test_it_ignores_a_duplicated_export_and_reply(synced):
 def test_it_ignores_an_old_reply_delivered_again_after_newer_changes(synced):
     org1 = synced["ORG1"]
     old_reply = messages_for(org1, kind=MessageKind.REPLY, status=Status.PROCESSED).first()
-    person("org2user1").delete()
+    changes.delete_recipients([person("org2user1")])
     sync_all()
     assert "ORG2 User 1 (ORG2)" not in org1.contact_names()
     before = snapshot()
@@ -138,7 +139,7 @@ def test_it_keeps_a_delete_when_the_older_upsert_arrives_later(synced):
     org2 = synced["ORG2"]
     rename("org2user2", "Short Lived")
     queue_cycle(org2)
-    person("org2user2").delete()
+    changes.delete_recipients([person("org2user2")])
     queue_cycle(org2)
 
     deliver_reversed()
@@ -175,7 +176,7 @@ def test_it_does_not_bring_back_a_deleted_contact_from_an_older_full_reply(synce
     queue_cycle(org1)
     deliver(queued())
     older = list(queued(kind=MessageKind.REPLY))
-    person("org2user1").delete()
+    changes.delete_recipients([person("org2user1")])
     with held(older):
         cycle(org2)
     queue_cycle(org1)

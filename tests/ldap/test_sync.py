@@ -1,5 +1,6 @@
 """A mixed deployment: ORG1 keeps the built-in directory, ORG2 and ORG3 keep theirs in slapd."""
 
+from directory import changes
 from directory.models import LdapDirectory, Recipient, Tombstone
 from requestor.cycle import sync_all
 from tests.ldap.conftest import person_ldif
@@ -135,7 +136,7 @@ def test_custom_recipients_and_trust_level_kept_beside_the_entry(mixed):
     # Above ORG2's trust level: no longer exported, and an LDAP change does not reset it.
     mirrored = Recipient.objects.get(global_key=None, primary_smtp="ada@org2.example")
     mirrored.trust_level = org2.org.config.trust_level + 1
-    mirrored.save()
+    changes.save_recipient(mirrored)
     sync_all()
     assert "ada@org2.example" not in org3.contacts()
     org2.tool.modify(f"dn: {ada}\nchangetype: modify\nreplace: title\ntitle: Countess\n\n")

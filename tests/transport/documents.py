@@ -88,6 +88,7 @@ def reply_doc(**fields) -> dict:
     document.update(copy.deepcopy(fields))
     return document
 
+
 # A seed whose payload has a byte that can be altered without changing the decoded document
 # (tests/transport/test_wire.py says how).
 CORRUPTION_SEED = 65

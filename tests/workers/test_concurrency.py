@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import connection
 
+from directory import changes
 from directory.models import Organization, Recipient
 from master.models import GlobalEntry, LedgerEntry
 from requestor import actions
@@ -35,8 +36,8 @@ def change_every_org(scenario) -> None:
     for org in scenario.orgs.values():
         people = list(Recipient.objects.exportable().filter(organization=org.organization))
         people[0].display_name += " Renamed"
-        people[0].save()
-        people[1].delete()
+        changes.save_recipient(people[0])
+        changes.delete_recipients([people[1]])
         org.add()
         org.add()
 

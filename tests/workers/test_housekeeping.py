@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from directory import changes
 from directory.models import Tombstone
 from master.housekeeping import purge_tombstones
 from master.models import GlobalEntry, MasterConfig, ReceivedBatch
@@ -27,8 +28,7 @@ def test_it_purges_master_tombstones_past_their_lifetime(scenario):
     sync_all()
     org2 = scenario["ORG2"]
     old, recent = org2.people[0], org2.people[1]
-    old.delete()
-    recent.delete()
+    changes.delete_recipients([old, recent])
     sync_all()
     entries = GlobalEntry.objects.filter(deleted=True)
     old_entry = entries.get(object_id=old.guid)
@@ -51,7 +51,7 @@ def test_it_purges_master_tombstones_past_their_lifetime(scenario):
 
 def test_it_keeps_master_tombstones_within_the_configured_lifetime(scenario):
     sync_all()
-    scenario["ORG2"].people[0].delete()
+    changes.delete_recipients([scenario["ORG2"].people[0]])
     sync_all()
     MasterConfig.objects.update(tombstone_lifetime_days=90)
     GlobalEntry.objects.filter(deleted=True).update(changed_at=days_ago(61))
@@ -64,16 +64,16 @@ def test_it_purges_only_old_directory_tombstones_the_master_acknowledged(scenari
     org2 = scenario["ORG2"]
     sync_all()
     acknowledged = org2.people[0]
-    acknowledged.delete()
+    changes.delete_recipients([acknowledged])
     sync_all()
     pending = org2.people[1]
-    pending.delete()  # not exported yet
+    changes.delete_recipients([pending])  # not exported yet
     recent = org2.people[2]
-    recent.delete()
+    changes.delete_recipients([recent])
     Tombstone.objects.update(deleted_at=days_ago(61))
     Tombstone.objects.filter(guid=recent.guid).update(deleted_at=days_ago(1))
     contact = scenario["ORG3"].contacts().first()
-    contact.delete()  # an imported contact's tombstone is never exported
+    changes.delete_recipients([contact])  # an imported contact's tombstone is never exported
     Tombstone.objects.filter(guid=contact.guid).update(deleted_at=days_ago(61))
     # ORG2's own acknowledged delete, and the contacts deleted in ORG1, ORG3 (by the sync and here).
     assert Tombstone.objects.filter(imported=True).count() == 3

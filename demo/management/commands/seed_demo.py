@@ -20,6 +20,7 @@ from demo.plan import (
     OrgSpec,
     plan_recipients,
 )
+from directory import changes
 from directory.models import Container, Organization, Recipient, Site, allocate_usns
 from master.models import AllowedRequestor, MasterConfig
 from requestor import schedule
@@ -95,9 +96,13 @@ def add_recipients(org: Organization, containers: dict[str, Container], planned)
     if not new:
         return 0
     first = allocate_usns(org.pk, len(new))
-    Recipient.objects.bulk_create(
+    made = [
         Recipient(organization=org, container=containers[p.container], usn=first + i, **p.fields)
         for i, p in enumerate(new)
+    ]
+    fields = ["organization_id", "container_id", "usn", *sorted({k for p in new for k in p.fields})]
+    changes.insert_recipients(
+        org.pk, fields, ([getattr(r, name) for name in fields] for r in made), copy=False
     )
     add_members(org, [p for p in new if p.members])
     return len(new)

@@ -1,0 +1,294 @@
+"""Every change to an organization's recipients and containers goes through here.
+
+A recipient that changes takes the next local USN of its organization, so the next export
+carries it (docs/protocol.md, rule 3), and the organization's digest cells follow it, so the
+next verification counts it (rule 10). A deleted recipient leaves a tombstone. The console, the
+API, the admin, the LDAP scan, the import and the seeding commands all call these functions;
+`Recipient.save()`, `delete()` and `QuerySet.update()` refuse to run anywhere else, so that no
+path can change a recipient without the sync knowing.
+
+Whether a change matters to an export (a recipient entering or leaving the export scope, the
+scope itself changing) is the requestor's business: it compares the scope it last exported with
+the current one at every export (requestor.scope).
+"""
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from django.db import transaction
+from django.db.models import Q, QuerySet, Value
+from django.db.models.functions import Concat, Substr
+from django.utils import timezone
+
+from directory.bulk import OneOf, copy_insert, update_objects
+from directory.models import (
+    Container,
+    DigestCell,
+    Organization,
+    Recipient,
+    Site,
+    Tombstone,
+    _writing,
+    allocate_usns,
+)
+from transport.digest import Tally, from_hex, to_hex
+
+# What a recipient contributes to its organization's digests, and where.
+CELL_FIELDS = ("container_id", "kind", "trust_level", "global_key", "guid", "usn", "master_usn")
+DELETE_CHUNK = 5000
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """Let this block write recipients (the bulk paths keep USNs and cells themselves)."""
+    token = _writing.set(True)
+    try:
+        yield
+    finally:
+        _writing.reset(token)
+
+
+def member_of(global_key: str | None, guid, usn: int, master_usn: int | None) -> tuple[str, int]:
+    """What a recipient counts as in the digests: an imported contact is the master's entry
+    (global key, master USN), an own recipient its object (GUID, local USN)."""
+    if global_key is not None:
+        return global_key, master_usn or 0
+    return str(guid), usn
+
+
+def _values(row) -> tuple:
+    if isinstance(row, Mapping):
+        return tuple(row.get(name, 0 if name == "trust_level" else None) for name in CELL_FIELDS)
+    return tuple(getattr(row, name) for name in CELL_FIELDS)
+
+
+class CellDelta:
+    """Changes to one organization's digest cells, written in one go by save()."""
+
+    def __init__(self, organization_id: int):
+        self.organization_id = organization_id
+        self.changes: dict[tuple, Tally] = {}
+
+    def _apply(self, row, sign: int) -> None:
+        container_id, kind, trust_level, global_key, guid, usn, master_usn = _values(row)
+        key = (container_id, kind, trust_level, global_key is not None)
+        tally = self.changes.setdefault(key, Tally())
+        identity, version = member_of(global_key, guid, usn, master_usn)
+        (tally.add if sign > 0 else tally.remove)(identity, version)
+
+    def add(self, row) -> None:
+        """Count a recipient (a model instance, or a mapping of CELL_FIELDS) as it is now."""
+        self._apply(row, +1)
+
+    def remove(self, row) -> None:
+        """Stop counting a recipient as it was."""
+        self._apply(row, -1)
+
+    def save(self) -> None:
+        changed = {key: t for key, t in self.changes.items() if t.value or t.count}
+        self.changes = {}
+        if not changed:
+            return
+        # The organization's row serializes its writers (allocate_usns takes it too): two of
+        # them must not both create the same new cell.
+        list(Organization.objects.select_for_update().filter(pk=self.organization_id).values("pk"))
+        cells = {
+            (c.container_id, c.kind, c.trust_level, c.imported): c
+            for c in DigestCell.objects.select_for_update().filter(
+                organization_id=self.organization_id
+            )
+        }
+        update, create = [], []
+        for key, tally in changed.items():
+            cell = cells.get(key)
+            if cell is None:
+                container_id, kind, trust_level, imported = key
+                create.append(
+                    DigestCell(
+                        organization_id=self.organization_id,
+                        container_id=container_id,
+                        kind=kind,
+                        trust_level=trust_level,
+                        imported=imported,
+                        digest=tally.hex,
+                        count=tally.count,
+                    )
+                )
+            else:
+                cell.digest = to_hex(from_hex(cell.digest) ^ tally.value)
+                cell.count += tally.count
+                update.append(cell)
+        DigestCell.objects.bulk_update(update, ["digest", "count"])
+        DigestCell.objects.bulk_create(create)
+
+
+def save_recipient(recipient: Recipient, *, update_fields: Iterable[str] | None = None):
+    """Create or change one recipient: it takes the next local USN of its organization."""
+    with transaction.atomic(), writing():
+        organization_id = recipient.container.organization_id
+        old = None
+        if recipient.pk:
+            old = Recipient.objects.filter(pk=recipient.pk).values(*CELL_FIELDS).first()
+        recipient.usn = allocate_usns(organization_id)
+        if update_fields is not None:
+            update_fields = {*update_fields, "usn", "changed_at"}
+        recipient.save(update_fields=update_fields)
+        delta = CellDelta(organization_id)
+        if old is not None:
+            delta.remove(old)
+        delta.add(recipient)
+        delta.save()
+    return recipient
+
+
+def delete_recipients(recipients: QuerySet | Iterable[Recipient]) -> int:
+    """Delete recipients, leaving a tombstone with a fresh local USN for each; return how many."""
+    with transaction.atomic(), writing():
+        if not isinstance(recipients, QuerySet):
+            recipients = Recipient.objects.filter(pk__in=[r.pk for r in recipients])
+        rows = list(recipients.order_by().values("pk", "organization_id", *CELL_FIELDS))
+        if not rows:
+            return 0
+        Tombstone.record(
+            [
+                (r["pk"], r["organization_id"], r["guid"], r["kind"], r["container_id"])
+                for r in rows
+            ],
+            {r["pk"] for r in rows if r["global_key"] is not None},
+        )
+        deltas: dict[int, CellDelta] = {}
+        for row in rows:
+            deltas.setdefault(row["organization_id"], CellDelta(row["organization_id"]))
+            deltas[row["organization_id"]].remove(row)
+        for delta in deltas.values():
+            delta.save()
+        pks = sorted(row["pk"] for row in rows)
+        for start in range(0, len(pks), DELETE_CHUNK):
+            Recipient.objects.filter(OneOf("pk", pks[start : start + DELETE_CHUNK])).delete()
+        return len(pks)
+
+
+def insert_recipients(
+    organization_id: int, fields: Sequence[str], rows: Iterable[Sequence], *, copy: bool = True
+) -> int:
+    """New recipients of one organization as rows of `fields` values (which hold their `usn`,
+    from allocate_usns), written in bulk: COPY on PostgreSQL, or bare bulk_create with
+    `copy=False`. Return how many."""
+    fields = list(fields)
+    with_guid = "guid" not in fields
+    if with_guid:
+        fields.append("guid")
+    where = {name: fields.index(name) for name in CELL_FIELDS if name in fields}
+    delta = CellDelta(organization_id)
+
+    def counted(rows: Iterable[Sequence]) -> Iterator[tuple]:
+        for row in rows:
+            row = (*row, uuid.uuid4()) if with_guid else tuple(row)
+            delta.add({name: row[index] for name, index in where.items()})
+            yield row
+
+    with transaction.atomic(), writing():
+        if copy:
+            count = copy_insert(Recipient, fields, counted(rows))
+        else:
+            made = [Recipient(**dict(zip(fields, row, strict=True))) for row in counted(rows)]
+            count = len(Recipient.objects.bulk_create(made))
+        delta.save()
+    return count
+
+
+def touch(organization_id: int, recipients: QuerySet) -> int:
+    """Give these own recipients of the organization fresh local USNs, so that the next export
+    states them again as they are now; return how many."""
+    with transaction.atomic(), writing():
+        rows = list(
+            recipients.filter(organization_id=organization_id, global_key__isnull=True)
+            .order_by("usn", "pk")
+            .values("pk", *CELL_FIELDS)
+        )
+        if not rows:
+            return 0
+        first = allocate_usns(organization_id, len(rows))
+        now = timezone.now()
+        delta = CellDelta(organization_id)
+        changed = []
+        for offset, row in enumerate(rows):
+            delta.remove(row)
+            row["usn"] = first + offset
+            delta.add(row)
+            changed.append(Recipient(pk=row["pk"], usn=row["usn"], changed_at=now))
+        update_objects(Recipient, changed, ["usn", "changed_at"])
+        delta.save()
+        return len(rows)
+
+
+KEEP = object()
+
+
+def move_container(
+    container: Container, *, name: str | None = None, parent=KEEP, site: Site | None = None
+) -> Container:
+    """Rename a container or move it (to another parent in its site, or to the top of another
+    site of its organization); the DNs of everything inside it follow in one statement.
+
+    Which recipients this takes into or out of an export scope is found by the requestor's next
+    export, whatever path moved the container."""
+    with transaction.atomic(), writing():
+        if name is not None:
+            container.name = name
+        if parent is not KEEP:
+            container.parent = parent
+        if site is not None:
+            container.site = site
+        if container.parent_id and container.parent.site_id != container.site_id:
+            container.site = container.parent.site
+        container.clean()
+        old_dn = Container.objects.filter(pk=container.pk).values_list("dn", flat=True).first()
+        container.save()
+        if old_dn and old_dn != container.dn:
+            _rewrite_dns(Q(dn__startswith=old_dn + "/"), old_dn, container.dn)
+    return container
+
+
+def rename_site(site: Site, name: str) -> Site:
+    """Rename a site; the DNs of its containers follow in one statement."""
+    with transaction.atomic(), writing():
+        old_dn = Site.objects.get(pk=site.pk).dn
+        site.name = name
+        site.save()
+        if old_dn != site.dn:
+            _rewrite_dns(Q(site=site), old_dn, site.dn)
+    return site
+
+
+def _rewrite_dns(where: Q, old_prefix: str, new_prefix: str) -> None:
+    Container.objects.filter(where).update(
+        dn=Concat(Value(new_prefix), Substr("dn", len(old_prefix) + 1))
+    )
+
+
+def rebuild_cells(organization_id: int) -> None:
+    """Count the organization's digest cells again from its recipients (a full read: for a
+    repair, a full cross-check, or a database that predates the cells)."""
+    delta = CellDelta(organization_id)
+    rows = Recipient.objects.filter(organization_id=organization_id).order_by()
+    for values in rows.values_list(*CELL_FIELDS).iterator(chunk_size=5000):
+        delta.add(dict(zip(CELL_FIELDS, values, strict=True)))
+    with transaction.atomic():
+        DigestCell.objects.filter(organization_id=organization_id).delete()
+        delta.save()
+
+
+def cells(organization_id: int) -> list[DigestCell]:
+    """The organization's digest cells as they stand."""
+    return list(DigestCell.objects.filter(organization_id=organization_id))
+
+
+def contacts_tally(organization_id: int) -> Tally:
+    """What the organization's imported contacts add up to: (global key, master USN) each."""
+    tally = Tally()
+    for cell in cells(organization_id):
+        if cell.imported:
+            tally.merge(Tally.of(cell.digest, cell.count))
+    return tally

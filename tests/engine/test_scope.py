@@ -1,0 +1,94 @@
+"""The export scope changes in ways no recipient notices: containers move, exported containers
+and their kinds change, the trust threshold and the transforms change, by any path. Every export
+compares the scope the master holds the entries under with the current one and restates the
+difference (requestor.scope)."""
+
+from directory import changes
+from directory.models import Container
+from requestor.models import ExportedContainer, RequestorConfig
+from tests.engine.helpers import assert_converged, cycle, synced_fixtures
+
+
+def with_a_sales_team(scenario):
+    org2 = scenario["ORG2"]
+    sales = Container.objects.create(
+        site=org2.recipients.site, parent=org2.recipients, name="Sales"
+    )
+    europe = Container.objects.create(site=sales.site, parent=sales, name="Europe")
+    org2.add(container=sales, alias="sam", display_name="Sam Sales")
+    org2.add(container=europe, alias="eve", display_name="Eve Europe")
+
+
+synced_base, synced = synced_fixtures(prepare=with_a_sales_team)
+TEAM = {"Sam Sales (ORG2)", "Eve Europe (ORG2)"}
+
+
+def propagate(scenario, source: str = "ORG2"):
+    runs = {source: cycle(scenario[source])}
+    for org in scenario.others(source):
+        runs[org.name] = cycle(org)
+    return runs
+
+
+def held_by_others(scenario) -> list[set[str]]:
+    return [org.contact_names() & TEAM for org in scenario.others("ORG2")]
+
+
+def test_it_deletes_everywhere_what_a_moved_container_takes_out_of_the_scope(synced):
+    sales = Container.objects.get(name="Sales")
+    assert held_by_others(synced) == [TEAM, TEAM]
+
+    changes.move_container(sales, parent=None)
+    runs = propagate(synced)
+
+    # Two deletes, restated with fresh USNs: an incremental export, not a full one.
+    assert (runs["ORG2"].full_export, runs["ORG2"].exported) == (False, 2)
+    assert held_by_others(synced) == [set(), set()]
+    assert_converged(synced)
+
+    changes.move_container(sales, parent=synced["ORG2"].recipients)
+    runs = propagate(synced)
+
+    assert (runs["ORG2"].full_export, runs["ORG2"].exported) == (False, 2)
+    assert held_by_others(synced) == [TEAM, TEAM]
+    assert_converged(synced)
+
+
+def test_it_follows_a_container_moved_around_the_domain_functions(synced):
+    # A container without containers inside may be saved directly; nothing else notices.
+    europe = Container.objects.get(name="Europe")
+    europe.parent = None
+    europe.save()
+
+    propagate(synced)
+
+    assert held_by_others(synced) == [{"Sam Sales (ORG2)"}, {"Sam Sales (ORG2)"}]
+    assert_converged(synced)
+
+
+def test_it_follows_export_options_changed_behind_the_console(synced):
+    config = synced["ORG2"].config
+    ExportedContainer.objects.filter(config=config).update(mailboxes=False)
+
+    propagate(synced)
+
+    assert held_by_others(synced) == [set(), set()]
+    assert_converged(synced)
+
+    ExportedContainer.objects.filter(config=config).update(mailboxes=True)
+    RequestorConfig.objects.filter(pk=config.pk).update(append_display_name=" [Two]")
+    runs = propagate(synced)
+
+    assert runs["ORG2"].exported == 5  # every exported recipient, once, with the new suffix
+    assert "Sam Sales [Two]" in synced["ORG1"].contact_names()
+    assert_converged(synced)
+
+
+def test_it_exports_nothing_again_when_the_scope_is_unchanged(synced):
+    sales = Container.objects.get(name="Sales")
+    changes.move_container(sales, name="Sales Team")
+
+    runs = propagate(synced)
+
+    assert runs["ORG2"].exported == 0
+    assert held_by_others(synced) == [TEAM, TEAM]
