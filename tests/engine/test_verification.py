@@ -1,0 +1,123 @@
+"""Every cycle proves that each organization and its master hold the same, and repairs a
+difference once (docs/protocol.md, rule 10)."""
+
+from directory import changes
+from master import processing
+from master.models import AllowedRequestor, GlobalEntry
+from requestor.models import RequestorConfig, Run, Verification
+from tests.engine.helpers import assert_converged, cycle, synced_fixtures
+from transport.digest import Tally
+
+synced_base, synced = synced_fixtures()
+State = Verification.State
+
+
+def states(org) -> dict[str, str]:
+    return dict(Verification.objects.filter(config=org.config).values_list("side", "state"))
+
+
+def test_it_verifies_both_sides_of_every_organization_after_the_first_sync(synced):
+    for org in synced.orgs.values():
+        cycle(org)
+        assert states(org) == {"import": State.VERIFIED, "export": State.VERIFIED}, org.name
+        run = Run.objects.filter(config=org.config).first()
+        assert run.verification == {"import": "verified", "export": "verified"}
+
+
+def test_it_repairs_a_contact_deleted_by_hand(synced):
+    org1 = synced["ORG1"]
+    contact = org1.contacts().get(display_name="ORG2 User 1 (ORG2)")
+    changes.delete_recipients([contact])
+
+    found = cycle(org1)
+    check = Verification.objects.get(config=org1.config, side="import")
+
+    assert check.state == State.REPAIRING
+    assert "differs" in found.verification["import"]
+    assert check.local_count == check.master_count - 1
+    assert org1.refresh().config.full_reply_pending
+
+    repaired = cycle(org1)
+    check.refresh_from_db()
+
+    assert repaired.repair == "import"
+    assert (check.state, check.last_repair_differed, check.repairs) == (State.VERIFIED, 1, 1)
+    assert "ORG2 User 1 (ORG2)" in org1.contact_names()
+    assert not org1.refresh().config.full_reply_pending
+    assert_converged(synced)
+
+
+def forget_at_master(object_id) -> None:
+    """The master loses a live entry (a bug, a hand edit), keeping its digests consistent with
+    what it now holds, as its own processing would."""
+    entry = GlobalEntry.objects.get(object_id=object_id)
+    requestor = AllowedRequestor.objects.get(pk=entry.requestor_id)
+    exports = Tally.of(requestor.export_digest, requestor.export_count)
+    exports.remove(str(entry.object_id), entry.source_usn)
+    mine = Tally.of(requestor.reply_digest, requestor.reply_count)
+    mine.remove(entry.global_key, entry.usn)
+    master = requestor.master
+    everyone = Tally.of(master.reply_digest, master.reply_count)
+    everyone.remove(entry.global_key, entry.usn)
+    AllowedRequestor.objects.filter(pk=requestor.pk).update(
+        export_digest=exports.hex,
+        export_count=exports.count,
+        reply_digest=mine.hex,
+        reply_count=mine.count,
+    )
+    type(master).objects.filter(pk=master.pk).update(
+        reply_digest=everyone.hex, reply_count=everyone.count
+    )
+    entry.delete()
+
+
+def test_it_repairs_an_entry_the_master_lost_with_a_full_export(synced):
+    org2 = synced["ORG2"]
+    lost = org2.people[0]
+    forget_at_master(lost.guid)
+
+    found = cycle(org2)
+
+    assert "differs" in found.verification["export"]
+    assert org2.refresh().config.requestor_usn == 0
+    repaired = cycle(org2)
+    check = Verification.objects.get(config=org2.config, side="export")
+
+    assert repaired.full_export and repaired.repair == "export"
+    assert (check.state, check.last_repair_differed) == (State.VERIFIED, 1)
+    assert GlobalEntry.objects.get(object_id=lost.guid).deleted is False
+    for org in synced.others("ORG2"):
+        cycle(org)
+    assert_converged(synced)
+
+
+def test_it_reports_a_repair_that_does_not_help_and_stops_repairing(synced, monkeypatch):
+    org2 = synced["ORG2"]
+    lost = org2.people[0]
+    forget_at_master(lost.guid)
+    # A master that keeps losing it: the repair cannot succeed.
+    apply_changes = processing.apply_changes
+
+    def losing(changes, document, claim=True):
+        document = document.model_copy(
+            update={"changes": [c for c in document.changes if c.id != lost.guid]}
+        )
+        apply_changes(changes, document, claim)
+
+    monkeypatch.setattr(processing, "apply_changes", losing)
+
+    cycle(org2)  # finds the difference, asks for a full export
+    cycle(org2)  # the full export: still different
+    check = Verification.objects.get(config=org2.config, side="export")
+    assert check.state == State.DIVERGED
+    assert "The repair did not restore equality" in check.detail
+    assert check.local_digest in check.detail or check.local_digest[:12] in check.detail
+
+    later = [cycle(org2) for _ in range(3)]
+
+    assert not any(run.full_export for run in later)
+    check.refresh_from_db()
+    assert (check.state, check.repairs) == (State.DIVERGED, 1)
+    config = RequestorConfig.objects.get(pk=org2.config.pk)
+    assert config.requestor_usn > 0
+    assert all("diverged" in run.verification["export"] for run in later)
