@@ -1,9 +1,14 @@
 """Several-part messages lost, repeated and reordered; first syncs with everything in flight."""
 
+import uuid
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from directory import changes
 from directory.models import Recipient
+from master.housekeeping import purge_master_tombstones
 from master.models import GlobalEntry
 from requestor.cycle import sync_all
 from tests.engine.helpers import (
@@ -25,6 +30,7 @@ from tests.engine.helpers import (
     snapshot,
     synced,
 )
+from transport import wire
 from transport.constants import MessageKind, Status
 from transport.inbox import process_pending, pump
 
@@ -216,3 +222,46 @@ def test_it_converges_when_every_multi_part_message_arrives_in_reverse_order(man
     assert "Renamed In Bulk (ORG2)" in many["ORG3"].contact_names()
     assert_converged(many)
     assert sync_all()[0].quiet
+
+
+@pytest.mark.parametrize("start", ["import all", "new epoch"])
+def test_it_removes_stale_contacts_though_a_part_of_the_full_reply_was_lost(scenario, start):
+    """A full reply whose last part is lost still ends with the contacts the master no longer
+    lists removed: the requestor asks again until a full reply arrives whole."""
+    org1, org2 = scenario["ORG1"], scenario["ORG2"]
+    add_many(org2, BULK)
+    scenario.master.max_attachment_size = 16 * KIB
+    scenario.master.save()
+    synced(scenario)
+    # ORG1 misses a delete, and can learn of it only from a full reply: its tombstone is gone,
+    # and every live entry changed after it.
+    gone = person("bulk8")
+    changes.delete_recipients([gone])
+    cycle(org2)
+    for recipient in Recipient.objects.filter(organization=org2.organization, global_key=None):
+        recipient.title = "Renamed after the delete"
+        changes.save_recipient(recipient)
+    cycle(org2)
+    tombstone = GlobalEntry.objects.filter(object_id=gone.guid)
+    tombstone.update(changed_at=timezone.now() - timedelta(days=365))
+    assert purge_master_tombstones(scenario.master.pk) == 1
+    if start == "import all":
+        org1.refresh().config.import_all_recipients()
+    else:
+        type(scenario.master).objects.filter(pk=scenario.master.pk).update(epoch=uuid.uuid4())
+    queue_cycle(org1)
+    deliver(queued(kind=MessageKind.EXPORT))
+    parts = list(queued(kind=MessageKind.REPLY))
+    assert len(parts) >= 3 and wire.decode(bytes(parts[0].payload)).full
+    deliver(parts[:-1])
+    assert drop_queued(kind=MessageKind.REPLY) == 1
+    assert org1.refresh().config.full_reply_pending
+    assert "ORG2 Bulk Person 0008 (ORG2)" in org1.contact_names()
+
+    runs = [cycle(org1) for _ in range(2)]
+
+    assert "ORG2 Bulk Person 0008 (ORG2)" not in org1.contact_names()
+    assert not org1.refresh().config.full_reply_pending
+    assert runs[0].deleted == 1
+    sync_all()
+    assert_converged(scenario)
