@@ -1,8 +1,11 @@
 """The master's rules: who it listens to, its USN ledger, and a restore from backup."""
 
+import io
 import uuid
 
+import pytest
 from django.core import serializers
+from django.core.management import CommandError, call_command
 
 from directory import changes
 from directory.models import Recipient
@@ -15,6 +18,7 @@ from tests.engine.helpers import (
     assert_no_duplicates,
     cycle,
     inbound,
+    messages_for,
     queue_cycle,
     refresh,
     send_signed,
@@ -216,6 +220,57 @@ def test_it_starts_a_new_epoch_when_restored_from_backup(synced):
     assert_converged(synced)
     ledger = list(LedgerEntry.objects.order_by("usn").values_list("usn", flat=True))
     assert ledger == list(range(1, len(ledger) + 1))
+
+
+def test_it_notices_a_restore_when_the_first_to_report_is_behind_it(synced):
+    """The restored master hands out USNs a second time to a requestor that was behind the
+    restore point; one that had seen the lost history reports a USN the master has reached
+    again. Its fingerprint of the ledger tells the two histories apart."""
+    org1, org2, org3 = synced["ORG1"], synced["ORG2"], synced["ORG3"]
+    backup = backup_master()
+    old_epoch = MasterConfig.objects.get().epoch
+    lost = Recipient.objects.get(alias="org2user1", global_key__isnull=True)
+    lost.title = "Changed before the restore"
+    changes.save_recipient(lost)
+    cycle(org2)
+    cycle(org3)  # ORG3 follows the history that is about to be lost
+    seen = org3.refresh().config.master_usn
+
+    restore_master(backup)
+    reissued = Recipient.objects.get(alias="org1user1", global_key__isnull=True)
+    reissued.title = "Changed after the restore"
+    changes.save_recipient(reissued)
+    cycle(org1)  # behind the restore point: takes USNs the lost history had used
+    assert MasterConfig.objects.get().usn >= seen
+
+    run = cycle(org3)
+
+    reply = messages_for(org3, kind=MessageKind.REPLY).last()
+    assert reply.summary["full"] is True
+    assert MasterConfig.objects.get().epoch != old_epoch
+    assert run.status == "ok"
+    sync_all()
+    refresh(synced)
+    titles = {name: title for name, title in org3.contacts().values_list("display_name", "title")}
+    assert titles["ORG1 User 1"] == "Changed after the restore"
+    assert titles["ORG2 User 1 (ORG2)"] == "Changed before the restore"
+    assert_converged(synced)
+
+
+def test_it_starts_a_new_epoch_when_told_it_was_restored(synced):
+    old_epoch = MasterConfig.objects.get().epoch
+    out = io.StringIO()
+
+    call_command("master_restored", "org1", stdout=out)
+
+    epoch = MasterConfig.objects.get().epoch
+    assert epoch != old_epoch
+    assert f"epoch {old_epoch} -> {epoch}" in out.getvalue()
+    run = cycle(synced["ORG2"])
+    assert run.status == "ok"
+    assert messages_for(synced["ORG2"], kind=MessageKind.REPLY).last().summary["full"] is True
+    with pytest.raises(CommandError, match="runs no master here"):
+        call_command("master_restored", "ORG2")
 
 
 def test_it_answers_a_requestor_ahead_of_the_master_with_a_full_reply(synced):
