@@ -250,8 +250,28 @@ EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30, minimum=1)
 INTERORG_SMTPD_HOST = envstr("INTERORG_SMTPD_HOST", "127.0.0.1")
 INTERORG_SMTPD_PORT = envint("INTERORG_SMTPD_PORT", 2525, minimum=1)
 
-# A message whose sequence lies this far behind the newest accepted from its sender is stale.
+# A message written this long ago (by the clock its sequence follows), or this far behind the
+# newest accepted from its sender, is stale. Mail may also sit in a queue for as long as a relay
+# keeps retrying it (Postfix's maximal_queue_lifetime: 5 days by default). Accepted messages stay
+# in the archive, and master tombstones at the master, at least as long as both together: a
+# replay of a purged message would be taken for new, and a delayed export could bring back an
+# entry whose tombstone is gone.
 INTERORG_REPLAY_WINDOW_SECONDS = envint("INTERORG_REPLAY_WINDOW_SECONDS", 7 * 24 * 3600, minimum=60)
+INTERORG_MAIL_QUEUE_LIFETIME_SECONDS = envint(
+    "INTERORG_MAIL_QUEUE_LIFETIME_SECONDS", 5 * 24 * 3600, minimum=0
+)
+INTERORG_REPLAY_HORIZON_SECONDS = (
+    INTERORG_REPLAY_WINDOW_SECONDS + INTERORG_MAIL_QUEUE_LIFETIME_SECONDS
+)
+if INTERORG_ARCHIVE_RETENTION_DAYS * 24 * 3600 < INTERORG_REPLAY_HORIZON_SECONDS:
+    _days = -(-INTERORG_REPLAY_HORIZON_SECONDS // (24 * 3600))
+    raise ImproperlyConfigured(
+        f"INTERORG_ARCHIVE_RETENTION_DAYS={INTERORG_ARCHIVE_RETENTION_DAYS} would purge accepted "
+        "messages before the replay window plus a mail queue's lifetime "
+        f"({INTERORG_REPLAY_WINDOW_SECONDS} s + {INTERORG_MAIL_QUEUE_LIFETIME_SECONDS} s), and a "
+        f"replay of one would be taken for new: set it to at least {_days}, or lower "
+        "INTERORG_REPLAY_WINDOW_SECONDS or INTERORG_MAIL_QUEUE_LIFETIME_SECONDS."
+    )
 
 LOGGING = {
     "version": 1,

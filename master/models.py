@@ -2,6 +2,8 @@
 
 import uuid
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -16,6 +18,9 @@ from transport.validators import (
     validate_public_key,
     validate_smtp_address,
 )
+
+
+DAY = 24 * 3600
 
 
 class MasterConfig(models.Model):
@@ -72,6 +77,20 @@ class MasterConfig(models.Model):
 
     def __str__(self) -> str:
         return f"Master of {self.organization}"
+
+    def clean(self) -> None:
+        horizon = settings.INTERORG_REPLAY_HORIZON_SECONDS
+        if self.tombstone_lifetime_days * DAY < horizon:
+            days = -(-horizon // DAY)
+            raise ValidationError(
+                {
+                    "tombstone_lifetime_days": f"Keep tombstones at least {days} days: the "
+                    "replay window plus a mail queue's lifetime (INTERORG_REPLAY_WINDOW_SECONDS "
+                    "+ INTERORG_MAIL_QUEUE_LIFETIME_SECONDS). A shorter lifetime would let an "
+                    "export delayed in the mail bring back an entry whose tombstone is gone; "
+                    "or lower those settings."
+                }
+            )
 
 
 class AllowedRequestor(models.Model):

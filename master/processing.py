@@ -9,7 +9,6 @@ restored master from the one the requestors followed.
 
 import hashlib
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,7 +78,7 @@ def refuse_older_than_tombstones(master: MasterConfig, document: wire.ExportDocu
     tombstone is gone: refused, whatever the replay window says (docs/protocol.md, rule 7)."""
     written_ms = document.sequence
     limit_ms = master.tombstone_lifetime_days * DAY_MS
-    if written_ms < time.time() * 1000 - limit_ms:
+    if written_ms < signing.now_ms() - limit_ms:
         raise MessageRejected(
             f"Stale: this export was written more than the master's tombstone lifetime "
             f"({master.tombstone_lifetime_days} days) ago, by its sequence {written_ms}; "

@@ -1,7 +1,9 @@
 """The message archive is kept for troubleshooting, then purged (INTERORG_ARCHIVE_RETENTION_DAYS).
 
 Only messages that are done with go: a message still queued, received or deferred is work in
-progress, however old.
+progress, however old. An accepted message stays at least as long as the replay window plus a
+mail queue's lifetime (INTERORG_REPLAY_HORIZON_SECONDS), whatever the retention asked for: until
+then a copy of it could still arrive, and only the archive tells it for a replay.
 """
 
 import logging
@@ -10,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from transport.constants import Status
+from transport.constants import Direction, Status
 from transport.models import Message
 
 log = logging.getLogger(__name__)
@@ -22,8 +24,12 @@ CHUNK = 1000
 def purge_archive(days: int | None = None) -> int:
     """Delete finished messages older than the retention; return how many went."""
     days = settings.INTERORG_ARCHIVE_RETENTION_DAYS if days is None else days
-    cutoff = timezone.now() - timedelta(days=days)
-    old = Message.objects.filter(status__in=FINISHED, created_at__lt=cutoff)
+    now = timezone.now()
+    cutoff = now - timedelta(days=days)
+    horizon = now - timedelta(seconds=settings.INTERORG_REPLAY_HORIZON_SECONDS)
+    old = Message.objects.filter(status__in=FINISHED, created_at__lt=cutoff).exclude(
+        direction=Direction.INBOUND, status=Status.PROCESSED, created_at__gte=horizon
+    )
     purged = 0
     # In chunks: a year of messages must not become one huge transaction.
     while pks := list(old.order_by("pk").values_list("pk", flat=True)[:CHUNK]):

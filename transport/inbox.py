@@ -157,7 +157,17 @@ def _verify_sender(agent, message: Message) -> None:
 
 def _refuse_replays(message: Message) -> None:
     """A message already accepted from this sender (same sequence, or same batch and part) is a
-    replay; one far older than the newest accepted is stale."""
+    replay; one far older than the newest accepted, or than the clock its sequence follows, is
+    stale. The archive keeps accepted messages at least as long as the replay window plus a
+    mail queue's lifetime (transport.housekeeping), so any message young enough to be accepted
+    finds the earlier copy it replays."""
+    window = settings.INTERORG_REPLAY_WINDOW_SECONDS * 1000
+    if message.sequence < signing.now_ms() - window:
+        raise MessageRejected(
+            f"Stale: message {message.sequence} from {message.sender} was written more than the "
+            f"replay window ({settings.INTERORG_REPLAY_WINDOW_SECONDS} s) ago, by the clock its "
+            "sequence follows (if the sender's clock is behind, set it right)."
+        )
     accepted = Message.objects.filter(
         direction=Direction.INBOUND,
         status__in=[Status.PROCESSED, Status.DEFERRED],
@@ -174,7 +184,6 @@ def _refuse_replays(message: Message) -> None:
             f"(archived as message {earlier}); nothing to do."
         )
     newest = accepted.aggregate(newest=Max("sequence"))["newest"]
-    window = settings.INTERORG_REPLAY_WINDOW_SECONDS * 1000
     if newest is not None and message.sequence < newest - window:
         raise MessageRejected(
             f"Stale: message {message.sequence} from {message.sender} is older than the replay "

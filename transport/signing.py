@@ -117,6 +117,11 @@ def local_public_keys(organization_id: int) -> list[str]:
     )
 
 
+def now_ms() -> int:
+    """The clock message sequences follow: milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
 def next_sequence(last: int) -> int:
     """The first new message sequence number after `last`.
 
@@ -124,4 +129,4 @@ def next_sequence(last: int) -> int:
     a backup still numbers its messages above everything it sent before, and receivers do not
     take its new messages for replays.
     """
-    return max(last + 1, int(time.time() * 1000))
+    return max(last + 1, now_ms())

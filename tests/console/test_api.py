@@ -4,7 +4,9 @@ filters, validation messages, the schema and its docs."""
 from unittest import mock
 
 import pytest
+from rest_framework.test import APIClient
 
+from console.constants import ConsoleRole
 from console.models import OrganizationRole
 from directory.factories import ContainerFactory
 from directory.models import Recipient
@@ -12,7 +14,7 @@ from master.models import AllowedRequestor
 from requestor.constants import RunStatus
 from requestor.cycle import run_cycle, sync_all
 from requestor.models import ExportedContainer, Run
-from tests.console.conftest import add_history
+from tests.console.conftest import add_history, make_user
 from transport.inbox import pump
 from transport.signing import active_key
 
@@ -98,6 +100,16 @@ def test_it_filters_recipients(world, admin_api):
     rows = admin_api.get(f"{API}/recipients/", {"search": "person 1"}).json()["results"]
     assert [r["alias"] for r in rows] == ["person1.org2"]
     assert admin_api.get(f"{API}/recipients/", {"container": "x"}).status_code == 400
+
+
+def test_it_refuses_a_tombstone_lifetime_shorter_than_a_delayed_message(world):
+    hub = APIClient()
+    hub.force_authenticate(make_user("hub", {world.org1.organization: ConsoleRole.ADMINISTRATOR}))
+    response = hub.patch(
+        f"{API}/master-configs/{world.master.pk}/", {"tombstone_lifetime_days": 5}, format="json"
+    )
+    assert response.status_code == 400
+    assert "Keep tombstones at least 12 days" in response.json()["tombstone_lifetime_days"][0]
 
 
 def test_it_refuses_the_import_container_inside_an_exported_one(world, admin_api):

@@ -143,3 +143,36 @@ def test_it_shows_the_masters_view_of_its_requestors(world):
     assert "Requestors of this master" in body
     assert "/o=ORG3/ou=Site3/cn=Recipients/cn=REQUESTOR" in body
     assert OrganizationRole.objects.count() == 1
+
+
+def test_it_refuses_a_tombstone_lifetime_shorter_than_a_delayed_message(world):
+    response = master_client(world).post(
+        reverse("console:master-config", kwargs={"org": "ORG1"}),
+        allowlist_data(world.master, tombstone_lifetime_days=3),
+    )
+
+    assert response.status_code == 200
+    assert "Keep tombstones at least 12 days" in response.content.decode()
+    assert MasterConfig.objects.get(pk=world.master.pk).tombstone_lifetime_days == 60
+
+
+def test_it_refuses_a_short_tombstone_lifetime_in_the_admin(world, admin_client):
+    master = world.master
+    url = reverse("admin:master_masterconfig_change", args=[master.pk])
+    data = {
+        "enabled": "on",
+        "address": master.address,
+        "dn": master.dn,
+        "max_attachment_size": master.max_attachment_size,
+        "tombstone_lifetime_days": 3,
+        "requestors-TOTAL_FORMS": 0,
+        "requestors-INITIAL_FORMS": 0,
+        "requestors-MIN_NUM_FORMS": 0,
+        "requestors-MAX_NUM_FORMS": 1000,
+    }
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    assert "Keep tombstones at least 12 days" in response.content.decode()
+    assert MasterConfig.objects.get(pk=master.pk).tombstone_lifetime_days == 60

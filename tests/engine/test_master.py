@@ -25,6 +25,7 @@ from tests.engine.helpers import (
     snapshot,
     synced_fixtures,
 )
+from transport import signing
 from transport.constants import MessageKind, Status
 from transport.inbox import pump
 
@@ -308,7 +309,7 @@ def test_it_rejects_a_reply_that_does_not_come_from_its_master(synced):
         "batch": "7a1b0f63-4d1e-4d59-8a0e-7c1fd0b7e9a1",
         "part": 1,
         "parts": 1,
-        "sequence": 1,
+        "sequence": signing.now_ms(),
         "full": True,
         "in_reply_to": str(org2.config.last_export_batch),
         "epoch": str(org2.config.master_epoch),

@@ -3,8 +3,11 @@
 import copy
 import gzip
 import random
+import time
 import uuid
 
+# Sequences follow the sender's clock (milliseconds): these documents were written just now.
+NOW_MS = int(time.time() * 1000)
 SENDER_2 = {"organization": "ORG2", "address": "requestor@org2.example"}
 MASTER = {"organization": "ORG1", "address": "master@org1.example"}
 
@@ -22,7 +25,7 @@ def export_doc(**fields) -> dict:
         "batch": str(uuid.uuid4()),
         "part": 1,
         "parts": 1,
-        "sequence": 7,
+        "sequence": NOW_MS + 7,
         "full": False,
         "master_usn": 4,
         "master_epoch": str(uuid.uuid4()),
@@ -59,7 +62,7 @@ def reply_doc(**fields) -> dict:
         "batch": str(uuid.uuid4()),
         "part": 1,
         "parts": 1,
-        "sequence": 3,
+        "sequence": NOW_MS + 3,
         "full": False,
         "in_reply_to": str(uuid.uuid4()),
         "epoch": str(uuid.uuid4()),
@@ -102,7 +105,7 @@ def seeded_export_doc(seed: int) -> dict:
     def new_id() -> str:
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
-    document = export_doc(batch=new_id(), master_epoch=new_id())
+    document = export_doc(batch=new_id(), master_epoch=new_id(), sequence=7)
     for change in document["changes"]:
         change["id"] = new_id()
     return document

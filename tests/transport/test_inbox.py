@@ -13,7 +13,7 @@ from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConf
 from requestor.export import build_export
 from requestor.models import Conflict, RequestorConfig, Run
 from tests.engine.conftest import MASTER_DN
-from tests.transport.documents import export_doc, gz, reply_doc
+from tests.transport.documents import NOW_MS, export_doc, gz, reply_doc
 from transport import inbox, outbox, registry, signing, wire
 from transport.constants import AddressType, Direction, Status
 from transport.exceptions import MessageDeferred, MessageRejected
@@ -391,7 +391,7 @@ def master_reply(epoch: uuid.UUID, after: int, through: int, batch: str, part: i
             batch=batch,
             part=part,
             parts=2,
-            sequence=part,
+            sequence=NOW_MS + part,
             epoch=str(epoch),
             after=after,
             through=through,
