@@ -11,17 +11,20 @@ from directory.models import LdapDirectory, Organization
 from master.models import AllowedRequestor, MasterConfig
 from requestor import schedule
 from requestor.constants import RunStatus
-from requestor.models import RequestorConfig, Run
+from requestor.models import RequestorConfig, Run, Verification
 from transport.constants import Direction, Status
 from transport.models import Message
 from transport.registry import at_address
 
 RECENT_ERRORS = 5
+State_ = Verification.State
 
 
 class State:
     OK = "ok"
     FAILING = "failing"
+    DIVERGED = "diverged"
+    REPAIRING = "repairing"
     STALE = "stale"
     DISABLED = "disabled"
     NOT_CONFIGURED = "not configured"
@@ -44,6 +47,43 @@ class RequestorView:
 
 
 @dataclass
+class SyncCheck:
+    """What the digests last proved about an organization's copy (requestor.verify): both
+    sides verified (with the older of the two times), one repairing, one diverged, or not
+    checked yet."""
+
+    state: str
+    at: datetime | None = None
+    detail: str = ""
+    sides: dict[str, Verification] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if self.state == Verification.State.VERIFIED:
+            return "verified in sync"
+        return Verification.State(self.state).label.lower()
+
+
+SIDE_NAMES = {
+    Verification.Side.IMPORT: "What it holds of the others",
+    Verification.Side.EXPORT: "What the master holds of it",
+}
+
+
+def sync_check(config: RequestorConfig) -> SyncCheck:
+    sides = {check.side: check for check in Verification.objects.filter(config=config)}
+    by_state = {state: [c for c in sides.values() if c.state == state] for state in State_}
+    for state in (State_.DIVERGED, State_.REPAIRING):
+        if by_state[state]:
+            check = by_state[state][0]
+            detail = f"{SIDE_NAMES[check.side]}: {check.detail}"
+            return SyncCheck(state, check.checked_at, detail, sides)
+    if len(by_state[State_.VERIFIED]) == len(Verification.Side.values):
+        return SyncCheck(State_.VERIFIED, min(c.verified_at for c in sides.values()), "", sides)
+    return SyncCheck(State_.UNKNOWN, None, "Not verified yet: no complete reply since.", sides)
+
+
+@dataclass
 class OrgStatus:
     organization: Organization
     config: RequestorConfig | None = None
@@ -54,6 +94,7 @@ class OrgStatus:
     state: str = State.OK
     reason: str = ""
     master_current_usn: int | None = None
+    sync: SyncCheck | None = None
     ldap: LdapDirectory | None = None
     errors: list[ErrorLine] = field(default_factory=list)
     requestors: list[RequestorView] = field(default_factory=list)
@@ -102,23 +143,42 @@ def _requestor_state(status: OrgStatus, now: datetime) -> None:
     status.next_run = schedule.next_run(config)
     master = master_of(config)
     status.master_current_usn = master.usn if master is not None else None
-    status.state, status.reason = requestor_state(config, status.last_run, status.last_ok_at, now)
+    status.sync = sync_check(config)
+    last_failed = runs.filter(status=RunStatus.FAILED).first() if status.last_run else None
+    status.state, status.reason = requestor_state(
+        config, status.last_run, status.last_ok_at, now, status.sync, last_failed
+    )
 
 
 def requestor_state(
-    config: RequestorConfig, last_run: Run | None, last_ok_at: datetime | None, now: datetime
+    config: RequestorConfig,
+    last_run: Run | None,
+    last_ok_at: datetime | None,
+    now: datetime,
+    sync: SyncCheck | None = None,
+    last_failed: Run | None = None,
 ) -> tuple[str, str]:
-    """(state, reason): failing when the last run failed; stale when no run completed lately
-    or a reply is overdue; ok otherwise."""
+    """(state, reason): failing when the latest run to finish failed, or a reply is overdue;
+    diverged or repairing as the digests say; stale when no run completed lately; ok
+    otherwise."""
     if not config.enabled:
         return State.DISABLED, "The requestor is disabled."
     if last_run is None:
         return State.STALE, "Never ran."
-    if last_run.status == RunStatus.FAILED:
-        return State.FAILING, last_run.error or "The last run failed."
+    if sync is not None and sync.state == State_.DIVERGED:
+        return State.DIVERGED, sync.detail
+    failed_at = last_failed and (last_failed.finished_at or last_failed.started_at)
+    if failed_at and (last_ok_at is None or failed_at > last_ok_at):
+        return State.FAILING, last_failed.error or "The last run failed."
     overdue = now - timedelta(minutes=REPLY_OVERDUE_MINUTES)
     if last_run.status == RunStatus.WAITING and last_run.started_at < overdue:
-        return State.STALE, "The master has not replied to the last export."
+        return State.FAILING, (
+            f"No reply from the master for {REPLY_OVERDUE_MINUTES} minutes: check the master "
+            "address (Import Config), this requestor on the master's allowlist and its key, "
+            "and the message archive."
+        )
+    if sync is not None and sync.state == State_.REPAIRING:
+        return State.REPAIRING, sync.detail
     if last_ok_at is None or last_ok_at < now - timedelta(hours=STALE_AFTER_HOURS):
         return State.STALE, f"No run completed in the last {STALE_AFTER_HOURS} hours."
     return State.OK, ""

@@ -7,8 +7,14 @@ class MasterAppConfig(AppConfig):
 
     def ready(self) -> None:
         from master import processing, trust
+        from transport.constants import MessageKind
         from transport.registry import Agent, register_agent
 
         register_agent(
-            Agent("export", trust.organization_at, trust.trusted_keys, processing.handle_export)
+            Agent(
+                MessageKind.EXPORT,
+                trust.organization_at,
+                trust.trusted_keys,
+                processing.handle_export,
+            )
         )

@@ -19,7 +19,6 @@ from transport.validators import (
     validate_smtp_address,
 )
 
-
 DAY = 24 * 3600
 
 

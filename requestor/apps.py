@@ -6,9 +6,13 @@ class RequestorAppConfig(AppConfig):
     verbose_name = "Requestor"
 
     def ready(self) -> None:
-        from requestor import importer, trust
-        from transport.registry import Agent, register_agent
+        from requestor import failures, importer, trust
+        from transport.constants import MessageKind
+        from transport.registry import Agent, on_delivery_failure, register_agent
 
         register_agent(
-            Agent("reply", trust.organization_at, trust.trusted_keys, importer.handle_reply)
+            Agent(
+                MessageKind.REPLY, trust.organization_at, trust.trusted_keys, importer.handle_reply
+            )
         )
+        on_delivery_failure(MessageKind.EXPORT, failures.export_failed)

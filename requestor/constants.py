@@ -17,3 +17,5 @@ class RunStatus(models.TextChoices):
     WAITING = "waiting", "Waiting for the master's reply"
     OK = "ok", "Completed"
     FAILED = "failed", "Failed"
+    # Its reply never came, but a later run's export carried its changes and completed.
+    SUPERSEDED = "superseded", "Superseded"

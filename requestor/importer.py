@@ -620,4 +620,13 @@ def _record(run: Run, document: wire.ReplyDocument, counts: Counts) -> None:
     if run.reply_parts_applied >= document.parts:
         run.status = RunStatus.OK
         run.finished_at = timezone.now()
+        # Earlier runs whose replies never came: this one carried their changes (the requestor
+        # USN only follows the master's ack).
+        Run.objects.filter(
+            config_id=run.config_id, status=RunStatus.WAITING, started_at__lt=run.started_at
+        ).update(
+            status=RunStatus.SUPERSEDED,
+            finished_at=run.finished_at,
+            error=f"No reply came; run {run.pk} carried these changes again and completed.",
+        )
     run.save()

@@ -15,6 +15,7 @@ class Direction(models.TextChoices):
 class MessageKind(models.TextChoices):
     EXPORT = "export", "Export"
     REPLY = "reply", "Reply"
+    BOUNCE = "bounce", "Delivery report"
     UNKNOWN = "unknown", "Unknown"
 
 

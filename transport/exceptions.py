@@ -7,3 +7,8 @@ class MessageRejected(Exception):
 
 class MessageDeferred(Exception):
     """The message cannot be applied yet (an earlier part is missing); it is kept and retried."""
+
+
+class MessageReplayed(MessageRejected):
+    """A copy of a message accepted before, or one too old to be anything else: refused, but
+    its sender needs no telling (the original got through, or a newer message did)."""

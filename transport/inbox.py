@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from transport import dispatch, signing, wire
 from transport.constants import Direction, Status
-from transport.exceptions import MessageDeferred, MessageRejected
+from transport.exceptions import MessageDeferred, MessageRejected, MessageReplayed
 from transport.models import Message
 from transport.outbox import deliver_pending
-from transport.registry import agent_at, organization_at
+from transport.registry import agent_at, delivery_failed, organization_at
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +80,21 @@ def process_message(pk: int) -> bool:
             return False
         message.attempts += 1
         message.processed_at = timezone.now()
+        refused = False
         try:
             _dispatch(message)
         except MessageRejected as exc:
             message.status, message.error = Status.REJECTED, str(exc)
             log.warning("message %s rejected: %s", pk, exc)
+            refused = not isinstance(exc, MessageReplayed)
         except MessageDeferred as exc:
             message.status, message.error = Status.DEFERRED, str(exc)
         else:
             message.status = Status.PROCESSED
         # Not the payload: it is megabytes, and unchanged.
         message.save(update_fields=PROCESSED_FIELDS)
+        if refused:
+            refused_here(message)
     return True
 
 
@@ -163,7 +167,7 @@ def _refuse_replays(message: Message) -> None:
     finds the earlier copy it replays."""
     window = settings.INTERORG_REPLAY_WINDOW_SECONDS * 1000
     if message.sequence < signing.now_ms() - window:
-        raise MessageRejected(
+        raise MessageReplayed(
             f"Stale: message {message.sequence} from {message.sender} was written more than the "
             f"replay window ({settings.INTERORG_REPLAY_WINDOW_SECONDS} s) ago, by the clock its "
             "sequence follows (if the sender's clock is behind, set it right)."
@@ -179,17 +183,40 @@ def _refuse_replays(message: Message) -> None:
         .first()
     )
     if earlier is not None:
-        raise MessageRejected(
+        raise MessageReplayed(
             f"Replay: message {message.sequence} from {message.sender} was already accepted "
             f"(archived as message {earlier}); nothing to do."
         )
     newest = accepted.aggregate(newest=Max("sequence"))["newest"]
     if newest is not None and message.sequence < newest - window:
-        raise MessageRejected(
+        raise MessageReplayed(
             f"Stale: message {message.sequence} from {message.sender} is older than the replay "
             f"window ({settings.INTERORG_REPLAY_WINDOW_SECONDS} s) behind the newest accepted, "
             f"{newest}."
         )
+
+
+def refused_here(refused: Message) -> None:
+    """A message an agent of this installation sent to another one here was refused: its sent
+    copy failed for good, and the sending agent is told (its run fails with the reason now,
+    rather than waiting for a reply that will never come). A message from elsewhere is only
+    refused: its sender finds out when no reply comes."""
+    if refused.batch is None:
+        return
+    sent = Message.objects.filter(
+        direction=Direction.OUTBOUND,
+        status=Status.SENT,
+        sender__iexact=refused.sender,
+        recipient__iexact=refused.recipient,
+        batch=refused.batch,
+        part=refused.part,
+    ).first()
+    if sent is None:
+        return
+    sent.status = Status.FAILED
+    sent.error = f"Refused by {refused.recipient}: {refused.error}"
+    sent.save(update_fields=["status", "error"])
+    delivery_failed(sent)
 
 
 def _describe(message: Message, document: wire.Document) -> None:

@@ -25,11 +25,19 @@ from email.parser import BytesParser
 from email.utils import getaddresses, make_msgid
 
 from django.core import mail as django_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from transport import outbox
-from transport.constants import ATTACHMENT_NAME, ATTACHMENT_TYPE, AddressType, Direction, Status
+from transport.bounces import Bounce, apply_bounce, read_bounce
+from transport.constants import (
+    ATTACHMENT_NAME,
+    ATTACHMENT_TYPE,
+    AddressType,
+    Direction,
+    MessageKind,
+    Status,
+)
 from transport.models import Message
 from transport.registry import is_local_address
 
@@ -145,6 +153,7 @@ class Parsed:
     from_address: str = ""
     to_addresses: tuple[str, ...] = ()
     problem: str = ""
+    bounce: Bounce | None = None
 
 
 def parse(raw: bytes) -> Parsed:
@@ -156,6 +165,10 @@ def parse(raw: bytes) -> Parsed:
         parsed.problem = f"The mail cannot be parsed as MIME: {one_line(exc)}"
         return parsed
     _read_headers(mail, parsed)
+    try:
+        parsed.bounce = read_bounce(mail)
+    except Exception as exc:  # a report too broken to read is a mail like any other
+        log.info("a delivery report could not be read: %s", one_line(exc))
     problem = _read_attachment(mail, parsed)
     parsed.problem = parsed.problem or problem
     return parsed
@@ -277,15 +290,26 @@ def accept_mime(
         if earlier is not None:
             log.info("mail %s from %s is message %s again", parsed.message_id, sender, earlier.pk)
             return earlier
-        message = outbox.receive(
-            sender,
-            recipient,
-            raw if problem else parsed.payload,
-            AddressType.SMTP,
-            signature=parsed.signature,
-            key_fingerprint=parsed.key_fingerprint,
-            message_id=parsed.message_id,
-        )
+        if parsed.bounce is not None and sender and recipient:
+            return _archive_bounce(raw, sender, recipient, parsed)
+        try:
+            with transaction.atomic():
+                message = outbox.receive(
+                    sender,
+                    recipient,
+                    raw if problem else parsed.payload,
+                    AddressType.SMTP,
+                    signature=parsed.signature,
+                    key_fingerprint=parsed.key_fingerprint,
+                    message_id=parsed.message_id,
+                )
+        except IntegrityError:
+            # Another copy was archived at the same moment (the unique constraint waited for it).
+            earlier = _earlier_copy(sender, recipient, parsed.message_id)
+            if earlier is None:
+                raise
+            log.info("mail %s from %s is message %s again", parsed.message_id, sender, earlier.pk)
+            return earlier
         if problem:
             message.status, message.error = Status.REJECTED, problem
             message.processed_at = timezone.now()
@@ -294,6 +318,39 @@ def accept_mime(
                 "mail from %s archived as message %s, rejected: %s", sender, message.pk, problem
             )
     return message
+
+
+def _archive_bounce(raw: bytes, sender: str, recipient: str, parsed: Parsed) -> Message:
+    """A delivery report: archived as such, and the message it reports on failed if the
+    failure is permanent and this agent sent it."""
+    bounce = parsed.bounce
+    failed = apply_bounce(bounce, recipient)
+    if failed is not None:
+        status, error = Status.PROCESSED, ""
+    elif bounce.permanent:
+        status, error = Status.REJECTED, "A delivery report on no message this agent sent."
+    else:
+        status, error = Status.PROCESSED, ""
+    return Message.objects.create(
+        direction=Direction.INBOUND,
+        status=status,
+        kind=MessageKind.BOUNCE,
+        sender=sender,
+        recipient=recipient,
+        address_type=AddressType.SMTP,
+        size=len(raw),
+        payload=raw,
+        message_id=parsed.message_id,
+        error=error,
+        processed_at=timezone.now(),
+        summary={
+            "bounce_for": failed.pk if failed else None,
+            "original_message_id": one_line(bounce.original_message_id, 200),
+            "action": one_line(bounce.action, 40),
+            "status": one_line(bounce.status, 40),
+            "diagnostic": one_line(bounce.diagnostic, 500),
+        },
+    )
 
 
 def _earlier_copy(sender: str, recipient: str, message_id: str) -> Message | None:

@@ -1,7 +1,7 @@
 """The message archive: every message of both directions, kept with its parsed summary."""
 
 from django.db import models
-from django.db.models.functions import Upper
+from django.db.models.functions import Lower, Upper
 
 from transport.constants import AddressType, Direction, MessageKind, Status
 
@@ -57,6 +57,17 @@ class Message(models.Model):
             models.Index(fields=["direction", "status"], name="message_direction_status"),
             # The replay check looks up a sender's accepted sequences case-insensitively.
             models.Index(Upper("sender"), "sequence", name="message_sender_sequence"),
+        ]
+        constraints = [
+            # Two copies of one mail arriving at once (a relay's retry racing the first) are
+            # archived once: the second insert waits for the first and fails.
+            models.UniqueConstraint(
+                Lower("sender"),
+                Lower("recipient"),
+                "message_id",
+                condition=models.Q(direction="in") & ~models.Q(message_id=""),
+                name="inbound_mail_once",
+            )
         ]
 
     def __str__(self) -> str:

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.db.models import F, Q, Subquery
 from django.utils import timezone
 
-from transport import dispatch, signing
+from transport import dispatch, registry, signing
 from transport.constants import AddressType, Direction, MessageKind, Status, address_type_of
 from transport.models import Message
 from transport.registry import is_local_address
@@ -136,6 +136,7 @@ def deliver_locally(pk: int) -> bool:
             )
             message.save(update_fields=["status", "error"])
             log.warning("message %s: %s", pk, message.error)
+            registry.delivery_failed(message)
             return True
         received = _archive_inbound(
             message.sender,
@@ -144,6 +145,10 @@ def deliver_locally(pk: int) -> bool:
             size=message.size,
             signature=message.signature,
             key_fingerprint=message.key_fingerprint,
+            # Known for a copy made here: a refusal can be traced to the message sent.
+            batch=message.batch,
+            part=message.part,
+            parts=message.parts,
         )
         payload = Message.objects.filter(pk=pk).values("payload")[:1]
         Message.objects.filter(pk=received.pk).update(payload=Subquery(payload))

@@ -52,3 +52,19 @@ def organization_at(address: str) -> int | None:
 
 def is_local_address(address: str) -> bool:
     return organization_at(address) is not None
+
+
+# What to tell an agent when a message it sent can never arrive (refused by the relay with a
+# 5xx, bounced, or refused by the receiving agent), by the kind of the message.
+_failure_listeners: dict[str, Callable] = {}
+
+
+def on_delivery_failure(kind: str, listener: Callable) -> None:
+    _failure_listeners[kind] = listener
+
+
+def delivery_failed(message) -> None:
+    """An outbound message failed for good (its `error` says why): tell the agent that sent it."""
+    listener = _failure_listeners.get(message.kind)
+    if listener is not None:
+        listener(message)

@@ -22,6 +22,7 @@ from django.db import close_old_connections, connections
 from django.db.models import Q
 from django.utils import timezone
 
+from transport import registry
 from transport.constants import Direction, Status
 from transport.inbox import process_safely
 from transport.mail import (
@@ -160,6 +161,8 @@ def _finish(message: Message, status: str, error: str) -> None:
     _update(message, status=status, error=error, processed_at=now, next_attempt_at=None)
     if status == Status.FAILED:
         log.warning("message %s to %s failed: %s", message.pk, message.recipient, error)
+        message.status, message.error = status, error
+        registry.delivery_failed(message)
 
 
 def _retry_later(message: Message, error: str) -> None:

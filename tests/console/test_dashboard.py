@@ -55,12 +55,13 @@ def test_it_calls_a_failed_run_failing(world):
     assert s.errors[0].text == "OperationalError: disk full"
 
 
-def test_it_calls_an_unanswered_export_stale(world):
+def test_it_calls_an_unanswered_export_failing(world):
     run = Run.objects.create(
         config=world.org2.config, trigger=Trigger.SCHEDULE, status=RunStatus.WAITING
     )
     Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(hours=2))
-    assert line(world).reason == "The master has not replied to the last export."
+    assert line(world).state == State.FAILING
+    assert line(world).reason.startswith("No reply from the master for 60 minutes")
 
 
 def test_it_calls_an_old_success_stale(world):

@@ -3,12 +3,16 @@
 import shutil
 import smtplib
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connections, transaction
 
 from tests.mail.conftest import MASTER_SMTP, export_mail, free_port, smtp_scenario
 from transport import inbox
+from transport import mail as mime
 from transport.constants import ATTACHMENT_NAME, ATTACHMENT_TYPE, Direction, Status
 from transport.mail import KEY_HEADER, SIGNATURE_HEADER
 from transport.models import Message
@@ -281,3 +285,31 @@ def test_an_export_composed_by_swaks_is_processed_inline(start_receiver, scenari
     assert Message.objects.filter(
         direction=Direction.OUTBOUND, status=Status.QUEUED, recipient=ORG2, kind="reply"
     ).exists()
+
+
+@pytest.mark.postgres
+def test_two_copies_arriving_at_once_are_archived_once(transactional_db):
+    """The relay delivers the same mail twice at the same moment: both writers race past the
+    look-up for an earlier copy, and the unique constraint keeps one."""
+    smtp_scenario()
+    raw = (
+        b"From: requestor@org2.example\r\nTo: master@org1.example\r\n"
+        b"Message-ID: <twice@org2.example>\r\nSubject: x\r\n\r\nno attachment\r\n"
+    )
+    start = threading.Barrier(2)
+
+    def archive() -> int:
+        try:
+            start.wait(timeout=10)
+            with transaction.atomic():
+                message = mime.accept_mime(raw, "requestor@org2.example", "master@org1.example")
+                time.sleep(0.3)  # hold the row, so that the other insert has to wait for it
+            return message.pk
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(2) as pool:
+        pks = [future.result(timeout=30) for future in [pool.submit(archive) for _ in range(2)]]
+
+    assert pks[0] == pks[1]
+    assert Message.objects.filter(message_id="<twice@org2.example>").count() == 1

@@ -26,9 +26,7 @@ class Command(BaseCommand):
                 .first()
             )
             if master is None:
-                known = ", ".join(
-                    MasterConfig.objects.values_list("organization__name", flat=True)
-                )
+                known = ", ".join(MasterConfig.objects.values_list("organization__name", flat=True))
                 raise CommandError(
                     f"{organization!r} runs no master here (masters: {known or 'none'})."
                 )

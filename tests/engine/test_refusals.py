@@ -1,0 +1,87 @@
+"""A permanently refused export fails its run at once, with the reason, and the organization
+shows failing; the next cycle after the fix sends the changes again."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from console.status import State, organization_status
+from directory import changes
+from master.models import AllowedRequestor
+from requestor.constants import RunStatus
+from requestor.models import Run
+from tests.engine.helpers import (
+    assert_converged,
+    cycle,
+    duplicate,
+    inbound,
+    outbound,
+    queue_cycle,
+    synced_fixtures,
+)
+from transport.constants import MessageKind, Status
+from transport.inbox import pump
+
+synced_base, synced = synced_fixtures()
+
+
+def test_it_fails_the_run_the_master_refuses_and_recovers_after_the_fix(synced):
+    org2 = synced["ORG2"]
+    person = org2.people[0]
+    person.title = "Waiting for the fix"
+    changes.save_recipient(person)
+    AllowedRequestor.objects.filter(organization_name="ORG2").update(enabled=False)
+
+    run = cycle(org2)
+
+    assert run.status == RunStatus.FAILED
+    assert "could not reach the master" in run.error
+    assert "is disabled on this master" in run.error
+    sent = outbound(kind=MessageKind.EXPORT, batch=run.batch).get()
+    assert sent.status == Status.FAILED
+    status = organization_status(org2.organization)
+    assert (status.state, status.reason) == (State.FAILING, run.error)
+
+    AllowedRequestor.objects.filter(organization_name="ORG2").update(enabled=True)
+    again = cycle(org2)
+
+    assert again.status == RunStatus.OK and again.exported == 1
+    assert organization_status(org2.organization).state == State.OK
+    for org in synced.others("ORG2"):
+        cycle(org)
+    assert_converged(synced)
+
+
+def test_a_waiting_run_without_a_reply_turns_failing_then_is_superseded(synced):
+    org2 = synced["ORG2"]
+    lost = queue_cycle(org2)
+    outbound(status=Status.QUEUED).delete()  # lost in the mail
+    # Two hours pass without a reply.
+    earlier = Run.objects.filter(config=org2.config)
+    earlier.exclude(pk=lost.pk).update(started_at=timezone.now() - timedelta(hours=3))
+    earlier.filter(pk=lost.pk).update(started_at=timezone.now() - timedelta(hours=2))
+
+    status = organization_status(org2.organization)
+    assert status.state == State.FAILING
+    assert "No reply from the master" in status.reason
+
+    done = cycle(org2)
+    lost.refresh_from_db()
+
+    assert done.status == RunStatus.OK
+    assert lost.status == RunStatus.SUPERSEDED
+    assert f"run {done.pk} carried these changes again" in lost.error
+    assert organization_status(org2.organization).state == State.OK
+
+
+def test_a_replayed_copy_fails_no_run(synced):
+    org2 = synced["ORG2"]
+    run = queue_cycle(org2)
+    pump()
+    sent = outbound(kind=MessageKind.EXPORT, batch=run.batch).get()
+    duplicate(inbound(kind=MessageKind.EXPORT, batch=run.batch).get())
+    pump()
+    run.refresh_from_db()
+    sent.refresh_from_db()
+    assert run.status == RunStatus.OK
+    assert sent.status == Status.SENT
