@@ -1,9 +1,10 @@
 """Incoming messages: decoded, checked and handed to the agent that owns the recipient address."""
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -21,6 +22,7 @@ PROCESSED_FIELDS = [
     "status",
     "error",
     "attempts",
+    "next_attempt_at",
     "processed_at",
     "organization",
     "summary",
@@ -34,14 +36,28 @@ PROCESSED_FIELDS = [
 ]
 
 
+# A database error that another attempt may not meet (a connection killed, a serialization
+# failure, a deadlock): the message is processed again after a growing pause.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+RETRY_FIRST_SECONDS = 5
+RETRY_MAX_SECONDS = 300
+MAX_ATTEMPTS = 10
+
+
+def _due(now) -> Q:
+    return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+
+
 def process_pending() -> int:
-    """Process every received message, oldest first; return how many were handled."""
+    """Process every received message that is due, oldest first; return how many were
+    handled."""
     handled = 0
     # Messages another worker holds locked are its to finish: don't spin on them.
     skipped: set[int] = set()
     while True:
         batch = list(
             Message.objects.filter(direction=Direction.INBOUND, status=Status.RECEIVED)
+            .filter(_due(timezone.now()))
             .exclude(pk__in=skipped)
             .order_by("id")
             .values_list("pk", flat=True)[:200]
@@ -56,9 +72,14 @@ def process_pending() -> int:
 
 
 def process_safely(pk: int) -> bool:
-    """Process one message; an unexpected error rolls it back and marks it failed, keeping it."""
+    """Process one message. A brief database error leaves it received, to be processed again
+    after a pause (retry_at() says when); any other unexpected error rolls it back and marks
+    it failed, keeping it."""
     try:
         return process_message(pk)
+    except TRANSIENT_ERRORS as exc:
+        _retry_later(pk, exc)
+        return True
     except Exception as exc:
         log.exception("message %s could not be processed", pk)
         Message.objects.filter(pk=pk, status=Status.RECEIVED).update(
@@ -67,6 +88,40 @@ def process_safely(pk: int) -> bool:
             processed_at=timezone.now(),
         )
         return True
+
+
+def _retry_later(pk: int, exc: Exception) -> None:
+    # The connection may be gone with the error: the next query opens a new one.
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
+    attempts = (Message.objects.filter(pk=pk).values_list("attempts", flat=True).first() or 0) + 1
+    what = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
+    if attempts >= MAX_ATTEMPTS:
+        log.error("message %s: database error at attempt %s, giving up: %s", pk, attempts, what)
+        Message.objects.filter(pk=pk, status=Status.RECEIVED).update(
+            status=Status.FAILED,
+            attempts=attempts,
+            error=f"Database errors at {attempts} attempts, nothing was applied: {what}",
+            processed_at=timezone.now(),
+        )
+        return
+    delay = min(RETRY_FIRST_SECONDS * 2 ** (attempts - 1), RETRY_MAX_SECONDS)
+    log.warning("message %s: database error, trying again in %s s: %s", pk, delay, what)
+    Message.objects.filter(pk=pk, status=Status.RECEIVED).update(
+        attempts=attempts,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        error=f"A database error interrupted attempt {attempts}; nothing was applied, and it "
+        f"is tried again in {delay} s. {what}",
+    )
+
+
+def retry_at(pk: int):
+    """When a received message is due to be processed again (None: now, or not waiting)."""
+    return (
+        Message.objects.filter(pk=pk, direction=Direction.INBOUND, status=Status.RECEIVED)
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
 
 
 def process_message(pk: int) -> bool:
@@ -80,6 +135,7 @@ def process_message(pk: int) -> bool:
             return False
         message.attempts += 1
         message.processed_at = timezone.now()
+        message.next_attempt_at = None
         refused = False
         try:
             _dispatch(message)

@@ -146,6 +146,7 @@ def deliver_locally(pk: int) -> bool:
             signature=message.signature,
             key_fingerprint=message.key_fingerprint,
             # Known for a copy made here: a refusal can be traced to the message sent.
+            kind=message.kind,
             batch=message.batch,
             part=message.part,
             parts=message.parts,

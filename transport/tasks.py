@@ -45,10 +45,15 @@ def deliver_message(self, pk: int) -> bool:
     return handled
 
 
-@shared_task(ignore_result=True)
-def process_message(pk: int) -> bool:
-    """Process one received message (inbox.process_safely: a failure is archived, not raised)."""
-    return inbox.process_safely(pk)
+@shared_task(bind=True, ignore_result=True)
+def process_message(self, pk: int) -> bool:
+    """Process one received message (inbox.process_safely: a failure is archived, not raised;
+    after a brief database error the message is processed again when it is due)."""
+    handled = inbox.process_safely(pk)
+    retry_at = inbox.retry_at(pk)
+    if retry_at is not None and retry_at - timezone.now() <= LONGEST_RETRY_WAIT:
+        raise self.retry(eta=max(retry_at, timezone.now()), max_retries=None)
+    return handled
 
 
 @shared_task(ignore_result=True)

@@ -1,0 +1,119 @@
+"""A brief database error while a message is processed (the connection killed, a serialization
+failure, a deadlock) is retried with backoff, never left failed for good: the run it answers
+completes."""
+
+import psycopg
+import pytest
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from directory import changes
+from master import processing
+from requestor.constants import RunStatus
+from requestor.cycle import run_cycle, sync_all
+from tests.engine.conftest import build_scenario
+from tests.engine.helpers import inbound
+from transport import inbox
+from transport.constants import MessageKind, Status
+from transport.inbox import pump
+from transport.models import Message
+
+
+def kill_my_connection() -> None:
+    """What a database restart or an administrator's pg_terminate_backend does to a worker."""
+    pid = connection.connection.info.backend_pid
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"] or 5432,
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname=settings["NAME"],
+        autocommit=True,
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def make_due() -> None:
+    Message.objects.filter(status=Status.RECEIVED).update(next_attempt_at=timezone.now())
+
+
+def changed_export(scenario):
+    org2 = scenario["ORG2"]
+    person = org2.people[0]
+    person.title = "Survives a killed connection"
+    changes.save_recipient(person)
+    return run_cycle(org2.config.pk)
+
+
+@pytest.mark.postgres
+def test_it_processes_again_a_message_whose_connection_was_killed(transactional_db, monkeypatch):
+    scenario = build_scenario()
+    sync_all()
+    process_export = processing.process_export
+    kills = []
+
+    def killed_once(*args, **kwargs):
+        if not kills:
+            kills.append(connection.connection.info.backend_pid)
+            kill_my_connection()
+        return process_export(*args, **kwargs)
+
+    monkeypatch.setattr(processing, "process_export", killed_once)
+    run = changed_export(scenario)
+
+    pump()
+
+    export = inbound(kind=MessageKind.EXPORT).last()
+    assert kills and export.status == Status.RECEIVED
+    assert (export.attempts, export.next_attempt_at is not None) == (1, True)
+    assert "A database error interrupted attempt 1" in export.error
+    make_due()
+    pump()
+    export.refresh_from_db()
+    run.refresh_from_db()
+    assert export.status == Status.PROCESSED
+    assert run.status == RunStatus.OK and run.exported == 1
+    assert connection.connection.info.backend_pid != kills[0]
+
+
+def test_it_retries_a_serialization_failure_with_growing_pauses(scenario, monkeypatch):
+    sync_all()
+    failing = OperationalError("could not serialize access due to concurrent update")
+
+    def conflicted(*args, **kwargs):
+        raise failing
+
+    monkeypatch.setattr(processing, "process_export", conflicted)
+    run = changed_export(scenario)
+    pauses = []
+    for _ in range(3):
+        pump()
+        export = inbound(kind=MessageKind.EXPORT).last()
+        assert export.status == Status.RECEIVED
+        pauses.append(round((export.next_attempt_at - timezone.now()).total_seconds()))
+        make_due()
+    assert pauses == [inbox.RETRY_FIRST_SECONDS * n for n in (1, 2, 4)]
+
+    monkeypatch.undo()
+    pump()
+    run.refresh_from_db()
+    assert run.status == RunStatus.OK
+
+
+def test_it_gives_up_after_many_attempts_keeping_the_message(scenario, monkeypatch):
+    sync_all()
+
+    def broken(*args, **kwargs):
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(processing, "process_export", broken)
+    changed_export(scenario)
+    for _ in range(inbox.MAX_ATTEMPTS):
+        pump()
+        make_due()
+
+    export = inbound(kind=MessageKind.EXPORT).last()
+    assert export.status == Status.FAILED
+    assert export.error.startswith(f"Database errors at {inbox.MAX_ATTEMPTS} attempts")
+    assert bytes(export.payload)
