@@ -119,7 +119,11 @@ class CellDelta:
                 cell.digest = to_hex(from_hex(cell.digest) ^ tally.value)
                 cell.count += tally.count
                 update.append(cell)
-        DigestCell.objects.bulk_update(update, ["digest", "count"])
+        empty = [cell.pk for cell in update if cell.count == 0 and not from_hex(cell.digest)]
+        DigestCell.objects.bulk_update(
+            [c for c in update if c.pk not in empty], ["digest", "count"]
+        )
+        DigestCell.objects.filter(pk__in=empty).delete()
         DigestCell.objects.bulk_create(create)
 
 

@@ -225,7 +225,10 @@ CELERY_BEAT_SCHEDULE = {
 if _housekeeping is not None:
     for _name, _task in (
         ("purge master tombstones", "master.tasks.purge_tombstones"),
+        ("forget old export batches", "master.tasks.purge_received_batches"),
+        ("compact the master's ledger", "master.tasks.compact_ledger"),
         ("purge acknowledged directory tombstones", "requestor.tasks.purge_directory_tombstones"),
+        ("purge old runs", "requestor.tasks.purge_runs"),
         ("purge the message archive", "transport.tasks.purge_archive"),
     ):
         CELERY_BEAT_SCHEDULE[f"interorg: {_name}"] = {

@@ -242,6 +242,7 @@ class LedgerEntry(models.Model):
         verbose_name = "USN ledger entry"
         verbose_name_plural = "USN ledger"
         ordering = ["-usn"]
+        indexes = [models.Index(fields=["master", "global_key", "usn"], name="ledger_entry_key")]
         constraints = [
             models.UniqueConstraint(fields=["master", "usn"], name="ledger_usn_unique"),
             models.CheckConstraint(condition=Q(usn__gt=0), name="ledger_usn_positive"),

@@ -4,7 +4,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from directory.models import Organization, Tombstone
@@ -55,4 +55,19 @@ def purge_directory_tombstones(days: int | None = None) -> int:
         purged += mine.delete()[0]
     if purged:
         log.info("purged %s directory tombstones older than %s days", purged, days)
+    return purged
+
+
+def purge_runs(days: int | None = None) -> int:
+    """Delete finished runs older than INTERORG_ARCHIVE_RETENTION_DAYS (the messages they sent
+    are gone by then too), always keeping each requestor's latest run. Return how many."""
+    days = settings.INTERORG_ARCHIVE_RETENTION_DAYS if days is None else days
+    latest = Run.objects.filter(config=OuterRef("config")).order_by("-started_at", "-id")
+    old = Run.objects.filter(
+        started_at__lt=timezone.now() - timedelta(days=days),
+        status__in=[RunStatus.OK, RunStatus.FAILED, RunStatus.SUPERSEDED],
+    ).exclude(pk=Subquery(latest.values("pk")[:1]))
+    purged = old.delete()[0]
+    if purged:
+        log.info("purged %s runs older than %s days", purged, days)
     return purged

@@ -48,3 +48,8 @@ def fail_stalled_runs() -> int:
 @shared_task(ignore_result=True)
 def purge_directory_tombstones() -> int:
     return housekeeping.purge_directory_tombstones()
+
+
+@shared_task(ignore_result=True)
+def purge_runs() -> int:
+    return housekeeping.purge_runs()
