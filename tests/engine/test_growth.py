@@ -31,9 +31,7 @@ TABLES = {
 def churn(scenario, round_: int) -> None:
     """Every organization renames one person, hires one and lets one go."""
     for org in scenario.orgs.values():
-        people = list(
-            org.contacts().model.objects.exportable().filter(organization=org.organization)
-        )
+        people = list(Recipient.objects.exportable().filter(organization=org.organization))
         people[0].title = f"Title of round {round_}"
         changes.save_recipient(people[0])
         changes.delete_recipients([people[-1]])
