@@ -23,7 +23,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from directory import changes
-from directory.models import Organization
+from directory.models import Organization, Recipient, Tombstone
 from requestor.models import Conflict, FilteredEntry, RequestorConfig, Run, Verification
 from requestor.scope import Scope
 from transport import wire
@@ -75,12 +75,22 @@ def check_export(config: RequestorConfig, document: wire.ReplyDocument, run: Run
     has changed: the master's entries must be exactly the export scope."""
     if run is None or config.last_export_batch != document.in_reply_to:
         return "not checked: not the reply to the latest export"
-    current = Organization.objects.select_for_update().values_list("usn", flat=True)
-    usn = current.get(pk=config.organization_id)
-    if config.requestor_usn != usn:
+    if unacknowledged(config):
         return "not checked: changes made since the export are not acknowledged yet"
     master = Tally.of(document.verification.exports.digest, document.verification.exports.count)
     return _judge(config, Side.EXPORT, exports(config), master, run)
+
+
+def unacknowledged(config: RequestorConfig) -> bool:
+    """Whether the organization has own changes the master has not acknowledged (imported
+    contacts take local USNs too, but are never exported). The organization's row is locked
+    first, so that no change commits between the two looks."""
+    list(Organization.objects.select_for_update().filter(pk=config.organization_id).values("pk"))
+    newer = {"organization_id": config.organization_id, "usn__gt": config.requestor_usn}
+    return (
+        Recipient.objects.filter(global_key__isnull=True, **newer).exists()
+        or Tombstone.objects.filter(imported=False, **newer).exists()
+    )
 
 
 def repair_carried_out(config: RequestorConfig, side: str, differed: int, run: Run | None) -> None:
