@@ -249,8 +249,41 @@ class RunSerializer(serializers.ModelSerializer):
             "deleted",
             "conflicts",
             "error",
+            "repair",
+            "verification",
         ]
         read_only_fields = fields
+
+
+class SideCheckSerializer(serializers.Serializer):
+    """One side of the last verification (requestor.models.Verification)."""
+
+    side = serializers.CharField()
+    state = serializers.CharField()
+    checked_at = serializers.DateTimeField(allow_null=True)
+    verified_at = serializers.DateTimeField(allow_null=True)
+    detail = serializers.CharField()
+    local_digest = serializers.CharField()
+    local_count = serializers.IntegerField(allow_null=True)
+    master_digest = serializers.CharField()
+    master_count = serializers.IntegerField(allow_null=True)
+    repairs = serializers.IntegerField()
+    repaired_at = serializers.DateTimeField(allow_null=True)
+    last_repair_differed = serializers.IntegerField(allow_null=True)
+
+
+class SyncCheckSerializer(serializers.Serializer):
+    """What the digests last proved: verified (in sync at `at`), repairing, diverged (with the
+    reason in `detail`), or unknown (not verified yet)."""
+
+    state = serializers.CharField()
+    at = serializers.DateTimeField(allow_null=True)
+    detail = serializers.CharField()
+    sides = serializers.SerializerMethodField()
+
+    @extend_schema_field(SideCheckSerializer(many=True))
+    def get_sides(self, check):
+        return SideCheckSerializer(list(check.sides.values()), many=True).data
 
 
 class StatusSerializer(serializers.Serializer):
@@ -268,6 +301,7 @@ class StatusSerializer(serializers.Serializer):
     last_ok_at = serializers.DateTimeField(allow_null=True)
     next_run = serializers.DateTimeField(allow_null=True)
     errors = ErrorLineSerializer(many=True)
+    sync = SyncCheckSerializer(allow_null=True, help_text="The last verification (or null).")
     master_current_usn = serializers.SerializerMethodField()
     requestors = RequestorViewSerializer(many=True)
     ldap = LdapStateSerializer(allow_null=True, help_text="The LDAP directory's state (or null).")

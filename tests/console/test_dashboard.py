@@ -10,7 +10,7 @@ from console.status import State
 from directory import changes
 from requestor.constants import RunStatus, Trigger
 from requestor.cycle import run_cycle, sync_all
-from requestor.models import Run
+from requestor.models import Run, Verification
 from tests.console.conftest import add_history
 from transport.inbox import pump
 
@@ -103,3 +103,33 @@ def test_it_serves_the_dashboard_over_the_api(world, operator_api):
     assert rows[0]["last_run"]["status"] == "ok"
     one = operator_api.get("/api/v1/organizations/ORG2/status/").json()
     assert one["master_usn"] == rows[0]["master_usn"]
+
+
+def test_it_shows_when_each_copy_was_verified_in_sync(world, operator_client, operator_api):
+    sync_all(max_rounds=3)
+
+    body = operator_client.get("/").content.decode()
+    row = operator_api.get("/api/v1/organizations/ORG2/status/").json()
+
+    assert 'class="state state-verified"' in body and "verified in sync" in body
+    assert row["sync"]["state"] == "verified" and row["sync"]["at"]
+    assert {side["side"]: side["state"] for side in row["sync"]["sides"]} == {
+        "import": "verified",
+        "export": "verified",
+    }
+
+
+def test_it_shows_a_diverged_copy_as_such_with_the_reason(world, operator_client, operator_api):
+    sync_all(max_rounds=3)
+    Verification.objects.filter(config=world.org2.config, side="import").update(
+        state="diverged", detail="The repair did not restore equality: a…/6 here, b…/7 there."
+    )
+
+    s = line(world)
+    body = operator_client.get("/").content.decode()
+    row = operator_api.get("/api/v1/organizations/ORG2/status/").json()
+
+    assert s.state == State.DIVERGED
+    assert s.reason.startswith("What it holds of the others: The repair did not restore")
+    assert 'class="state state-diverged"' in body and "did not restore equality" in body
+    assert (row["state"], row["sync"]["state"]) == ("diverged", "diverged")
