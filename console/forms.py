@@ -321,6 +321,34 @@ class RecipientForm(forms.ModelForm):
         return [self[name] for name in CUSTOM_FIELDS]
 
 
+class ContainerForm(forms.ModelForm):
+    """A container: its site, the container it lies in (none: the top of the site), its name.
+    Moving or renaming one renames the DNs inside it; the next export finds what the move took
+    into or out of the export scope."""
+
+    class Meta:
+        model = Container
+        fields = ["site", "parent", "name"]
+        field_classes = {"parent": ContainerChoiceField}
+        labels = {"parent": "Inside"}
+
+    def __init__(self, *args, organization: Organization, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["site"].queryset = organization.sites.order_by("name")
+        inside = _org_containers(organization)
+        if self.instance.pk:
+            inside = inside.exclude(pk__in=self.instance.subtree_ids())
+        self.fields["parent"].queryset = inside
+        self.fields["parent"].empty_label = "(the top of the site)"
+
+    def save(self, commit: bool = True) -> Container:
+        container = self.instance
+        if container.pk:
+            return changes.move_container(container)
+        container.save()
+        return container
+
+
 class ConfirmForm(forms.Form):
     """An empty form: the confirmation pages only need its CSRF token."""
 

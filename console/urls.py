@@ -30,7 +30,14 @@ organization_pages = [
         name="export-all",
     ),
     path("directory/", directory.containers, name="containers"),
+    path("directory/containers/new/", directory.container_edit, name="container-add"),
     path("directory/containers/<int:pk>/", directory.container_detail, name="container"),
+    path("directory/containers/<int:pk>/edit/", directory.container_edit, name="container-edit"),
+    path(
+        "directory/containers/<int:pk>/delete/",
+        directory.container_delete,
+        name="container-delete",
+    ),
     path(
         "directory/containers/<int:container>/new/",
         directory.recipient_edit,

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from console import directory_settings, permissions
 from directory import changes
 from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES, Backend
-from directory.models import Container, LdapDirectory, Organization, Recipient
+from directory.models import Container, LdapDirectory, Organization, Recipient, Site
 from master.models import AllowedRequestor, MasterConfig
 from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
 from transport.models import Message
@@ -311,14 +311,31 @@ class StatusSerializer(serializers.Serializer):
         return status.master.usn if status.master else None
 
 
-class ContainerSerializer(serializers.ModelSerializer):
+class ContainerSerializer(CleanedModelSerializer):
+    """A container. Create one with its site (id) and name, inside `parent` or at the top of
+    the site; change `name` or `parent` (or `site`, for a container at the top) to rename or
+    move it with everything inside it."""
+
     organization = serializers.CharField(source="organization.name", read_only=True)
-    site = serializers.CharField(source="site.name", read_only=True)
+    site = VisibleRelatedField(Site, organization_path="organization")
+    site_name = serializers.CharField(source="site.name", read_only=True)
+    parent = VisibleRelatedField(Container, allow_null=True, required=False)
 
     class Meta:
         model = Container
-        fields = ["id", "organization", "site", "parent", "name", "dn"]
-        read_only_fields = fields
+        fields = ["id", "organization", "site", "site_name", "parent", "name", "dn"]
+        read_only_fields = ["dn"]
+        validators = []
+
+    def create(self, validated_data):
+        container = Container(**validated_data)
+        container.save()
+        return container
+
+    def update(self, instance, validated_data):
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        return changes.move_container(instance)
 
 
 CUSTOM_FIELDS = [f"custom_attribute_{n}" for n in range(1, CUSTOM_ATTRIBUTE_COUNT + 1)]

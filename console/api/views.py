@@ -180,13 +180,41 @@ class StatusViewSet(viewsets.ViewSet):
         parameters=[ORGANIZATION, _param("site", "Only containers of this site (its name).")]
     )
 )
-class ContainerViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
+class ContainerViewSet(OrganizationScoped, viewsets.ModelViewSet):
+    """Containers. Renaming or moving one (PATCH name, parent) takes everything inside with it;
+    the next export sends what that takes into or out of the export scope. An LDAP
+    organization's containers are its organizational units: change them in LDAP."""
+
     queryset = Container.objects.select_related("organization", "site")
     serializer_class = s.ContainerSerializer
 
     def filter_queryset_params(self, queryset):
         site = query_param(self.request, "site")
         return queryset.filter(site__name=site) if site else queryset
+
+    def perform_create(self, serializer):
+        site = serializer.validated_data["site"]
+        self.check_can_administer(site.organization_id)
+        self._refuse_ldap(site.organization)
+        serializer.save()
+
+    def perform_update(self, serializer):
+        site = serializer.validated_data.get("site", serializer.instance.site)
+        self.check_can_administer(site.organization_id)
+        self.check_can_administer(serializer.instance.organization_id)
+        self._refuse_ldap(serializer.instance.organization)
+        serializer.save()
+
+    def perform_destroy(self, instance):
+        self._refuse_ldap(instance.organization)
+        super().perform_destroy(instance)
+
+    def _refuse_ldap(self, organization) -> None:
+        if organization.uses_ldap:
+            raise exceptions.PermissionDenied(
+                f"The containers of {organization.name} are the organizational units of its "
+                "LDAP server: add, rename and move them there."
+            )
 
 
 @extend_schema_view(

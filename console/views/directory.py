@@ -6,12 +6,12 @@ changed with the LDAP tools, not here."""
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Count, ProtectedError, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from console.forms import ConfirmForm, RecipientForm, TrustLevelForm
+from console.forms import ConfirmForm, ContainerForm, RecipientForm, TrustLevelForm
 from console.permissions import Access
 from console.views import ldap_directory
 from console.views.base import org_page, page, paginate
@@ -76,6 +76,75 @@ def container_detail(request, organization, pk: int):
         recipients=paginate(request, recipients),
         query=query,
     )
+
+
+@org_page(Access.ADMINISTRATOR)
+def container_edit(request, organization, pk: int | None = None):
+    """A new container, or one renamed or moved (with everything inside it)."""
+    _refuse_ldap_containers(organization)
+    if pk:
+        container = get_object_or_404(Container, pk=pk, organization=organization)
+    else:
+        container = Container(site=organization.sites.order_by("name").first())
+    form = ContainerForm(request.POST or None, instance=container, organization=organization)
+    if request.method == "POST" and form.is_valid():
+        container = form.save()
+        messages.success(
+            request,
+            f"{container.dn} saved. The next export sends whatever this takes into or out of "
+            "the export scope.",
+        )
+        return redirect("console:container", org=organization.name, pk=container.pk)
+    return page(
+        request,
+        "console/container_form.html",
+        organization,
+        "directory",
+        form=form,
+        container=container,
+    )
+
+
+@org_page(Access.ADMINISTRATOR)
+def container_delete(request, organization, pk: int):
+    _refuse_ldap_containers(organization)
+    container = get_object_or_404(Container, pk=pk, organization=organization)
+    back = reverse("console:container", kwargs={"org": organization.name, "pk": pk})
+    if container.recipients.exists() or container.children.exists():
+        messages.error(request, f"{container.dn} is not empty: move or delete what is in it first.")
+        return redirect(back)
+    if request.method == "POST" and ConfirmForm(request.POST).is_valid():
+        try:
+            container.delete()
+        except ProtectedError:
+            messages.error(
+                request,
+                f"{container.dn} is this organization's import container: choose another on the "
+                "Import Config page first.",
+            )
+            return redirect(back)
+        messages.success(request, f"{container.dn} deleted.")
+        return redirect("console:containers", org=organization.name)
+    return page(
+        request,
+        "console/confirm.html",
+        organization,
+        "directory",
+        title=f"Delete {container.name}",
+        explanation=f"The empty container {container.dn} is deleted; if it was exported, it is "
+        "no longer.",
+        form=ConfirmForm(),
+        cancel=back,
+        danger=True,
+    )
+
+
+def _refuse_ldap_containers(organization) -> None:
+    if organization.uses_ldap:
+        raise PermissionDenied(
+            f"The containers of {organization.name} are the organizational units of its LDAP "
+            "server: add, rename and move them there. The next cycle reads the change."
+        )
 
 
 def _recipient(organization, pk: int) -> Recipient:

@@ -90,6 +90,26 @@ def test_unit_rename_keeps_recipients_and_scope(mixed):
     assert ada.dn.endswith("/cn=Staff/cn=ada")
 
 
+def test_a_unit_moved_out_of_an_exported_one_takes_its_people_out_of_the_others(mixed):
+    org2, org3 = mixed.org2, mixed.org3
+    sales = f"ou=Sales,{org2.people}"
+    org2.tool.add(f"dn: {sales}\nobjectClass: organizationalUnit\nou: Sales\n\n")
+    org2.tool.add(person_ldif(f"uid=sam,{sales}", "sam", "sam@org2.example", "Sam Sales"))
+    sync_all()
+    assert "sam@org2.example" in org3.contacts()
+
+    # The whole unit moves in LDAP: its entries change DN, not their modifyTimestamp.
+    org2.tool.rename(sales, "ou=Sales", org2.suffix)
+    sync_all()
+
+    assert "sam@org2.example" not in org3.contacts()
+    assert not mixed.scenario["ORG1"].contacts().filter(primary_smtp="sam@org2.example").exists()
+
+    org2.tool.rename(f"ou=Sales,{org2.suffix}", "ou=Sales", org2.people)
+    sync_all()
+    assert "sam@org2.example" in org3.contacts()
+
+
 def test_entries_it_did_not_create_are_left_alone(mixed):
     org2, org3 = mixed.org2, mixed.org3
     # An administrator's own entry inside the import unit, with the address a contact will have.
