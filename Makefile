@@ -13,8 +13,8 @@ XDIST ?= -n 2
 BENCH_SMOKE := --recipients 60 --incremental-sizes 20,40 --changes 5 \
 	--fanout-requestors 3 --fanout-entries 300 --ldap-entries 200
 
-.PHONY: install run test test-tools test-postgres test-sqlite lint compose-check demo flower \
-	bench clean
+.PHONY: install run test test-tools test-postgres test-sqlite test-property lint compose-check \
+	demo flower bench clean
 
 install: $(VENV)/.installed
 
@@ -86,6 +86,13 @@ test-sqlite: install test-tools
 	DATABASE_URL="sqlite:///$(CURDIR)/var/test.sqlite3" $(VENV)/bin/pytest -m "not postgres" \
 		tests/workers $(PYTEST_ARGS)
 	DATABASE_URL="sqlite:///$(CURDIR)/var/bench.sqlite3" $(PY) manage.py bench $(BENCH_SMOKE)
+
+# The convergence property test at length (tests/engine/test_convergence_property.py): 200
+# random histories by default; INTERORG_PROPERTY_EXAMPLES and INTERORG_PROPERTY_STEPS change it.
+test-property: install
+	DATABASE_URL="sqlite:///$(CURDIR)/var/property.sqlite3" \
+	INTERORG_PROPERTY_EXAMPLES=$${INTERORG_PROPERTY_EXAMPLES:-200} \
+		$(VENV)/bin/pytest tests/engine/test_convergence_property.py $(PYTEST_ARGS)
 
 # The benchmarks at full size (see README, "Performance"); BENCH_ARGS=--json var/bench.json
 bench: install

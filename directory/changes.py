@@ -1,7 +1,7 @@
 """Every change to an organization's recipients and containers goes through here.
 
 A recipient that changes takes the next local USN of its organization, so the next export
-carries it (docs/protocol.md, rule 3), and the organization's digest cells follow it, so the
+carries it (docs/protocol.md, rule 4), and the organization's digest cells follow it, so the
 next verification counts it (rule 10). A deleted recipient leaves a tombstone. The console, the
 API, the admin, the LDAP scan, the import and the seeding commands all call these functions;
 `Recipient.save()`, `delete()` and `QuerySet.update()` refuse to run anywhere else, so that no

@@ -3,7 +3,7 @@ export batches are forgotten once none of their parts can arrive any more; the l
 each entry's latest row and the changes of the tombstone lifetime.
 
 A requestor whose master USN is older than the highest purged tombstone can no longer learn of
-those deletes from a normal reply, so the master answers it with a full reply (protocol rule 5).
+those deletes from a normal reply, so the master answers it with a full reply (protocol rule 6).
 """
 
 import logging

@@ -1,7 +1,7 @@
 """The master service: apply a requestor's export, acknowledge it, and answer with newer entries.
 
 Everything here runs inside the inbox's transaction for one message part, with the master's row
-locked: master USNs are allocated and committed in order (docs/protocol.md, rule 3). Every
+locked: master USNs are allocated and committed in order (docs/protocol.md, rule 4). Every
 change also updates the digests of the live entries (transport.digest) that replies carry for
 the requestors to check (rule 10), and the chain fingerprint of the ledger that tells a
 restored master from the one the requestors followed.
@@ -75,7 +75,7 @@ def allowed_requestor(master: MasterConfig, sender: str, organization: str) -> A
 
 def refuse_older_than_tombstones(master: MasterConfig, document: wire.ExportDocument) -> None:
     """An export written before the master's oldest tombstones could bring back an object whose
-    tombstone is gone: refused, whatever the replay window says (docs/protocol.md, rule 7)."""
+    tombstone is gone: refused, whatever the replay window says (docs/protocol.md, rule 3)."""
     written_ms = document.sequence
     limit_ms = master.tombstone_lifetime_days * DAY_MS
     if written_ms < signing.now_ms() - limit_ms:
@@ -226,7 +226,7 @@ def _first_sequence(document: wire.ExportDocument) -> int:
 
 
 def apply_changes(changes: _Changes, document: wire.ExportDocument, claim: bool = True) -> None:
-    """Apply each change newer than what the master holds for that object (rule 2). A full
+    """Apply each change newer than what the master holds for that object (rule 3). A full
     export, unless a newer one superseded it, claims the objects it lists for its sweep."""
     requestor = changes.requestor
     ids = OneOf("object_id", {change.id for change in document.changes})
@@ -376,7 +376,7 @@ def restored_behind(master: MasterConfig, batch: ReceivedBatch) -> str | None:
 
 def reply_is_full(master: MasterConfig, batch: ReceivedBatch) -> bool:
     """A full reply when the requestor starts over, fell behind purged tombstones, or the
-    master's history changed under it (rule 5)."""
+    master's history changed under it (rule 6)."""
     reason = restored_behind(master, batch)
     if reason:
         # The master was restored from a backup: every requestor must start over against a new

@@ -1,4 +1,5 @@
-"""Export: the requestor's own changes since its requestor USN, as documents (rules 1, 6, 7)."""
+"""Export: the requestor's own changes since its requestor USN, as documents
+(docs/protocol.md, rules 1, 2, 9)."""
 
 import uuid
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ def build_export(config: RequestorConfig) -> Export:
     full = config.requestor_usn == 0
     scope = Scope.of(config)
     restate_scope_changes(config, scope)
-    # Read the organization's USN before the changes: every USN up to it has committed (rule 3),
+    # Read the organization's USN before the changes: every USN up to it has committed (rule 4),
     # and changes committed while we read are left for the next export.
     through = Organization.objects.values_list("usn", flat=True).get(pk=config.organization_id)
     changes = collect_changes(config, scope, through)
@@ -129,7 +130,7 @@ def build_export(config: RequestorConfig) -> Export:
             "parts": len(chunks),
             "sequence": first_sequence + index,
             "full": full,
-            # 0 asks for a full reply (docs/protocol.md, rule 5).
+            # 0 asks for a full reply (docs/protocol.md, rule 6).
             "master_usn": 0 if config.full_reply_pending else config.master_usn,
             "master_epoch": str(config.master_epoch) if config.master_epoch else None,
             "master_fingerprint": None

@@ -1,4 +1,4 @@
-"""Import: apply the master's reply to the organization's contacts (docs/protocol.md, rules 4-6).
+"""Import: apply the master's reply to the organization's contacts (protocol rules 5, 6, 8).
 
 Runs inside the inbox's transaction for one reply part with the requestor's row locked; the part
 is applied whole or not at all. The number of queries does not depend on the number of entries.

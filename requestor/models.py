@@ -263,7 +263,7 @@ class RequestorConfig(models.Model):
 
     def request_full_reply(self) -> None:
         """Ask the master for a full reply at every cycle until one has been applied whole; the
-        contacts it no longer lists are then removed (docs/protocol.md, rule 5)."""
+        contacts it no longer lists are then removed (docs/protocol.md, rule 6)."""
         self.full_reply_pending = True
         self.full_reply_requested_at = timezone.now()
         RequestorConfig.objects.filter(pk=self.pk).update(

@@ -4,7 +4,7 @@ Its new changes would take USNs the master has already seen for other changes, a
 which keeps only changes newer than what it holds, would ignore them. So the organization's USN
 counter jumps past everything the master acknowledged, every recipient in the export scope is
 restated with a fresh USN above it, and a full export lets the master drop what the restored
-directory no longer holds (docs/protocol.md, rule 2).
+directory no longer holds (docs/protocol.md, rule 7).
 """
 
 import logging

@@ -8,7 +8,7 @@ recipient, so none of them would be exported by itself. Instead every export com
 the master holds this organization's entries under (`RequestorConfig.exported_scope`) with the
 scope as it is now, and gives the recipients whose exported form differs fresh local USNs: they
 then travel as ordinary changes, upserts entering the scope and deletes leaving it, whatever
-path changed the scope (docs/protocol.md, rule 6).
+path changed the scope (docs/protocol.md, rule 2).
 """
 
 from django.db.models import Q

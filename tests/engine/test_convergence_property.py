@@ -8,8 +8,9 @@ and Export All, and of a master restored from an earlier backup. Then everything
 and every organization syncs until quiet, and the state is checked against an oracle that reads
 only the organizations' own directories and Export Config, never the engine's tables.
 
-`make test` runs a bounded number of examples; INTERORG_PROPERTY_EXAMPLES (and
-INTERORG_PROPERTY_STEPS) run it longer: `INTERORG_PROPERTY_EXAMPLES=500 make test-property`.
+`make test` runs a bounded number of examples; `make test-property` runs 200, and
+INTERORG_PROPERTY_EXAMPLES (and INTERORG_PROPERTY_STEPS) any number:
+`INTERORG_PROPERTY_EXAMPLES=1000 make test-property`.
 """
 
 import os
