@@ -19,6 +19,10 @@ from directory.models import Container, DigestCell, Recipient
 from transport.digest import Tally
 
 KINDS = tuple(Kind.values)
+# The exported scope of an organization whose entries the master may hold at other USNs than
+# its recipients' own (an installation upgraded from full exports stamped with one snapshot USN):
+# the next export restates everything in scope.
+UNKNOWN_SCOPE = {"unknown": True}
 
 
 class Scope:
@@ -114,11 +118,13 @@ def restate_scope_changes(config, scope: Scope) -> int:
     config.exported_scope = current
     if not previous or previous == current:
         return 0
+    own = Recipient.objects.filter(organization_id=config.organization_id)
+    if previous == UNKNOWN_SCOPE:
+        return changes.touch(config.organization_id, own.filter(scope.q()))
     old = Scope.from_definition(previous)
     if old.transforms != scope.transforms:
         differing = old.q() | scope.q()
     else:
         before, now = old.q(), scope.q()
         differing = (before & ~now) | (~before & now)
-    own = Recipient.objects.filter(organization_id=config.organization_id)
     return changes.touch(config.organization_id, own.filter(differing))

@@ -25,7 +25,7 @@ from django.utils import timezone
 from directory import changes
 from directory.models import Organization, Recipient, Tombstone
 from requestor.models import Conflict, FilteredEntry, RequestorConfig, Run, Verification
-from requestor.scope import Scope
+from requestor.scope import UNKNOWN_SCOPE, Scope
 from transport import wire
 from transport.digest import Tally
 
@@ -58,7 +58,7 @@ def set_aside_tally(config: RequestorConfig) -> Tally:
 
 def exports(config: RequestorConfig) -> Tally:
     """What the master should hold of this organization: its recipients in the exported scope."""
-    if not config.exported_scope:
+    if not config.exported_scope or config.exported_scope == UNKNOWN_SCOPE:
         return Tally()
     scope = Scope.from_definition(config.exported_scope)
     return scope.tally(changes.cells(config.organization_id))
