@@ -1,0 +1,117 @@
+"""Rules of the protocol that each deserve a test of their own (docs/protocol.md): each of these
+fails under the mistake named in its docstring."""
+
+import uuid
+
+from django.db import transaction
+
+from directory import changes
+from master import processing
+from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig
+from requestor.cycle import run_cycle
+from requestor.models import RequestorConfig
+from tests.engine.helpers import cycle, outbound, synced_fixtures
+from transport import signing, wire
+from transport.constants import MessageKind
+from transport.inbox import pump
+
+synced_base, synced = synced_fixtures()
+
+
+def export_document(org, changes_: list[dict]) -> wire.ExportDocument:
+    config = RequestorConfig.objects.get(pk=org.config.pk)
+    usns = [change["usn"] for change in changes_]
+    return wire.decode(
+        wire.encode(
+            {
+                "protocol": 1,
+                "type": "export",
+                "sender": {"organization": org.name, "address": config.dn},
+                "batch": str(uuid.uuid4()),
+                "part": 1,
+                "parts": 1,
+                "sequence": signing.now_ms(),
+                "full": False,
+                "master_usn": config.master_usn,
+                "master_epoch": str(config.master_epoch),
+                "usn_from": min(usns) - 1,
+                "usn_through": max(usns),
+                "changes": changes_,
+            }
+        )
+    )
+
+
+def processed(org, document: wire.ExportDocument) -> None:
+    with transaction.atomic():
+        master = MasterConfig.objects.select_for_update().get()
+        requestor = AllowedRequestor.objects.get(organization_name=org.name)
+        processing.process_export(master, requestor, document)
+
+
+def master_state() -> tuple[int, int]:
+    return MasterConfig.objects.get().usn, LedgerEntry.objects.count()
+
+
+def test_the_master_ignores_a_change_at_the_usn_it_applied_even_with_other_attributes(synced):
+    """Mistake: applying a change whose USN equals the stored source USN (< instead of <=)."""
+    org2 = synced["ORG2"]
+    person = org2.people[0]
+    entry = GlobalEntry.objects.get(object_id=person.guid)
+    before = master_state()
+    forged = {**entry.attrs, "title": "Not a newer change"}
+
+    processed(org2, export_document(org2, [change(person.guid, entry.source_usn, forged)]))
+
+    entry.refresh_from_db()
+    assert master_state() == before
+    assert entry.attrs.get("title") != "Not a newer change"
+
+
+def change(guid, usn: int, attrs: dict | None = None, op: str = "upsert") -> dict:
+    return {"id": str(guid), "op": op, "kind": "mailbox", "usn": usn, "attrs": attrs or {}}
+
+
+def test_a_delete_of_an_object_the_master_never_saw_is_remembered_not_published(synced):
+    """Mistake: publishing the delete of an unknown object (a ledger row, a master USN, an
+    entry in the other organizations' replies)."""
+    org2, org3 = synced["ORG2"], synced["ORG3"]
+    unknown = uuid.uuid4()
+    before = master_state()
+
+    processed(org2, export_document(org2, [change(unknown, 5, op="delete")]))
+
+    assert master_state() == before
+    remembered = GlobalEntry.objects.get(object_id=unknown)
+    assert (remembered.deleted, remembered.usn, remembered.source_usn) == (True, 0, 5)
+    # A late upsert at a lower USN stays ignored.
+    processed(org2, export_document(org2, [change(unknown, 4, {"display_name": "Late"})]))
+    assert master_state() == before
+    # Never in a reply, not even a full one.
+    RequestorConfig.objects.get(pk=org3.config.pk).import_all_recipients()
+    run_cycle(org3.config.pk)
+    pump()
+    replies = outbound(kind=MessageKind.REPLY, recipient=org3.config.dn)
+    keys = {e.key for reply in replies for e in wire.decode(bytes(reply.payload)).entries}
+    assert remembered.global_key not in keys
+
+
+def test_a_later_change_is_exported_after_the_master_acknowledged_too_much(synced):
+    """Mistake: following the master's ack past what the acknowledged export covered (a
+    requestor restored from a backup): its next changes, at USNs the master already
+    acknowledged, would never be sent."""
+    org2 = synced["ORG2"]
+    AllowedRequestor.objects.filter(organization_name="ORG2").update(acked_usn=10_000)
+
+    first = cycle(org2)
+
+    assert first.acknowledged == 10_000 > first.export_through
+    assert RequestorConfig.objects.get(pk=org2.config.pk).requestor_usn <= first.export_through
+    person = org2.people[1]
+    person.title = "Changed after too much was acknowledged"
+    changes.save_recipient(person)
+    cycle(org2)
+    cycle(org2)
+    assert GlobalEntry.objects.get(object_id=person.guid).attrs["title"] == (
+        "Changed after too much was acknowledged"
+    )
