@@ -13,8 +13,8 @@ XDIST ?= -n 2
 BENCH_SMOKE := --recipients 60 --incremental-sizes 20,40 --changes 5 \
 	--fanout-requestors 3 --fanout-entries 300 --ldap-entries 200
 
-.PHONY: install run test test-tools test-postgres test-sqlite test-property lint compose-check \
-	demo flower bench clean
+.PHONY: install run test test-tools test-postgres test-sqlite test-property mutate lint \
+	compose-check demo flower bench clean
 
 install: $(VENV)/.installed
 
@@ -93,6 +93,14 @@ test-property: install
 	DATABASE_URL="sqlite:///$(CURDIR)/var/property.sqlite3" \
 	INTERORG_PROPERTY_EXAMPLES=$${INTERORG_PROPERTY_EXAMPLES:-200} \
 		$(VENV)/bin/pytest tests/engine/test_convergence_property.py $(PYTEST_ARGS)
+
+# Mutation testing of the protocol core with mutmut (docs/testing.md; about an hour on 2 cores,
+# not part of `make test`). It starts over from the current code; the surviving mutants are
+# listed at the end, and `.venv/bin/mutmut show NAME` prints one.
+mutate: install
+	rm -rf mutants
+	DATABASE_URL="sqlite://:memory:" $(VENV)/bin/mutmut run; \
+	DATABASE_URL="sqlite://:memory:" $(VENV)/bin/mutmut results
 
 # The benchmarks at full size (see README, "Performance"); BENCH_ARGS=--json var/bench.json
 bench: install
