@@ -142,6 +142,8 @@ def _check_applicable(config: RequestorConfig, document: wire.ReplyDocument) -> 
         with changes.writing():
             _contacts(config).update(master_usn=0)
         changes.rebuild_cells(config.organization_id)
+        for model in (Conflict, FilteredEntry):
+            model.objects.filter(config=config).update(master_usn=0)
     if document.after > config.master_usn:
         raise MessageDeferred(
             f"Waiting for master USNs ({config.master_usn}, {document.after}] before this part."

@@ -9,7 +9,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from transport import dispatch, signing, wire
-from transport.constants import Direction, Status
+from transport.constants import Direction, MessageKind, Status
 from transport.exceptions import MessageDeferred, MessageRejected, MessageReplayed
 from transport.models import Message
 from transport.outbox import deliver_pending
@@ -277,13 +277,13 @@ def refused_here(refused: Message) -> None:
 
 def _describe(message: Message, document: wire.Document) -> None:
     header = document.model_dump(mode="json", exclude={"changes", "entries"})
-    items = document.changes if document.type == "export" else document.entries
+    items = document.changes if document.type == MessageKind.EXPORT else document.entries
     header["count"] = len(items)
     message.summary = header
     message.kind = document.type
     message.batch, message.part, message.parts = document.batch, document.part, document.parts
     message.sequence = document.sequence
-    if document.type == "export":
+    if document.type == MessageKind.EXPORT:
         message.usn_from, message.usn_through = document.usn_from, document.usn_through
     else:
         message.usn_from, message.usn_through = document.after, document.through

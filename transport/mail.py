@@ -101,7 +101,7 @@ def body(message: Message) -> str:
     """The text part: what the message is, for a person who opens it in a mail client."""
     name, display = _organization(message)
     summary = message.summary if isinstance(message.summary, dict) else {}
-    items = "Changes" if message.kind == "export" else "Entries"
+    items = "Changes" if message.kind == MessageKind.EXPORT else "Entries"
     lines = [
         f"This is an InterOrg Sync {message.kind} message from {name}"
         + (f" ({display})." if display else "."),

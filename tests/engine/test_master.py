@@ -11,7 +11,7 @@ from directory import changes
 from directory.models import Recipient
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig, ReceivedBatch
 from requestor.cycle import sync_all
-from requestor.models import RequestorConfig
+from requestor.models import Conflict, RequestorConfig, Verification
 from tests.engine.conftest import MASTER_DN
 from tests.engine.helpers import (
     assert_converged,
@@ -256,6 +256,26 @@ def test_it_notices_a_restore_when_the_first_to_report_is_behind_it(synced):
     assert titles["ORG1 User 1"] == "Changed after the restore"
     assert titles["ORG2 User 1 (ORG2)"] == "Changed before the restore"
     assert_converged(synced)
+
+
+def test_a_restore_forgets_an_entry_set_aside_that_its_history_never_had(synced):
+    org1, org2 = synced["ORG1"], synced["ORG2"]
+    org1.add(alias="desk", primary_smtp="desk@partner.example", container=org1.contractors)
+    backup = backup_master()
+    newcomer = org2.add(alias="newcomer", primary_smtp="desk@partner.example")
+    cycle(org2)
+    cycle(org1)
+    assert Conflict.objects.filter(config=org1.config).count() == 1
+    restore_master(backup)
+    changes.delete_recipients([newcomer])  # gone before the master heard of it again
+
+    sync_all()
+    sync_all(max_rounds=2)
+
+    assert not Conflict.objects.filter(config=org1.config).exists()
+    states = set(Verification.objects.values_list("state", flat=True))
+    assert states == {"verified"}
+    assert_converged(refresh(synced))
 
 
 def test_it_starts_a_new_epoch_when_told_it_was_restored(synced):
