@@ -10,7 +10,15 @@ from django.utils.html import format_html
 
 from directory import changes
 from directory.constants import GENERAL_ATTRIBUTES, Kind
-from directory.models import Container, LdapDirectory, Organization, Recipient, Site, Tombstone
+from directory.models import (
+    Container,
+    DigestCell,
+    LdapDirectory,
+    Organization,
+    Recipient,
+    Site,
+    Tombstone,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -250,6 +258,15 @@ class TombstoneAdmin(ReadOnlyAdmin):
     list_filter = ("organization", "kind", "imported")
     list_select_related = ("organization", "container")
     search_fields = ("guid",)
+
+
+@admin.register(DigestCell)
+class DigestCellAdmin(ReadOnlyAdmin):
+    """What verification adds up: kept by directory.changes, recounted by a repair."""
+
+    list_display = ("organization", "container", "kind", "trust_level", "imported", "count")
+    list_filter = ("organization", "imported", "kind")
+    list_select_related = ("organization", "container")
 
 
 LDAP_CONNECTION_FIELDS = (

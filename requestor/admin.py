@@ -14,7 +14,26 @@ from django_celery_beat.models import (
 
 from directory.admin import ReadOnlyAdmin
 from requestor import actions, schedule
-from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
+from requestor.models import (
+    Conflict,
+    ExportedContainer,
+    FilteredEntry,
+    RequestorConfig,
+    Run,
+    Verification,
+)
+
+PROTOCOL_STATE = (
+    "master_epoch",
+    "master_fingerprint",
+    "sequence",
+    "last_export_batch",
+    "exported_scope",
+    "imported_under",
+    "full_reply_pending",
+    "full_reply_requested_at",
+    "set_aside_count",
+)
 
 
 class ExportedContainerInline(admin.TabularInline):
@@ -114,16 +133,10 @@ class RequestorConfigAdmin(admin.ModelAdmin):
         ("Schedule", {"fields": ("schedule_kind", "schedule_minutes", "schedule_times")}),
         (
             "Protocol state",
-            {"classes": ("collapse",), "fields": ("master_epoch", "sequence", "last_export_batch")},
+            {"classes": ("collapse",), "fields": PROTOCOL_STATE},
         ),
     )
-    readonly_fields = (
-        "requestor_usn",
-        "master_usn",
-        "master_epoch",
-        "sequence",
-        "last_export_batch",
-    )
+    readonly_fields = ("requestor_usn", "master_usn", *PROTOCOL_STATE)
     inlines = [ExportedContainerInline]
 
     def get_readonly_fields(self, request, obj=None):
@@ -225,6 +238,39 @@ class ConflictAdmin(ReadOnlyAdmin):
 
     @admin.display(ordering="config__organization__name")
     def organization(self, obj: Conflict) -> str:
+        return obj.config.organization.name
+
+
+@admin.register(FilteredEntry)
+class FilteredEntryAdmin(ReadOnlyAdmin):
+    list_display = ("address", "origin", "organization", "master_usn")
+    list_filter = ("config__organization", "origin")
+    list_select_related = ("config__organization",)
+    search_fields = ("address", "global_key")
+
+    @admin.display(ordering="config__organization__name")
+    def organization(self, obj: FilteredEntry) -> str:
+        return obj.config.organization.name
+
+
+@admin.register(Verification)
+class VerificationAdmin(ReadOnlyAdmin):
+    """The last check of each side of each organization's copy (requestor.verify)."""
+
+    list_display = (
+        "organization",
+        "side",
+        "state",
+        "verified_at",
+        "checked_at",
+        "repairs",
+        "last_repair_differed",
+    )
+    list_filter = ("state", "side", "config__organization")
+    list_select_related = ("config__organization",)
+
+    @admin.display(ordering="config__organization__name")
+    def organization(self, obj: Verification) -> str:
         return obj.config.organization.name
 
 

@@ -236,16 +236,20 @@ def _filtered(config: RequestorConfig, entry: wire.Entry) -> FilteredEntry:
 
 
 def _set_aside(config, settled: list[str], counts: Counts, set_aside: Tally) -> None:
-    """Replace the conflicts and filtered entries of the keys this part settled."""
-    for model in (Conflict, FilteredEntry):
-        rows = model.objects.filter(OneOf("global_key", settled), config=config)
-        for key, usn in rows.values_list("global_key", "master_usn"):
-            set_aside.remove(key, usn)
-        rows.delete()
+    """Replace the conflicts and filtered entries of the keys this part settled. (No query
+    while nothing is set aside, the usual case: `set_aside` counts every such row.)"""
+    if set_aside.count and settled:
+        for model in (Conflict, FilteredEntry):
+            rows = model.objects.filter(OneOf("global_key", settled), config=config)
+            for key, usn in rows.values_list("global_key", "master_usn"):
+                set_aside.remove(key, usn)
+            rows.delete()
     for row in [*counts.conflicts, *counts.filtered]:
         set_aside.add(row.global_key, row.master_usn)
-    Conflict.objects.bulk_create(counts.conflicts)
-    FilteredEntry.objects.bulk_create(counts.filtered)
+    if counts.conflicts:
+        Conflict.objects.bulk_create(counts.conflicts)
+    if counts.filtered:
+        FilteredEntry.objects.bulk_create(counts.filtered)
 
 
 def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, set]]:
@@ -558,6 +562,8 @@ def _full_reply_keys(document: wire.ReplyDocument):
 def retry_conflicts(config: RequestorConfig, counts: Counts) -> None:
     """Import the conflicts whose address nobody holds any more (the local recipient went or
     changed its address, or the contact that had it is gone), as if the master sent them now."""
+    if not config.set_aside_count:
+        return
     conflicts = list(Conflict.objects.filter(config=config).exclude(attrs={}))
     if not conflicts:
         return

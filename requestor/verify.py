@@ -75,6 +75,8 @@ def check_export(config: RequestorConfig, document: wire.ReplyDocument, run: Run
     has changed: the master's entries must be exactly the export scope."""
     if run is None or config.last_export_batch != document.in_reply_to:
         return "not checked: not the reply to the latest export"
+    if config.exported_scope == UNKNOWN_SCOPE:
+        return "not checked: the next export restates the scope"
     if unacknowledged(config):
         return "not checked: changes made since the export are not acknowledged yet"
     master = Tally.of(document.verification.exports.digest, document.verification.exports.count)

@@ -11,6 +11,8 @@
 from django.db import migrations
 from django.utils import timezone
 
+from transport.digest import Tally
+
 
 def after_upgrade(apps, schema_editor):
     RequestorConfig = apps.get_model("requestor", "RequestorConfig")
@@ -18,6 +20,16 @@ def after_upgrade(apps, schema_editor):
         full_reply_pending=True, full_reply_requested_at=timezone.now()
     )
     RequestorConfig.objects.filter(requestor_usn__gt=0).update(exported_scope={"unknown": True})
+    # The conflicts there are, as the set-aside digest counts them (their master USN is 0 until
+    # the full reply records them again).
+    Conflict = apps.get_model("requestor", "Conflict")
+    for config in RequestorConfig.objects.all():
+        tally = Tally()
+        for key, usn in Conflict.objects.filter(config=config).values_list("global_key", "master_usn"):
+            tally.add(key, usn)
+        RequestorConfig.objects.filter(pk=config.pk).update(
+            set_aside_digest=tally.hex, set_aside_count=tally.count
+        )
 
 
 class Migration(migrations.Migration):

@@ -15,11 +15,11 @@ from django.urls import reverse
 from directory import changes
 from directory.constants import Kind
 from directory.factories import RecipientFactory
-from directory.models import LdapDirectory, Recipient, Tombstone
+from directory.models import DigestCell, LdapDirectory, Recipient, Tombstone
 from master.factories import AllowedRequestorFactory
 from master.models import GlobalEntry, LedgerEntry, ReceivedBatch
 from requestor.factories import ExportedContainerFactory
-from requestor.models import Conflict, Run
+from requestor.models import Conflict, FilteredEntry, Run, Verification
 from transport import signing
 from transport.admin import describe_payload
 from transport.models import Message, SigningKey
@@ -31,7 +31,19 @@ REGISTERED = sorted(
     (model for model in admin.site._registry if model._meta.app_label in PROJECT_APPS),
     key=lambda model: model._meta.label,
 )
-READ_ONLY = [GlobalEntry, LedgerEntry, ReceivedBatch, Message, Run, Conflict, Tombstone, SigningKey]
+READ_ONLY = [
+    GlobalEntry,
+    LedgerEntry,
+    ReceivedBatch,
+    Message,
+    Run,
+    Conflict,
+    Tombstone,
+    SigningKey,
+    DigestCell,
+    FilteredEntry,
+    Verification,
+]
 XSS = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
@@ -101,6 +113,14 @@ def every_model(container, admin_user):
         reason="The address belongs to a local recipient.",
         local_recipient=people[0],
     )
+    FilteredEntry.objects.create(
+        config=exported.config,
+        global_key="BRANCH1:3",
+        origin="BRANCH1",
+        address="pat@elsewhere.example",
+        master_usn=2,
+    )
+    Verification.objects.create(config=exported.config, side="import", state="verified")
     Group.objects.create(name="Mail administrators")
     signing.generate_key(container.organization_id)
 
@@ -114,6 +134,7 @@ def test_it_registers_every_model_of_the_project():
         "directory.Recipient",
         "directory.Tombstone",
         "directory.LdapDirectory",
+        "directory.DigestCell",
         "master.MasterConfig",
         "master.AllowedRequestor",
         "master.GlobalEntry",
@@ -122,6 +143,8 @@ def test_it_registers_every_model_of_the_project():
         "requestor.RequestorConfig",
         "requestor.Run",
         "requestor.Conflict",
+        "requestor.FilteredEntry",
+        "requestor.Verification",
         "transport.Message",
         "transport.SigningKey",
     }

@@ -88,13 +88,21 @@ def test_the_migrations_count_what_an_old_installation_holds():
         source_usn=9,
     )
     RequestorConfig = old.get_model("requestor", "RequestorConfig")
-    RequestorConfig.objects.create(
+    config = RequestorConfig.objects.create(
         organization=org,
         address="r@org2.example",
         dn="/o=ORG2/r",
         master_address="/o=M",
         requestor_usn=9,
         master_usn=7,
+    )
+    old.get_model("requestor", "Conflict").objects.create(
+        config=config,
+        global_key="ORG3:2",
+        origin="ORG3",
+        display_name="Grace",
+        address="ada@org2.example",
+        reason="taken",
     )
 
     new = migrate(AFTER)
@@ -114,3 +122,6 @@ def test_the_migrations_count_what_an_old_installation_holds():
     assert new.get_model("master", "MasterConfig").objects.get().history == ledger.chain
     config = new.get_model("requestor", "RequestorConfig").objects.get()
     assert config.full_reply_pending and config.exported_scope == {"unknown": True}
+    conflicts = Tally()
+    conflicts.add("ORG3:2", 0)
+    assert (config.set_aside_digest, config.set_aside_count) == (conflicts.hex, 1)
