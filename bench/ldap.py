@@ -55,7 +55,7 @@ def _add_contacts(organization: Organization, container: Container, count: int) 
 
 
 def _insert_contacts(organization: Organization, container: Container, count: int) -> None:
-    first = allocate_usns(organization.pk, count)
+    first = allocate_usns(organization.pk, count, own=False)
     made = [
         Recipient(
             organization=organization,

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from bench import topology
+from directory.changes import save_recipient
 from directory.constants import Kind
 from directory.models import Recipient
 from master import processing
@@ -114,7 +115,7 @@ def w2_incremental(per_org: int, changes: int) -> dict:
     )
     for person in people:
         person.title = "Changed Title"
-        person.save()
+        save_recipient(person)
     figures = {}
     for label, config in (("export_cycle", source), ("import_cycle", receiver)):
         with CaptureQueriesContext(connection) as queries:

@@ -85,14 +85,17 @@ class CellDelta:
         """Stop counting a recipient as it was."""
         self._apply(row, -1)
 
-    def save(self) -> None:
+    def save(self, *, locked: bool = False) -> None:
+        """Write the changes. The organization's row serializes the writers of its cells (two
+        must not both create the same new cell): it is locked here, unless the caller says it
+        holds it already (`locked`: it allocated USNs in this transaction)."""
         changed = {key: t for key, t in self.changes.items() if t.value or t.count}
         self.changes = {}
         if not changed:
             return
-        # The organization's row serializes its writers (allocate_usns takes it too): two of
-        # them must not both create the same new cell.
-        list(Organization.objects.select_for_update().filter(pk=self.organization_id).values("pk"))
+        if not locked:
+            organization = Organization.objects.select_for_update()
+            list(organization.filter(pk=self.organization_id).values("pk"))
         cells = {
             (c.container_id, c.kind, c.trust_level, c.imported): c
             for c in DigestCell.objects.select_for_update().filter(
@@ -134,7 +137,7 @@ def save_recipient(recipient: Recipient, *, update_fields: Iterable[str] | None 
         old = None
         if recipient.pk:
             old = Recipient.objects.filter(pk=recipient.pk).values(*CELL_FIELDS).first()
-        recipient.usn = allocate_usns(organization_id)
+        recipient.usn = allocate_usns(organization_id, own=recipient.global_key is None)
         if update_fields is not None:
             update_fields = {*update_fields, "usn", "changed_at"}
         recipient.save(update_fields=update_fields)
@@ -142,7 +145,7 @@ def save_recipient(recipient: Recipient, *, update_fields: Iterable[str] | None 
         if old is not None:
             delta.remove(old)
         delta.add(recipient)
-        delta.save()
+        delta.save(locked=True)
     return recipient
 
 
@@ -166,7 +169,7 @@ def delete_recipients(recipients: QuerySet | Iterable[Recipient]) -> int:
             deltas.setdefault(row["organization_id"], CellDelta(row["organization_id"]))
             deltas[row["organization_id"]].remove(row)
         for delta in deltas.values():
-            delta.save()
+            delta.save(locked=True)  # Tombstone.record allocated USNs of each organization
         pks = sorted(row["pk"] for row in rows)
         for start in range(0, len(pks), DELETE_CHUNK):
             Recipient.objects.filter(OneOf("pk", pks[start : start + DELETE_CHUNK])).delete()
@@ -223,7 +226,7 @@ def touch(organization_id: int, recipients: QuerySet) -> int:
             delta.add(row)
             changed.append(Recipient(pk=row["pk"], usn=row["usn"], changed_at=now))
         update_objects(Recipient, changed, ["usn", "changed_at"])
-        delta.save()
+        delta.save(locked=True)
         return len(rows)
 
 
@@ -289,10 +292,11 @@ def cells(organization_id: int) -> list[DigestCell]:
     return list(DigestCell.objects.filter(organization_id=organization_id))
 
 
-def contacts_tally(organization_id: int) -> Tally:
-    """What the organization's imported contacts add up to: (global key, master USN) each."""
+def contacts_tally(organization_id: int, known: list[DigestCell] | None = None) -> Tally:
+    """What the organization's imported contacts add up to: (global key, master USN) each
+    (from `known` cells when the caller read them already)."""
     tally = Tally()
-    for cell in cells(organization_id):
+    for cell in cells(organization_id) if known is None else known:
         if cell.imported:
             tally.merge(Tally.of(cell.digest, cell.count))
     return tally

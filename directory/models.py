@@ -57,11 +57,13 @@ def require_changes_module(what: str) -> None:
         )
 
 
-def allocate_usns(organization_id: int, count: int = 1) -> int:
+def allocate_usns(organization_id: int, count: int = 1, *, own: bool = True) -> int:
     """Reserve `count` consecutive local USNs of an organization and return the first.
 
     The organization's row stays locked until the caller's transaction commits, so no change can
     commit with a USN lower than one already visible to an export (DESIGN.md, protocol rule 3).
+    `own` is false for imported contacts, which are never exported: the organization's own USN
+    (the last one an own recipient or its tombstone took) stays where it is.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("allocate_usns() must run inside transaction.atomic().")
@@ -71,7 +73,10 @@ def allocate_usns(organization_id: int, count: int = 1) -> int:
         .values_list("usn", flat=True)
         .get()
     )
-    Organization.objects.filter(pk=organization_id).update(usn=F("usn") + count)
+    moved = {"usn": F("usn") + count}
+    if own:
+        moved["own_usn"] = F("usn") + count
+    Organization.objects.filter(pk=organization_id).update(**moved)
     return current + 1
 
 
@@ -91,6 +96,12 @@ class Organization(models.Model):
     )
     usn = models.BigIntegerField(
         default=0, editable=False, help_text="Highest local USN handed out so far."
+    )
+    own_usn = models.BigIntegerField(
+        default=0,
+        editable=False,
+        help_text="Highest local USN of a change of the organization's own recipients (what an "
+        "export must carry); imported contacts take USNs without moving it.",
     )
     directory_backend = models.CharField(
         "directory",
@@ -440,7 +451,8 @@ class Tombstone(models.Model):
         for row in rows:
             by_org.setdefault(row[1], []).append(row)
         for organization_id, org_rows in sorted(by_org.items()):
-            first = allocate_usns(organization_id, len(org_rows))
+            own = any(pk not in imported_pks for pk, *_ in org_rows)
+            first = allocate_usns(organization_id, len(org_rows), own=own)
             cls.objects.bulk_create(
                 cls(
                     organization_id=organization_id,

@@ -362,11 +362,14 @@ def restored_behind(master: MasterConfig, batch: ReceivedBatch) -> str | None:
         return f"it has applied master USN {batch.master_usn}, but this master is at {master.usn}"
     if not batch.master_fingerprint:
         return ""
-    chain = (
-        LedgerEntry.objects.filter(master=master, usn=batch.master_usn)
-        .values_list("chain", flat=True)
-        .first()
-    )
+    if batch.master_usn == master.usn:
+        chain = master.history
+    else:
+        chain = (
+            LedgerEntry.objects.filter(master=master, usn=batch.master_usn)
+            .values_list("chain", flat=True)
+            .first()
+        )
     if not chain:
         return None
     if chain != batch.master_fingerprint:

@@ -14,11 +14,32 @@ from requestor.models import RequestorConfig, Run
 log = logging.getLogger(__name__)
 
 
+def supersede_waiting_runs() -> int:
+    """Runs still waiting for a reply while a later run of the same requestor completed: the
+    later export carried their changes again (the requestor USN only follows the master's ack),
+    so they are closed, saying which run did. Return how many."""
+    later = Run.objects.filter(
+        config=OuterRef("config"), status=RunStatus.OK, started_at__gt=OuterRef("started_at")
+    ).order_by("started_at")
+    waiting = Run.objects.filter(status=RunStatus.WAITING).annotate(
+        done_by=Subquery(later.values("pk")[:1]), done_at=Subquery(later.values("finished_at")[:1])
+    )
+    closed = 0
+    for run in waiting.exclude(done_by=None):
+        closed += Run.objects.filter(pk=run.pk, status=RunStatus.WAITING).update(
+            status=RunStatus.SUPERSEDED,
+            finished_at=run.done_at,
+            error=f"No reply came; run {run.done_by} carried these changes again and completed.",
+        )
+    return closed
+
+
 def fail_stalled_runs(minutes: int | None = None) -> int:
     """Mark failed the runs that have waited longer than INTERORG_STALLED_RUN_MINUTES for the
     master's reply; return how many. Nothing is lost: the next cycle exports the same changes
     again, and a reply that still arrives is applied and completes its run."""
     minutes = settings.INTERORG_STALLED_RUN_MINUTES if minutes is None else minutes
+    supersede_waiting_runs()
     now = timezone.now()
     stalled = Run.objects.filter(
         status__in=[RunStatus.RUNNING, RunStatus.WAITING],

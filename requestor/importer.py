@@ -110,8 +110,7 @@ def apply_reply(config: RequestorConfig, document: wire.ReplyDocument) -> Counts
     if document.part == document.parts and config.master_usn == document.through:
         retry_conflicts(config, counts)
         if document.verification is not None and not config.full_reply_pending:
-            verify.check_import(config, document, run)
-            verify.check_export(config, document, run)
+            verify.check(config, document, run)
     config.save(update_fields=SYNC_FIELDS)
     if run is not None:
         _record(run, document, counts)
@@ -419,7 +418,7 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
     """New contacts go in as plain rows (COPY on PostgreSQL), changed ones in one statement."""
     if not upserts:
         return
-    first = allocate_usns(config.organization_id, len(upserts))
+    first = allocate_usns(config.organization_id, len(upserts), own=False)
     now = timezone.now()
     delta = changes.CellDelta(config.organization_id)
     update, before = [], {}
@@ -437,7 +436,7 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
     with changes.writing():
         _make_room(update, before)
         update_objects(Recipient, update, CONTACT_FIELDS)
-    delta.save()
+    delta.save(locked=True)  # allocate_usns above
     # Made as COPY sends them, so that the database takes the first rows in while the rest are
     # still being made.
     create = (
@@ -628,13 +627,4 @@ def _record(run: Run, document: wire.ReplyDocument, counts: Counts) -> None:
     if run.reply_parts_applied >= document.parts:
         run.status = RunStatus.OK
         run.finished_at = timezone.now()
-        # Earlier runs whose replies never came: this one carried their changes (the requestor
-        # USN only follows the master's ack).
-        Run.objects.filter(
-            config_id=run.config_id, status=RunStatus.WAITING, started_at__lt=run.started_at
-        ).update(
-            status=RunStatus.SUPERSEDED,
-            finished_at=run.finished_at,
-            error=f"No reply came; run {run.pk} carried these changes again and completed.",
-        )
     run.save()

@@ -23,7 +23,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from directory import changes
-from directory.models import Organization, Recipient, Tombstone
+from directory.models import Organization
 from requestor.models import Conflict, FilteredEntry, RequestorConfig, Run, Verification
 from requestor.scope import UNKNOWN_SCOPE, Scope
 from transport import wire
@@ -37,13 +37,28 @@ State = Verification.State
 REPAIR_COOLDOWN = timedelta(hours=1)
 
 
+JUDGED = [
+    "state",
+    "checked_at",
+    "verified_at",
+    "local_digest",
+    "local_count",
+    "master_digest",
+    "master_count",
+    "detail",
+    "repair_pending",
+    "repair_requested_at",
+    "repairs",
+]
+
+
 def verification(config: RequestorConfig, side: str) -> Verification:
     return Verification.objects.get_or_create(config=config, side=side)[0]
 
 
-def holdings(config: RequestorConfig) -> Tally:
+def holdings(config: RequestorConfig, cells=None) -> Tally:
     """What this organization holds of the others: its contacts, and the entries set aside."""
-    tally = changes.contacts_tally(config.organization_id)
+    tally = changes.contacts_tally(config.organization_id, cells)
     return tally.merge(Tally.of(config.set_aside_digest, config.set_aside_count))
 
 
@@ -56,43 +71,63 @@ def set_aside_tally(config: RequestorConfig) -> Tally:
     return tally
 
 
-def exports(config: RequestorConfig) -> Tally:
+def exports(config: RequestorConfig, cells=None) -> Tally:
     """What the master should hold of this organization: its recipients in the exported scope."""
     if not config.exported_scope or config.exported_scope == UNKNOWN_SCOPE:
         return Tally()
     scope = Scope.from_definition(config.exported_scope)
-    return scope.tally(changes.cells(config.organization_id))
+    return scope.tally(changes.cells(config.organization_id) if cells is None else cells)
 
 
-def check_import(config: RequestorConfig, document: wire.ReplyDocument, run: Run | None) -> str:
-    """After the last part of a reply has brought the master USN to its `through`."""
-    master = Tally.of(document.verification.holdings.digest, document.verification.holdings.count)
-    return _judge(config, Side.IMPORT, holdings(config), master, run)
+def check(config: RequestorConfig, document: wire.ReplyDocument, run: Run | None) -> None:
+    """After the last part of a reply has brought the master USN to its `through`: the import
+    side always, the export side if the reply answers the latest export and acknowledges every
+    change the organization made. Both read the same digest cells, once."""
+    found = document.verification
+    # Read before the organization's own USN (in _export_not_checkable): a change committing
+    # in between shows in that USN, and the export side is then not checked.
+    cells = changes.cells(config.organization_id)
+    judged = {}
+    checks = {c.side: c for c in Verification.objects.filter(config=config)}
+    for side in Side.values:
+        checks.setdefault(side, Verification(config=config, side=side))
+    master = Tally.of(found.holdings.digest, found.holdings.count)
+    _judge(config, checks[Side.IMPORT], holdings(config, cells), master, run)
+    judged[Side.IMPORT] = checks[Side.IMPORT]
+    skipped = _export_not_checkable(config, document, run)
+    if skipped:
+        if run is not None:
+            run.verification = {**run.verification, Side.EXPORT: f"not checked: {skipped}"}
+    else:
+        master = Tally.of(found.exports.digest, found.exports.count)
+        _judge(config, checks[Side.EXPORT], exports(config, cells), master, run)
+        judged[Side.EXPORT] = checks[Side.EXPORT]
+    new = [c for c in judged.values() if c.pk is None]
+    Verification.objects.bulk_create(new)
+    Verification.objects.bulk_update([c for c in judged.values() if c not in new], JUDGED)
 
 
-def check_export(config: RequestorConfig, document: wire.ReplyDocument, run: Run | None) -> str:
-    """After the reply to the latest export, if it acknowledged everything this organization
-    has changed: the master's entries must be exactly the export scope."""
+def _export_not_checkable(config: RequestorConfig, document, run: Run | None) -> str:
+    """Why the export side cannot be checked with this reply ("" when it can)."""
     if run is None or config.last_export_batch != document.in_reply_to:
-        return "not checked: not the reply to the latest export"
+        return "not the reply to the latest export"
     if config.exported_scope == UNKNOWN_SCOPE:
-        return "not checked: the next export restates the scope"
+        return "the next export restates the scope"
     if unacknowledged(config):
-        return "not checked: changes made since the export are not acknowledged yet"
-    master = Tally.of(document.verification.exports.digest, document.verification.exports.count)
-    return _judge(config, Side.EXPORT, exports(config), master, run)
+        return "changes made since the export are not acknowledged yet"
+    return ""
 
 
 def unacknowledged(config: RequestorConfig) -> bool:
-    """Whether the organization has own changes the master has not acknowledged (imported
-    contacts take local USNs too, but are never exported). The organization's row is locked
-    first, so that no change commits between the two looks."""
-    list(Organization.objects.select_for_update().filter(pk=config.organization_id).values("pk"))
-    newer = {"organization_id": config.organization_id, "usn__gt": config.requestor_usn}
-    return (
-        Recipient.objects.filter(global_key__isnull=True, **newer).exists()
-        or Tombstone.objects.filter(imported=False, **newer).exists()
+    """Whether the organization has own changes the master has not acknowledged: an own
+    recipient or tombstone with a USN beyond the requestor USN. (Imported contacts take local
+    USNs too, but are never exported: they leave the organization's own USN alone.)"""
+    own_usn = (
+        Organization.objects.filter(pk=config.organization_id)
+        .values_list("own_usn", flat=True)
+        .get()
     )
+    return own_usn > config.requestor_usn
 
 
 def repair_carried_out(config: RequestorConfig, side: str, differed: int, run: Run | None) -> None:
@@ -112,16 +147,14 @@ def repair_carried_out(config: RequestorConfig, side: str, differed: int, run: R
     )
 
 
-def _judge(config, side: str, local: Tally, master: Tally, run: Run | None) -> str:
-    check = verification(config, side)
+def _judge(config, check: Verification, local: Tally, master: Tally, run: Run | None) -> str:
     now = timezone.now()
     check.checked_at = now
     check.local_digest, check.local_count = local.hex, local.count
     check.master_digest, check.master_count = master.hex, master.count
-    outcome = _outcome(config, check, side, local, master, now)
-    check.save()
+    outcome = _outcome(config, check, check.side, local, master, now)
     if run is not None:
-        run.verification = {**run.verification, side: outcome}
+        run.verification = {**run.verification, check.side: outcome}
     return outcome
 
 

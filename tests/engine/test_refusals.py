@@ -9,6 +9,7 @@ from console.status import State, organization_status
 from directory import changes
 from master.models import AllowedRequestor
 from requestor.constants import RunStatus
+from requestor.housekeeping import fail_stalled_runs
 from requestor.models import Run
 from tests.engine.helpers import (
     assert_converged,
@@ -66,6 +67,7 @@ def test_a_waiting_run_without_a_reply_turns_failing_then_is_superseded(synced):
     assert "No reply from the master" in status.reason
 
     done = cycle(org2)
+    fail_stalled_runs()  # the housekeeping every few minutes
     lost.refresh_from_db()
 
     assert done.status == RunStatus.OK

@@ -17,7 +17,7 @@ BEFORE = [
     ("transport", "0003_sender_sequence_index"),
 ]
 AFTER = [
-    ("directory", "0005_count_digest_cells"),
+    ("directory", "0006_own_usn"),
     ("master", "0005_count_digests_and_chain"),
     ("requestor", "0008_after_upgrade"),
     ("transport", "0004_inbound_mail_once"),
