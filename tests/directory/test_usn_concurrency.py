@@ -109,7 +109,7 @@ def test_it_would_hand_out_duplicates_without_the_lock(container, monkeypatch):
     # Both writers read the counter before either writes it back: what the row lock prevents.
     both_read = threading.Barrier(WRITERS)
 
-    def allocate_without_lock(organization_id: int, count: int = 1) -> int:
+    def allocate_without_lock(organization_id: int, count: int = 1, own: bool = True) -> int:
         current = Organization.objects.filter(pk=organization_id).values_list("usn", flat=True)
         current = current.get()
         both_read.wait(timeout=30)

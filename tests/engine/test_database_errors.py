@@ -91,6 +91,7 @@ def test_it_retries_a_serialization_failure_with_growing_pauses(scenario, monkey
         pump()
         export = inbound(kind=MessageKind.EXPORT).last()
         assert export.status == Status.RECEIVED
+        assert "could not serialize access due to concurrent update" in export.error
         pauses.append(round((export.next_attempt_at - timezone.now()).total_seconds()))
         make_due()
     assert pauses == [inbox.RETRY_FIRST_SECONDS * n for n in (1, 2, 4)]
