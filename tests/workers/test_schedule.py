@@ -115,7 +115,10 @@ def test_housekeeping_is_registered_with_expiry_under_its_interval():
         "transport.tasks.sweep_messages",
         "requestor.tasks.fail_stalled_runs",
         "master.tasks.purge_tombstones",
+        "master.tasks.purge_received_batches",
+        "master.tasks.compact_ledger",
         "requestor.tasks.purge_directory_tombstones",
+        "requestor.tasks.purge_runs",
         "transport.tasks.purge_archive",
     }
     for entry in beat.values():
