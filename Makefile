@@ -97,10 +97,14 @@ test-property: install
 # Mutation testing of the protocol core with mutmut (docs/testing.md; about an hour on 2 cores,
 # not part of `make test`). It starts over from the current code; the surviving mutants are
 # listed at the end, and `.venv/bin/mutmut show NAME` prints one.
+# Each test session copies one migrated SQLite database (var/mutate.sqlite3) instead of migrating.
+MUTATE_ENV := DATABASE_URL="sqlite:///$(CURDIR)/var/mutate.sqlite3" \
+	INTERORG_TEST_DB_TEMPLATE="$(CURDIR)/var/mutate.sqlite3"
 mutate: install
-	rm -rf mutants
-	DATABASE_URL="sqlite://:memory:" $(VENV)/bin/mutmut run; \
-	DATABASE_URL="sqlite://:memory:" $(VENV)/bin/mutmut results
+	rm -rf mutants var/mutate.sqlite3
+	DATABASE_URL="sqlite:///$(CURDIR)/var/mutate.sqlite3" $(PY) manage.py migrate --noinput -v0
+	$(MUTATE_ENV) $(VENV)/bin/mutmut run --max-children 2; \
+	$(MUTATE_ENV) $(VENV)/bin/mutmut results
 
 # The benchmarks at full size (see README, "Performance"); BENCH_ARGS=--json var/bench.json
 bench: install

@@ -1,5 +1,8 @@
 """Suite-wide test setup. Fixtures of one area live in that area's conftest.py."""
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,26 @@ def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_
     suffix = f"_{worker}" if worker else ""
     test_name = path.with_name(f"test_{path.stem}{suffix}{path.suffix}")
     database.setdefault("TEST", {})["NAME"] = str(test_name)
+
+
+if os.environ.get("INTERORG_TEST_DB_TEMPLATE"):
+
+    @pytest.fixture(scope="session")
+    def django_db_setup(django_db_blocker):
+        """A private copy of an already migrated SQLite database instead of migrating one: `make
+        mutate` starts thousands of short test sessions, and migrating is most of each."""
+        from django.db import connections
+
+        fd, copy = tempfile.mkstemp(prefix="interorg-test-", suffix=".sqlite3")
+        os.close(fd)
+        shutil.copyfile(os.environ["INTERORG_TEST_DB_TEMPLATE"], copy)
+        with django_db_blocker.unblock():
+            connections.close_all()
+            settings.DATABASES["default"]["NAME"] = copy
+            connections["default"].settings_dict["NAME"] = copy
+        try:
+            yield
+        finally:
+            with django_db_blocker.unblock():
+                connections.close_all()
+            os.unlink(copy)
