@@ -15,6 +15,7 @@ the current one at every export (requestor.scope).
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 
 from django.db import transaction
 from django.db.models import Q, QuerySet, Value
@@ -32,7 +33,7 @@ from directory.models import (
     _writing,
     allocate_usns,
 )
-from transport.digest import Tally, from_hex, to_hex
+from transport.digest import Tally, from_hex, member, to_hex
 
 # What a recipient contributes to its organization's digests, and where.
 CELL_FIELDS = ("container_id", "kind", "trust_level", "global_key", "guid", "usn", "master_usn")
@@ -70,20 +71,22 @@ class CellDelta:
         self.organization_id = organization_id
         self.changes: dict[tuple, Tally] = {}
 
-    def _apply(self, row, sign: int) -> None:
-        container_id, kind, trust_level, global_key, guid, usn, master_usn = _values(row)
+    def apply(self, values: tuple, sign: int) -> None:
+        """Count (sign +1) or stop counting (-1) a recipient given as its CELL_FIELDS values."""
+        container_id, kind, trust_level, global_key, guid, usn, master_usn = values
         key = (container_id, kind, trust_level, global_key is not None)
-        tally = self.changes.setdefault(key, Tally())
-        identity, version = member_of(global_key, guid, usn, master_usn)
-        (tally.add if sign > 0 else tally.remove)(identity, version)
+        tally = self.changes.get(key)
+        if tally is None:
+            tally = self.changes[key] = Tally()
+        tally.toggle(member(*member_of(global_key, guid, usn, master_usn)), sign)
 
     def add(self, row) -> None:
         """Count a recipient (a model instance, or a mapping of CELL_FIELDS) as it is now."""
-        self._apply(row, +1)
+        self.apply(_values(row), +1)
 
     def remove(self, row) -> None:
         """Stop counting a recipient as it was."""
-        self._apply(row, -1)
+        self.apply(_values(row), -1)
 
     def save(self, *, locked: bool = False) -> None:
         """Write the changes. The organization's row serializes the writers of its cells (two
@@ -186,13 +189,21 @@ def insert_recipients(
     with_guid = "guid" not in fields
     if with_guid:
         fields.append("guid")
-    where = {name: fields.index(name) for name in CELL_FIELDS if name in fields}
+    # The CELL_FIELDS values of a row: the fields it lacks take their defaults, from `pad`.
+    missing = [name for name in CELL_FIELDS if name not in fields]
+    pad = tuple(0 if name == "trust_level" else None for name in missing)
+    pick = itemgetter(
+        *(
+            fields.index(name) if name in fields else len(fields) + missing.index(name)
+            for name in CELL_FIELDS
+        )
+    )
     delta = CellDelta(organization_id)
 
     def counted(rows: Iterable[Sequence]) -> Iterator[tuple]:
         for row in rows:
             row = (*row, uuid.uuid4()) if with_guid else tuple(row)
-            delta.add({name: row[index] for name, index in where.items()})
+            delta.apply(pick(row + pad), +1)
             yield row
 
     with transaction.atomic(), writing():
@@ -275,15 +286,20 @@ def _rewrite_dns(where: Q, old_prefix: str, new_prefix: str) -> None:
     )
 
 
-def rebuild_cells(organization_id: int) -> None:
+def rebuild_cells(organization_id: int, *, imported: bool | None = None) -> None:
     """Count the organization's digest cells again from its recipients (a full read: for a
-    repair, a full cross-check, or a database that predates the cells)."""
+    repair, a full cross-check, or a database that predates the cells); only those of its
+    imported contacts (`imported=True`) or of its own recipients (False) if asked."""
     delta = CellDelta(organization_id)
     rows = Recipient.objects.filter(organization_id=organization_id).order_by()
+    old = DigestCell.objects.filter(organization_id=organization_id)
+    if imported is not None:
+        rows = rows.filter(global_key__isnull=not imported)
+        old = old.filter(imported=imported)
     for values in rows.values_list(*CELL_FIELDS).iterator(chunk_size=5000):
-        delta.add(dict(zip(CELL_FIELDS, values, strict=True)))
+        delta.apply(values, +1)
     with transaction.atomic():
-        DigestCell.objects.filter(organization_id=organization_id).delete()
+        old.delete()
         delta.save()
 
 

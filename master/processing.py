@@ -21,7 +21,7 @@ from directory.bulk import OneOf, copy_insert, update_objects
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig, ReceivedBatch
 from transport import outbox, signing, wire
 from transport.constants import PROTOCOL_VERSION, AddressType, MessageKind, Op
-from transport.digest import Tally
+from transport.digest import Tally, member
 from transport.exceptions import MessageRejected
 from transport.models import Message
 from transport.registry import at_address
@@ -159,12 +159,14 @@ class _Changes:
             object_id = str(entry.object_id)
             if was_live:
                 exports.remove(object_id, source_usn)
-                mine.remove(entry.global_key, usn)
-                everyone.remove(entry.global_key, usn)
+                held = member(entry.global_key, usn)
+                mine.toggle(held, -1)
+                everyone.toggle(held, -1)
             if now_live:
                 exports.add(object_id, entry.source_usn)
-                mine.add(entry.global_key, entry.usn)
-                everyone.add(entry.global_key, entry.usn)
+                held = member(entry.global_key, entry.usn)
+                mine.toggle(held, +1)
+                everyone.toggle(held, +1)
         self.requestor.export_digest, self.requestor.export_count = exports.hex, exports.count
         self.requestor.reply_digest, self.requestor.reply_count = mine.hex, mine.count
         self.master.reply_digest, self.master.reply_count = everyone.hex, everyone.count
@@ -253,10 +255,10 @@ def apply_changes(changes: _Changes, document: wire.ExportDocument, claim: bool 
         if change.op == Op.DELETE:
             if not entry.deleted:
                 entry.deleted, entry.attrs = True, {}
-                changes.publish(entry, Op.DELETE)
+                changes.publish(entry, Op.DELETE.value)
         elif entry.deleted or entry.kind != change.kind or entry.attrs != change.attrs:
             entry.deleted, entry.kind, entry.attrs = False, change.kind, dict(change.attrs)
-            changes.publish(entry, Op.UPSERT)
+            changes.publish(entry, Op.UPSERT.value)
     new = {id(entry) for entry in changes.create}
     changes.update.extend(entry for entry in touched.values() if id(entry) not in new)
 
@@ -347,7 +349,7 @@ def sweep_absent(changes: _Changes, batch: uuid.UUID, usn_through: int) -> None:
         changes.track(entry)
         entry.deleted, entry.attrs = True, {}
         entry.source_usn = max(entry.source_usn, usn_through)
-        changes.publish(entry, Op.DELETE)
+        changes.publish(entry, Op.DELETE.value)
         changes.update.append(entry)
 
 
@@ -421,7 +423,7 @@ def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: Receive
     for key, origin, deleted, kind, usn, attrs in entries.values_list(
         "global_key", "origin", "deleted", "kind", "usn", Cast("attrs", TextField())
     ):
-        op = Op.DELETE if deleted else Op.UPSERT
+        op = Op.DELETE.value if deleted else Op.UPSERT.value
         item = {"key": key, "origin": origin, "op": op, "kind": kind, "usn": usn}
         items.append(item)
         texts.append(b"".join([wire.json_bytes(item)[:-1], b',"attrs":', attrs.encode(), b"}"]))

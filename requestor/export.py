@@ -58,7 +58,7 @@ def transform(row: tuple, scope: Scope) -> dict[str, str]:
 def _upsert(row: tuple, scope: Scope) -> dict:
     return {
         "id": str(row[GUID]),
-        "op": Op.UPSERT,
+        "op": Op.UPSERT.value,
         "kind": row[KIND],
         "usn": row[USN],
         "attrs": transform(row, scope),
@@ -66,7 +66,7 @@ def _upsert(row: tuple, scope: Scope) -> dict:
 
 
 def _delete(guid: uuid.UUID, kind: str, usn: int) -> dict:
-    return {"id": str(guid), "op": Op.DELETE, "kind": kind, "usn": usn, "attrs": {}}
+    return {"id": str(guid), "op": Op.DELETE.value, "kind": kind, "usn": usn, "attrs": {}}
 
 
 def collect_changes(config: RequestorConfig, scope: Scope, through: int) -> list[dict]:

@@ -139,8 +139,9 @@ def _check_applicable(config: RequestorConfig, document: wire.ReplyDocument) -> 
         config.full_reply_pending = True
         config.full_reply_requested_at = timezone.now()
         with changes.writing():
-            _contacts(config).update(master_usn=0)
-        changes.rebuild_cells(config.organization_id)
+            reset = _contacts(config).update(master_usn=0)
+        if reset:
+            changes.rebuild_cells(config.organization_id, imported=True)
         for model in (Conflict, FilteredEntry):
             model.objects.filter(config=config).update(master_usn=0)
     if document.after > config.master_usn:

@@ -47,6 +47,11 @@ class Tally:
         self.value ^= member(identity, version)
         self.count -= 1
 
+    def toggle(self, hashed: int, sign: int) -> None:
+        """Add (sign +1) or remove (-1) a member already hashed by member()."""
+        self.value ^= hashed
+        self.count += sign
+
     def merge(self, other: "Tally") -> "Tally":
         """Add every member of `other` (a set disjoint from this one)."""
         self.value ^= other.value

@@ -80,3 +80,28 @@ def test_its_changes_after_a_restore_still_reach_the_master(synced):
     changes.save_recipient(later)
     cycle(org2)
     assert entries.get(object_id=later.guid).attrs["title"] == "Changed later still"
+
+
+def _cells(organization_id: int) -> set[tuple]:
+    return set(
+        DigestCell.objects.filter(organization_id=organization_id).values_list(
+            "container_id", "kind", "trust_level", "imported", "digest", "count"
+        )
+    )
+
+
+def test_a_recount_of_the_contacts_cells_leaves_the_own_cells_alone(synced):
+    """A new master epoch recounts only the imported contacts' cells (their master USNs were
+    reset); the own recipients' cells, counted from local USNs, are not read again."""
+    organization = synced["ORG2"].organization.pk
+    counted = _cells(organization)
+    assert {cell[3] for cell in counted} == {True, False}
+    DigestCell.objects.filter(organization_id=organization).update(digest="0" * 32, count=7)
+
+    changes.rebuild_cells(organization, imported=True)
+
+    after = _cells(organization)
+    assert {cell for cell in after if cell[3]} == {cell for cell in counted if cell[3]}
+    assert {cell[4:] for cell in after if not cell[3]} == {("0" * 32, 7)}
+    changes.rebuild_cells(organization)
+    assert _cells(organization) == counted
