@@ -16,6 +16,7 @@ from tests.engine.helpers import inbound
 from transport import inbox
 from transport.constants import MessageKind, Status
 from transport.inbox import pump
+from transport.outbox import deliver_pending
 from transport.models import Message
 
 
@@ -118,3 +119,48 @@ def test_it_gives_up_after_many_attempts_keeping_the_message(scenario, monkeypat
     assert export.status == Status.FAILED
     assert export.error.startswith(f"Database errors at {inbox.MAX_ATTEMPTS} attempts")
     assert bytes(export.payload)
+
+
+def test_an_error_on_one_message_leaves_the_others_alone(scenario, monkeypatch):
+    """The retry bookkeeping touches the failing message only: another organization's export
+    received beside it is processed as usual, and a message already processed is never put
+    back to waiting."""
+    sync_all()
+    process_export = processing.process_export
+
+    def org2_fails(master, requestor, document, message=None):
+        if requestor.organization_name == "ORG2":
+            raise OperationalError("deadlock detected")
+        return process_export(master, requestor, document, message)
+
+    monkeypatch.setattr(processing, "process_export", org2_fails)
+    for name in ("ORG2", "ORG3"):
+        person = scenario[name].people[0]
+        person.title = f"Changed in {name}"
+        changes.save_recipient(person)
+        run_cycle(scenario[name].config.pk)
+    pump()
+
+    failing = inbound(kind=MessageKind.EXPORT, sender__icontains="ORG2").last()
+    other = inbound(kind=MessageKind.EXPORT, sender__icontains="ORG3").last()
+    assert (failing.status, failing.attempts) == (Status.RECEIVED, 1)
+    processed = (Status.PROCESSED, 1, None, "")
+    assert (other.status, other.attempts, other.next_attempt_at, other.error) == processed
+
+    for attempts in (1, inbox.MAX_ATTEMPTS - 1):  # trying again, or giving up
+        Message.objects.filter(pk=other.pk).update(attempts=attempts)
+        inbox._retry_later(other.pk, OperationalError("late"))
+        other.refresh_from_db()
+        assert (other.status, other.next_attempt_at, other.error) == (Status.PROCESSED, None, "")
+
+    # Giving up, while the next export of ORG3 waits to be processed.
+    Message.objects.filter(pk=failing.pk).update(attempts=inbox.MAX_ATTEMPTS - 1)
+    run_cycle(scenario["ORG3"].config.pk)
+    deliver_pending()
+    waiting = inbound(kind=MessageKind.EXPORT, sender__icontains="ORG3").last()
+    assert waiting.pk != other.pk and waiting.status == Status.RECEIVED
+    inbox._retry_later(failing.pk, OperationalError("deadlock detected"))
+    failing.refresh_from_db()
+    waiting.refresh_from_db()
+    assert failing.status == Status.FAILED and failing.processed_at is not None
+    assert (waiting.status, waiting.error, waiting.processed_at) == (Status.RECEIVED, "", None)

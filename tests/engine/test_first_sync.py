@@ -2,7 +2,7 @@
 
 from master.models import AllowedRequestor, GlobalEntry
 from requestor.cycle import sync_all
-from requestor.models import RequestorConfig
+from requestor.models import FilteredEntry, RequestorConfig
 from tests.engine.conftest import MASTER_DN
 from tests.engine.helpers import assert_converged, inbound
 from transport.constants import Status
@@ -24,6 +24,15 @@ def test_it_imports_only_the_domains_listed(scenario):
     assert origins(org1) == {"ORG2"}
     assert org1.contacts().count() == 3
     assert origins(scenario["ORG2"]) == {"ORG1", "ORG3"}
+    # What was left out is recorded, as the master stamped it (for the console and the
+    # verification, which counts it as known).
+    left_out = {
+        (entry.global_key, entry.origin, entry.attrs["primary_smtp"], entry.usn)
+        for entry in GlobalEntry.objects.filter(origin="ORG3", deleted=False)
+    }
+    assert len(left_out) == 3
+    recorded = FilteredEntry.objects.filter(config=org1.config)
+    assert set(recorded.values_list("global_key", "origin", "address", "master_usn")) == left_out
 
 
 def test_it_converges_in_a_bounded_number_of_quiet_rounds(scenario):

@@ -1,5 +1,7 @@
 """The requestor's import rules: conflicts, aliases, and hands off what it did not make."""
 
+import re
+
 from directory import changes
 from directory.constants import Kind
 from directory.models import Recipient
@@ -117,6 +119,25 @@ def test_it_gives_a_contact_a_unique_alias_when_its_alias_is_taken(synced):
     contact.refresh_from_db()
     assert contact.title == "Promoted"
     assert contact.alias.startswith("newhire-")
+
+
+def test_colliding_aliases_get_distinct_fallbacks_of_full_length(synced):
+    """Each contact whose alias is taken gets the alias cut to leave room for a hash of its
+    own key: as long as an alias may be (64), and different for each contact."""
+    org1 = synced["ORG1"]
+    long_alias = "a" * 64
+    org1.add(alias=long_alias, primary_smtp="local@org1.example")
+    for name in ("ORG2", "ORG3"):
+        synced[name].add(alias=long_alias, primary_smtp=f"far@{name.lower()}.example")
+        cycle(synced[name])
+    cycle(org1)
+
+    aliases = sorted(
+        org1.contacts().filter(alias__startswith="a" * 55).values_list("alias", flat=True)
+    )
+    assert len(aliases) == 2 and aliases[0] != aliases[1]
+    for alias in aliases:
+        assert len(alias) == 64 and re.fullmatch(r"a{55}-[0-9a-f]{8}", alias)
 
 
 def test_it_never_touches_recipients_it_did_not_create(synced):

@@ -47,8 +47,11 @@ def test_its_changes_after_a_restore_still_reach_the_master(synced):
     org2 = synced["ORG2"]
     saved = backup(org2)
     lost = org2.people[0]
-    lost.title = "Promoted, then lost in the restore"
-    changes.save_recipient(lost)
+    # More changes after the backup than the restored directory has recipients: restating
+    # them from the restored USN counter would not reach the master's USNs of these changes.
+    for step in range(5):
+        lost.title = f"Promoted {step}, then lost in the restore"
+        changes.save_recipient(lost)
     hired = org2.add(alias="temp", display_name="Hired, then lost in the restore")
     cycle(org2)
     acked = AllowedRequestor.objects.get(organization_name="ORG2").acked_usn
