@@ -14,7 +14,7 @@ BENCH_SMOKE := --recipients 60 --incremental-sizes 20,40 --changes 5 \
 	--fanout-requestors 3 --fanout-entries 300 --ldap-entries 200
 
 .PHONY: install run test test-tools test-postgres test-sqlite test-property mutate lint \
-	compose-check demo flower bench clean
+	compose-check demo flower bench clean mutate-clean
 
 install: $(VENV)/.installed
 
@@ -94,17 +94,21 @@ test-property: install
 	INTERORG_PROPERTY_EXAMPLES=$${INTERORG_PROPERTY_EXAMPLES:-200} \
 		$(VENV)/bin/pytest tests/engine/test_convergence_property.py $(PYTEST_ARGS)
 
-# Mutation testing of the protocol core with mutmut (docs/testing.md; about an hour on 2 cores,
-# not part of `make test`). It starts over from the current code; the surviving mutants are
-# listed at the end, and `.venv/bin/mutmut show NAME` prints one.
+# Mutation testing of the protocol core with mutmut (docs/testing.md; hours on 2 cores, not part
+# of `make test`). It goes on from the results in mutants/: only mutants not run yet, or of
+# functions changed since, are run again (`make mutate-clean` starts over). The surviving mutants
+# are listed at the end; `.venv/bin/mutmut show NAME` prints one.
 # Each test session copies one migrated SQLite database (var/mutate.sqlite3) instead of migrating.
 MUTATE_ENV := DATABASE_URL="sqlite:///$(CURDIR)/var/mutate.sqlite3" \
 	INTERORG_TEST_DB_TEMPLATE="$(CURDIR)/var/mutate.sqlite3"
 mutate: install
-	rm -rf mutants var/mutate.sqlite3
+	rm -f var/mutate.sqlite3
 	DATABASE_URL="sqlite:///$(CURDIR)/var/mutate.sqlite3" $(PY) manage.py migrate --noinput -v0
 	$(MUTATE_ENV) $(VENV)/bin/mutmut run --max-children 2; \
 	$(MUTATE_ENV) $(VENV)/bin/mutmut results
+
+mutate-clean:
+	rm -rf mutants var/mutate.sqlite3
 
 # The benchmarks at full size (see README, "Performance"); BENCH_ARGS=--json var/bench.json
 bench: install

@@ -106,3 +106,36 @@ def test_it_allocates_a_block_of_consecutive_usns(org):
         assert allocate_usns(org.pk, 10) == 1
         assert allocate_usns(org.pk) == 11
     assert org_usn(org) == 11
+
+
+def own_usn(org) -> int:
+    return Organization.objects.get(pk=org.pk).own_usn
+
+
+def test_the_own_usn_follows_own_changes_and_deletes_only(container):
+    """The organization's own USN is the last one an own recipient or its tombstone took: the
+    export side is checked once the master acknowledged it. Contacts leave it alone."""
+    person = RecipientFactory(container=container)
+    contact = RecipientFactory(
+        container=container, global_key="ORG2:4f1c", origin_organization="ORG2"
+    )
+    assert own_usn(container.organization) == person.usn
+    changes.delete_recipients([contact])
+    assert own_usn(container.organization) == person.usn < org_usn(container.organization)
+    changes.delete_recipients(Recipient.objects.filter(pk=person.pk))
+    assert own_usn(container.organization) == org_usn(container.organization)
+
+
+def test_touch_restates_the_organizations_own_recipients_only(container, other_container):
+    mine = RecipientFactory(container=container)
+    contact = RecipientFactory(container=container, global_key="ORG2:1", origin_organization="ORG2")
+    theirs = RecipientFactory(container=other_container)
+    before = {r.pk: r.usn for r in Recipient.objects.all()}
+    organization = container.organization_id
+
+    assert changes.touch(organization, Recipient.objects.none()) == 0
+    assert changes.touch(organization, Recipient.objects.all()) == 1
+
+    after = {r.pk: r.usn for r in Recipient.objects.all()}
+    assert after[mine.pk] == org_usn(container.organization) > before[mine.pk]
+    assert (after[contact.pk], after[theirs.pk]) == (before[contact.pk], before[theirs.pk])

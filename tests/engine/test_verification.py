@@ -4,6 +4,7 @@ difference once (docs/protocol.md, rule 10)."""
 from directory import changes
 from master import processing
 from master.models import AllowedRequestor, GlobalEntry
+from requestor import verify
 from requestor.models import RequestorConfig, Run, Verification
 from tests.engine.helpers import assert_converged, cycle, synced_fixtures
 from transport.digest import Tally
@@ -42,9 +43,20 @@ def test_it_repairs_a_contact_deleted_by_hand(synced):
 
     assert repaired.repair == "import"
     assert (check.state, check.last_repair_differed, check.repairs) == (State.VERIFIED, 1, 1)
+    assert check.repaired_at >= check.repair_requested_at
     assert "ORG2 User 1 (ORG2)" in org1.contact_names()
     assert not org1.refresh().config.full_reply_pending
     assert_converged(synced)
+
+    # Another one, past the cooldown, is counted as the organization's second repair.
+    Verification.objects.filter(pk=check.pk).update(
+        repaired_at=check.repaired_at - verify.REPAIR_COOLDOWN
+    )
+    changes.delete_recipients([org1.contacts().filter(origin_organization="ORG3").first()])
+    cycle(org1)
+    cycle(org1)
+    check.refresh_from_db()
+    assert (check.state, check.repairs) == (State.VERIFIED, 2)
 
 
 def forget_at_master(object_id) -> None:
