@@ -270,7 +270,10 @@ def move_container(
         old_dn = Container.objects.filter(pk=container.pk).values_list("dn", flat=True).first()
         container.save()
         if old_dn and old_dn != container.dn:
-            _rewrite_dns(Q(dn__startswith=old_dn + "/"), old_dn, container.dn)
+            # Everything inside follows, to the container's site too.
+            _rewrite_dns(
+                Q(dn__startswith=old_dn + "/"), old_dn, container.dn, site_id=container.site_id
+            )
     return container
 
 
@@ -285,9 +288,9 @@ def rename_site(site: Site, name: str) -> Site:
     return site
 
 
-def _rewrite_dns(where: Q, old_prefix: str, new_prefix: str) -> None:
+def _rewrite_dns(where: Q, old_prefix: str, new_prefix: str, **also) -> None:
     Container.objects.filter(where).update(
-        dn=Concat(Value(new_prefix), Substr("dn", len(old_prefix) + 1))
+        dn=Concat(Value(new_prefix), Substr("dn", len(old_prefix) + 1)), **also
     )
 
 

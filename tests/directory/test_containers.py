@@ -135,3 +135,27 @@ def test_it_refuses_to_move_a_container_inside_itself(tree):
     top, _, europe, _ = tree
     with pytest.raises(ValidationError, match="cannot lie inside itself"):
         changes.move_container(top, parent=europe)
+
+
+def test_it_moves_a_subtree_to_another_site_of_its_organization(tree):
+    top, sales, europe, lookalike = tree
+    other = SiteFactory(organization=top.organization, name="Branch")
+    elsewhere = ContainerFactory(site=other, name="Offices")
+
+    changes.move_container(sales, parent=None, site=other)
+    sales.refresh_from_db()
+    europe.refresh_from_db()
+    assert (sales.site, sales.parent, sales.dn) == (other, None, "/o=ORG1/ou=Branch/cn=Sales")
+    assert (europe.site, europe.dn) == (other, "/o=ORG1/ou=Branch/cn=Sales/cn=Europe")
+
+    # Under a container of another site, it takes that container's site.
+    changes.move_container(lookalike, parent=elsewhere)
+    lookalike.refresh_from_db()
+    assert (lookalike.site, lookalike.dn) == (other, "/o=ORG1/ou=Branch/cn=Offices/cn=Recipients2")
+    # And back under a container of its first site.
+    changes.move_container(lookalike, parent=top)
+    lookalike.refresh_from_db()
+    assert (lookalike.site, lookalike.dn) == (
+        top.site,
+        "/o=ORG1/ou=Site1/cn=Recipients/cn=Recipients2",
+    )
