@@ -115,3 +115,22 @@ def test_a_later_change_is_exported_after_the_master_acknowledged_too_much(synce
     assert GlobalEntry.objects.get(object_id=person.guid).attrs["title"] == (
         "Changed after too much was acknowledged"
     )
+
+
+def test_an_export_all_of_an_unchanged_directory_publishes_nothing(synced):
+    """A full export's sweep drops the live entries it did not list, and only those: entries
+    deleted before stay as they are (re-deleting them would publish them again, to everyone)."""
+    org2 = synced["ORG2"]
+    changes.delete_recipients([org2.people[0]])
+    cycle(org2)
+    gone = GlobalEntry.objects.get(object_id=org2.people[0].guid)
+    assert gone.deleted
+    before, deleted_at = master_state(), gone.usn
+
+    RequestorConfig.objects.get(pk=org2.config.pk).export_all_recipients()
+    run = cycle(org2)
+
+    assert run.full_export
+    assert master_state() == before
+    gone.refresh_from_db()
+    assert (gone.deleted, gone.usn) == (True, deleted_at)
