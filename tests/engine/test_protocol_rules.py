@@ -18,7 +18,7 @@ from transport.inbox import pump
 synced_base, synced = synced_fixtures()
 
 
-def export_document(org, changes_: list[dict]) -> wire.ExportDocument:
+def export_document(org, changes_: list[dict], full: bool = False) -> wire.ExportDocument:
     config = RequestorConfig.objects.get(pk=org.config.pk)
     usns = [change["usn"] for change in changes_]
     return wire.decode(
@@ -31,10 +31,10 @@ def export_document(org, changes_: list[dict]) -> wire.ExportDocument:
                 "part": 1,
                 "parts": 1,
                 "sequence": signing.now_ms(),
-                "full": False,
+                "full": full,
                 "master_usn": config.master_usn,
                 "master_epoch": str(config.master_epoch),
-                "usn_from": min(usns) - 1,
+                "usn_from": 0 if full else min(usns) - 1,
                 "usn_through": max(usns),
                 "changes": changes_,
             }
@@ -134,3 +134,22 @@ def test_an_export_all_of_an_unchanged_directory_publishes_nothing(synced):
     assert master_state() == before
     gone.refresh_from_db()
     assert (gone.deleted, gone.usn) == (True, deleted_at)
+
+
+def test_a_full_export_leaves_alone_what_changed_after_its_snapshot(synced):
+    """Mistake: sweeping every live entry a full export did not list, even one that a later
+    export, arrived first, created after the full export's snapshot."""
+    org2 = synced["ORG2"]
+    listed = [GlobalEntry.objects.get(object_id=person.guid) for person in org2.people]
+    full = export_document(
+        org2, [change(e.object_id, e.source_usn, e.attrs) for e in listed], full=True
+    )
+    attrs = {"display_name": "Hired later", "alias": "later", "primary_smtp": "later@org2.example"}
+    later = change(uuid.uuid4(), full.usn_through + 5, attrs)
+
+    processed(org2, export_document(org2, [later]))
+    processed(org2, full)
+
+    entry = GlobalEntry.objects.get(object_id=later["id"])
+    assert not entry.deleted and entry.attrs["display_name"] == "Hired later"
+    assert not GlobalEntry.objects.filter(object_id__in=[e.object_id for e in listed], deleted=True)
