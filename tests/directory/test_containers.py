@@ -159,3 +159,15 @@ def test_it_moves_a_subtree_to_another_site_of_its_organization(tree):
         top.site,
         "/o=ORG1/ou=Site1/cn=Recipients/cn=Recipients2",
     )
+
+
+def test_a_site_with_containers_saves_as_long_as_its_name_stays(tree):
+    top, _, europe, _ = tree
+    site = top.site
+    site.save()
+    site.save(update_fields=["name"])
+    site.name = "Elsewhere"
+    with pytest.raises(DirectChange, match="rename_site"):
+        site.save()
+    europe.refresh_from_db()
+    assert europe.dn == "/o=ORG1/ou=Site1/cn=Recipients/cn=Sales/cn=Europe"

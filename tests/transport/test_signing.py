@@ -227,3 +227,18 @@ def test_it_never_shows_a_private_key_in_the_admin(scenario, admin_client):
     assert all(page.status_code == 200 for page in pages)
     assert all(key.private_key.encode() not in page.content for page in pages)
     assert key.fingerprint[:16].encode() in pages[0].content
+
+
+def test_a_rotation_retires_the_active_key_only(scenario):
+    """Each key keeps the time it was retired at: rotating again leaves older keys alone."""
+    organization = scenario["ORG2"].organization.pk
+    first = signing.active_key(organization)
+    signing.generate_key(organization)
+    retired = SigningKey.objects.get(pk=first.pk).retired_at
+    assert retired is not None
+
+    newest = signing.generate_key(organization)
+
+    keys = SigningKey.objects.filter(organization_id=organization)
+    assert list(keys.filter(active=True)) == [newest]
+    assert keys.get(pk=first.pk).retired_at == retired
