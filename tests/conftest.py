@@ -1,5 +1,6 @@
 """Suite-wide test setup. Fixtures of one area live in that area's conftest.py."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -12,12 +13,35 @@ from django.db import connection
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `postgres` need row locks and real concurrency: skip them on SQLite."""
+    if "MUTANT_UNDER_TEST" in os.environ:
+        _by_module(items)
     if connection.vendor == "postgresql":
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL=postgres://...)")
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+def _by_module(items) -> None:
+    """Under mutmut, which names a mutant's tests in no particular order: each module's tests
+    together (its module fixtures are built once, not again at every switch), the quickest
+    modules first (a mutant is usually killed sooner), as timed by mutmut's own statistics."""
+    try:
+        durations = json.loads(Path("mutmut-stats.json").read_text())["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        durations = {}
+    modules: dict[str, float] = {}
+    for item in items:
+        module = item.nodeid.partition("::")[0]
+        modules[module] = modules.get(module, 0.0) + durations.get(item.nodeid, 0.0)
+    position = {item.nodeid: index for index, item in enumerate(sorted(items, key=_place))}
+    items.sort(key=lambda item: (modules[item.nodeid.partition("::")[0]], position[item.nodeid]))
+
+
+def _place(item) -> tuple:
+    path, line, _name = item.location
+    return path, line or 0, item.nodeid
 
 
 @pytest.fixture(autouse=True)
