@@ -2,7 +2,7 @@
 
 from master.models import AllowedRequestor, GlobalEntry
 from requestor.cycle import sync_all
-from requestor.models import FilteredEntry, RequestorConfig
+from requestor.models import FilteredEntry, RequestorConfig, Verification
 from tests.engine.conftest import MASTER_DN
 from tests.engine.helpers import assert_converged, inbound
 from transport.constants import Status
@@ -33,6 +33,9 @@ def test_it_imports_only_the_domains_listed(scenario):
     assert len(left_out) == 3
     recorded = FilteredEntry.objects.filter(config=org1.config)
     assert set(recorded.values_list("global_key", "origin", "address", "master_usn")) == left_out
+    # Counted as known: the check after the full reply finds the copy in sync.
+    check = Verification.objects.get(config=org1.config, side=Verification.Side.IMPORT)
+    assert check.state == Verification.State.VERIFIED, check.detail
 
 
 def test_it_converges_in_a_bounded_number_of_quiet_rounds(scenario):
