@@ -9,7 +9,7 @@ from django.utils import timezone
 from directory import changes
 from directory.models import Recipient
 from master.housekeeping import purge_master_tombstones
-from master.models import GlobalEntry
+from master.models import AllowedRequestor, GlobalEntry
 from requestor.cycle import sync_all
 from tests.engine.helpers import (
     add_many,
@@ -31,8 +31,9 @@ from tests.engine.helpers import (
     synced,
 )
 from transport import wire
-from transport.constants import MessageKind, Status
+from transport.constants import Direction, MessageKind, Status
 from transport.inbox import process_pending, pump
+from transport.models import Message
 
 KIB = 1024
 # Enough recipients with long attributes for several 16 KiB parts.
@@ -265,3 +266,31 @@ def test_it_removes_stale_contacts_though_a_part_of_the_full_reply_was_lost(scen
     assert runs[0].deleted == 1
     sync_all()
     assert_converged(scenario)
+
+
+def test_a_refused_multi_part_export_fails_each_part_and_nothing_older(many):
+    """The master here refuses every part: each part's own sent copy fails, and the copies
+    of earlier exports, accepted then, stay as they were."""
+    org2 = many["ORG2"]
+    sync_all()
+    exports = Message.objects.filter(
+        direction=Direction.OUTBOUND, kind=MessageKind.EXPORT, sender__icontains="ORG2"
+    )
+    accepted = set(exports.filter(status=Status.SENT).values_list("pk", flat=True))
+    assert accepted
+    for recipient in Recipient.objects.filter(
+        organization=org2.organization, alias__startswith="bulk"
+    ):
+        recipient.title = "Refused"
+        changes.save_recipient(recipient)
+    AllowedRequestor.objects.filter(organization_name="ORG2").update(enabled=False)
+
+    run = queue_cycle(org2)
+    parts = exports.filter(batch=run.batch)
+    assert parts.count() >= 3
+    pump()
+
+    assert set(parts.values_list("status", flat=True)) == {Status.FAILED}
+    assert set(exports.filter(status=Status.SENT).values_list("pk", flat=True)) == accepted
+    run.refresh_from_db()
+    assert "is disabled on this master" in run.error
