@@ -1,6 +1,7 @@
 """A permanently refused export fails its run at once, with the reason, and the organization
 shows failing; the next cycle after the fix sends the changes again."""
 
+import uuid
 from datetime import timedelta
 
 from django.utils import timezone
@@ -20,8 +21,10 @@ from tests.engine.helpers import (
     queue_cycle,
     synced_fixtures,
 )
-from transport.constants import MessageKind, Status
+from transport import inbox
+from transport.constants import Direction, MessageKind, Status
 from transport.inbox import pump
+from transport.models import Message
 
 synced_base, synced = synced_fixtures()
 
@@ -87,3 +90,36 @@ def test_a_replayed_copy_fails_no_run(synced):
     sent.refresh_from_db()
     assert run.status == RunStatus.OK
     assert sent.status == Status.SENT
+
+
+def test_a_refusal_fails_only_the_sent_copy_it_names(synced):
+    """Only a refusal naming the same sender, recipient, batch and part fails a sent copy: a
+    look-alike from another sender, or of another batch, leaves every copy as it was."""
+    sent = outbound(kind=MessageKind.EXPORT, sender__icontains="ORG2", status=Status.SENT).last()
+
+    def refusal(**changed) -> Message:
+        fields = {"sender": sent.sender, "recipient": sent.recipient, "batch": sent.batch}
+        return Message(
+            direction=Direction.INBOUND,
+            status=Status.REJECTED,
+            part=sent.part,
+            error="Refused for the test.",
+            **{**fields, **changed},
+        )
+
+    for look_alike in (
+        refusal(sender="/o=ORG9/ou=Site/cn=Recipients/cn=REQUESTOR"),
+        refusal(recipient="/o=ORG9/ou=Site/cn=Recipients/cn=MASTER"),
+        refusal(batch=uuid.uuid4()),
+    ):
+        inbox.refused_here(look_alike)
+        sent.refresh_from_db()
+        assert sent.status == Status.SENT
+    assert outbound(status=Status.FAILED).count() == 0
+
+    inbox.refused_here(refusal(sender=sent.sender.upper()))
+    sent.refresh_from_db()
+    assert (sent.status, sent.error) == (
+        Status.FAILED,
+        f"Refused by {sent.recipient}: Refused for the test.",
+    )
