@@ -94,15 +94,20 @@ def test_a_replayed_copy_fails_no_run(synced):
 
 def test_a_refusal_fails_only_the_sent_copy_it_names(synced):
     """Only a refusal naming the same sender, recipient, batch and part fails a sent copy: a
-    look-alike from another sender, or of another batch, leaves every copy as it was."""
+    look-alike from another sender, to another agent, or of another batch or part, leaves every
+    copy as it was."""
     sent = outbound(kind=MessageKind.EXPORT, sender__icontains="ORG2", status=Status.SENT).last()
 
     def refusal(**changed) -> Message:
-        fields = {"sender": sent.sender, "recipient": sent.recipient, "batch": sent.batch}
+        fields = {
+            "sender": sent.sender,
+            "recipient": sent.recipient,
+            "batch": sent.batch,
+            "part": sent.part,
+        }
         return Message(
             direction=Direction.INBOUND,
             status=Status.REJECTED,
-            part=sent.part,
             error="Refused for the test.",
             **{**fields, **changed},
         )
@@ -111,6 +116,7 @@ def test_a_refusal_fails_only_the_sent_copy_it_names(synced):
         refusal(sender="/o=ORG9/ou=Site/cn=Recipients/cn=REQUESTOR"),
         refusal(recipient="/o=ORG9/ou=Site/cn=Recipients/cn=MASTER"),
         refusal(batch=uuid.uuid4()),
+        refusal(part=sent.part + 1),
     ):
         inbox.refused_here(look_alike)
         sent.refresh_from_db()
