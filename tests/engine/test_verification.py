@@ -1,7 +1,12 @@
 """Every cycle proves that each organization and its master hold the same, and repairs a
 difference once (docs/protocol.md, rule 10)."""
 
+import uuid
+
+from django.db.models import F
+
 from directory import changes
+from directory.models import DigestCell
 from master import processing
 from master.models import AllowedRequestor, GlobalEntry
 from requestor import verify
@@ -133,3 +138,28 @@ def test_it_reports_a_repair_that_does_not_help_and_stops_repairing(synced, monk
     config = RequestorConfig.objects.get(pk=org2.config.pk)
     assert config.requestor_usn > 0
     assert all("diverged" in run.verification["export"] for run in later)
+
+
+def test_a_repair_counts_what_differed_and_recounts_cells_written_around(synced):
+    """The repair's full reply brings back a lost contact and removes one the master does not
+    list; it also counts the contacts' cells again from their rows, in case something wrote
+    around them. The copy then verifies, and the repair says how many entries differed."""
+    org1 = synced["ORG1"]
+    lost = org1.contacts().order_by("display_name").first()
+    changes.delete_recipients([lost])
+    stray = org1.contacts().order_by("display_name").first()
+    stray.pk, stray.guid = None, uuid.uuid4()
+    stray.global_key, stray.alias, stray.primary_smtp = "ORG9:stray", "stray", "stray@org9.example"
+    changes.save_recipient(stray)
+    DigestCell.objects.filter(organization=org1.organization, imported=True).update(
+        count=F("count") + 5
+    )
+
+    cycle(org1)
+    repaired = cycle(org1)
+
+    check = Verification.objects.get(config=org1.config, side="import")
+    assert (repaired.repair, repaired.imported, repaired.deleted) == ("import", 1, 1)
+    assert (check.state, check.last_repair_differed) == (State.VERIFIED, 2), check.detail
+    assert not org1.contacts().filter(global_key="ORG9:stray").exists()
+    assert_converged(synced)
