@@ -18,7 +18,9 @@ from transport.inbox import pump
 synced_base, synced = synced_fixtures()
 
 
-def export_document(org, changes_: list[dict], full: bool = False) -> wire.ExportDocument:
+def export_document(
+    org, changes_: list[dict], full: bool = False, sequence: int | None = None
+) -> wire.ExportDocument:
     config = RequestorConfig.objects.get(pk=org.config.pk)
     usns = [change["usn"] for change in changes_]
     return wire.decode(
@@ -30,7 +32,7 @@ def export_document(org, changes_: list[dict], full: bool = False) -> wire.Expor
                 "batch": str(uuid.uuid4()),
                 "part": 1,
                 "parts": 1,
-                "sequence": signing.now_ms(),
+                "sequence": sequence or signing.now_ms(),
                 "full": full,
                 "master_usn": config.master_usn,
                 "master_epoch": str(config.master_epoch),
@@ -153,3 +155,30 @@ def test_a_full_export_leaves_alone_what_changed_after_its_snapshot(synced):
     entry = GlobalEntry.objects.get(object_id=later["id"])
     assert not entry.deleted and entry.attrs["display_name"] == "Hired later"
     assert not GlobalEntry.objects.filter(object_id__in=[e.object_id for e in listed], deleted=True)
+
+
+def test_a_full_export_is_superseded_only_by_a_newer_full_export_of_its_own(synced):
+    """Mistake: letting any newer batch (another organization's full export, or an incremental
+    one of the same organization) stop a full export from sweeping what it did not list."""
+    org2, org3 = synced["ORG2"], synced["ORG3"]
+    gone, *kept = [GlobalEntry.objects.get(object_id=person.guid) for person in org2.people]
+    full = export_document(
+        org2, [change(e.object_id, e.source_usn, e.attrs) for e in kept], full=True
+    )
+    theirs = [GlobalEntry.objects.get(object_id=person.guid) for person in org3.people]
+    newer_of_org3 = export_document(
+        org3, [change(e.object_id, e.source_usn, e.attrs) for e in theirs], full=True
+    )
+    promoted = {**kept[0].attrs, "title": "Promoted"}
+    newer_of_org2 = export_document(
+        org2, [change(kept[0].object_id, full.usn_through + 1, promoted)]
+    )
+    assert full.sequence < min(newer_of_org3.sequence, newer_of_org2.sequence)
+
+    processed(org3, newer_of_org3)
+    processed(org2, newer_of_org2)
+    processed(org2, full)
+
+    gone.refresh_from_db()
+    assert gone.deleted
+    assert GlobalEntry.objects.get(pk=kept[0].pk).attrs["title"] == "Promoted"
