@@ -269,8 +269,7 @@ def move_container(
         container.clean()
         old_dn = Container.objects.filter(pk=container.pk).values_list("dn", flat=True).first()
         container.save()
-        # (Rewriting DNs that did not change would change nothing.)
-        if old_dn and old_dn != container.dn:  # pragma: no mutate
+        if old_dn != container.dn and old_dn:  # (None: a new container, nothing inside)
             # Everything inside follows, to the container's site too.
             _rewrite_dns(
                 Q(dn__startswith=old_dn + "/"), old_dn, container.dn, site_id=container.site_id
