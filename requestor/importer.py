@@ -500,12 +500,16 @@ def _contact_values(config, entry: wire.Entry, alias: str, usn: int) -> tuple:
 
 
 def _is_last_full_part(document: wire.ReplyDocument) -> bool:
-    # Distinct parts: a duplicate copy of a part is archived as processed too.
+    # Distinct parts: a duplicate copy of a part is archived as processed too. (Only received
+    # copies are ever processed, and a second copy of this part is refused as a replay: the
+    # direction and the exclusion are there for clarity, not needed.)
     done = (
         Message.objects.filter(
-            direction=Direction.INBOUND, status=Status.PROCESSED, batch=document.batch
+            direction=Direction.INBOUND,  # pragma: no mutate
+            status=Status.PROCESSED,
+            batch=document.batch,
         )
-        .exclude(part=document.part)
+        .exclude(part=document.part)  # pragma: no mutate
         .order_by()
         .values("part")
         .distinct()

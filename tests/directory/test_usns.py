@@ -139,3 +139,10 @@ def test_touch_restates_the_organizations_own_recipients_only(container, other_c
     after = {r.pk: r.usn for r in Recipient.objects.all()}
     assert after[mine.pk] == org_usn(container.organization) > before[mine.pk]
     assert (after[contact.pk], after[theirs.pk]) == (before[contact.pk], before[theirs.pk])
+
+
+def test_deleting_says_how_many_went(container):
+    person = RecipientFactory(container=container)
+    assert changes.delete_recipients([]) == 0
+    assert changes.delete_recipients(Recipient.objects.filter(pk=person.pk)) == 1
+    assert changes.delete_recipients(Recipient.objects.filter(pk=person.pk)) == 0

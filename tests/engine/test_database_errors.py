@@ -16,8 +16,8 @@ from tests.engine.helpers import inbound
 from transport import inbox
 from transport.constants import MessageKind, Status
 from transport.inbox import pump
-from transport.outbox import deliver_pending
 from transport.models import Message
+from transport.outbox import deliver_pending
 
 
 def kill_my_connection() -> None:
@@ -163,4 +163,5 @@ def test_an_error_on_one_message_leaves_the_others_alone(scenario, monkeypatch):
     failing.refresh_from_db()
     waiting.refresh_from_db()
     assert failing.status == Status.FAILED and failing.processed_at is not None
+    assert failing.attempts == inbox.MAX_ATTEMPTS
     assert (waiting.status, waiting.error, waiting.processed_at) == (Status.RECEIVED, "", None)
