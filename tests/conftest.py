@@ -9,6 +9,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
+from hypothesis import settings as hypothesis_settings
+
+# No time limit per example: on a loaded CI machine a slow example is not a failure. Under
+# mutmut (thousands of short runs), fewer examples per property.
+hypothesis_settings.register_profile("interorg", deadline=None)
+hypothesis_settings.register_profile("mutate", deadline=None, max_examples=25)
+hypothesis_settings.load_profile("mutate" if "MUTANT_UNDER_TEST" in os.environ else "interorg")
 
 
 def pytest_collection_modifyitems(config, items):
