@@ -96,10 +96,10 @@ def test_it_reports_two_origins_with_one_address_as_a_conflict(synced):
 
 
 def test_it_sets_aside_an_entry_without_a_valid_address_and_takes_unusual_valid_ones(synced):
-    """An address the plain pattern does not match is judged by Django's validator: mixed case
-    passes, a string that is no address is set aside with the reason."""
+    """An address the plain pattern does not match is judged by Django's validator: an
+    internationalized domain passes, a string that is no address is set aside with the reason."""
     org1, org2 = synced["ORG1"], synced["ORG2"]
-    org2.add(alias="annlee", primary_smtp="Ann.Lee@Org2.Example")
+    org2.add(alias="annlee", primary_smtp="ann.lee@bücher.example")
     broken = org2.add(alias="broken")
     broken.primary_smtp = "no address at all"
     changes.save_recipient(broken)
@@ -107,7 +107,7 @@ def test_it_sets_aside_an_entry_without_a_valid_address_and_takes_unusual_valid_
     cycle(org2)
     cycle(org1)
 
-    assert org1.contacts().filter(primary_smtp="Ann.Lee@Org2.Example").exists()
+    assert org1.contacts().filter(primary_smtp="ann.lee@bücher.example").exists()
     conflict = Conflict.objects.get(config=org1.config)
     assert conflict.reason == "The entry has no valid primary SMTP address ('no address at all')."
     assert not org1.contacts().filter(alias="broken").exists()
