@@ -335,9 +335,10 @@ _PLAIN_ADDRESS = re.compile(
 
 
 def _is_smtp_address(smtp: str) -> bool:
-    # The usual address skips Django's validator; the bound only picks that fast path (the
-    # validator accepts the same lengths), hence no mutants of it.
-    if len(smtp) <= 254 and _PLAIN_ADDRESS.fullmatch(smtp):  # pragma: no mutate
+    # The usual address skips Django's validator; the length bound only picks that fast path
+    # (the validator accepts the same lengths), hence no mutants of it.
+    short = len(smtp) <= 254  # pragma: no mutate
+    if short and _PLAIN_ADDRESS.fullmatch(smtp):
         return True
     try:
         smtp_validator(smtp)
