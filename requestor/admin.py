@@ -15,6 +15,7 @@ from django_celery_beat.models import (
 from directory.admin import ReadOnlyAdmin
 from requestor import actions, schedule
 from requestor.models import (
+    SYNC_STATE,
     Conflict,
     ExportedContainer,
     FilteredEntry,
@@ -23,17 +24,21 @@ from requestor.models import (
     Verification,
 )
 
-PROTOCOL_STATE = (
-    "master_epoch",
-    "master_fingerprint",
-    "sequence",
-    "last_export_batch",
-    "exported_scope",
-    "imported_under",
-    "full_reply_pending",
-    "full_reply_requested_at",
-    "set_aside_count",
+# The engine's own state, shown read-only (the USNs stand on their own line; the digest and the
+# awaited batch say nothing to a reader).
+PROTOCOL_STATE = tuple(
+    name
+    for name in SYNC_STATE
+    if name not in ("requestor_usn", "master_usn", "full_reply_batch", "set_aside_digest")
 )
+
+
+class OrganizationColumn:
+    """An `organization` column for the records of one requestor configuration."""
+
+    @admin.display(ordering="config__organization__name")
+    def organization(self, obj) -> str:
+        return obj.config.organization.name
 
 
 class ExportedContainerInline(admin.TabularInline):
@@ -191,7 +196,7 @@ class RequestorConfigAdmin(admin.ModelAdmin):
 
 
 @admin.register(Run)
-class RunAdmin(ReadOnlyAdmin):
+class RunAdmin(OrganizationColumn, ReadOnlyAdmin):
     allow_delete = True
     list_display = (
         "id",
@@ -211,17 +216,13 @@ class RunAdmin(ReadOnlyAdmin):
     list_filter = ("config__organization", "status", "trigger")
     list_select_related = ("config__organization",)
 
-    @admin.display(ordering="config__organization__name")
-    def organization(self, obj: Run) -> str:
-        return obj.config.organization.name
-
     @admin.display(description="error")
     def short_error(self, obj: Run) -> str:
         return Truncator(obj.error).chars(80)
 
 
 @admin.register(Conflict)
-class ConflictAdmin(ReadOnlyAdmin):
+class ConflictAdmin(OrganizationColumn, ReadOnlyAdmin):
     allow_delete = True
     list_display = (
         "address",
@@ -236,25 +237,17 @@ class ConflictAdmin(ReadOnlyAdmin):
     list_select_related = ("config__organization", "local_recipient")
     search_fields = ("address", "display_name", "global_key")
 
-    @admin.display(ordering="config__organization__name")
-    def organization(self, obj: Conflict) -> str:
-        return obj.config.organization.name
-
 
 @admin.register(FilteredEntry)
-class FilteredEntryAdmin(ReadOnlyAdmin):
+class FilteredEntryAdmin(OrganizationColumn, ReadOnlyAdmin):
     list_display = ("address", "origin", "organization", "master_usn")
     list_filter = ("config__organization", "origin")
     list_select_related = ("config__organization",)
     search_fields = ("address", "global_key")
 
-    @admin.display(ordering="config__organization__name")
-    def organization(self, obj: FilteredEntry) -> str:
-        return obj.config.organization.name
-
 
 @admin.register(Verification)
-class VerificationAdmin(ReadOnlyAdmin):
+class VerificationAdmin(OrganizationColumn, ReadOnlyAdmin):
     """The last check of each side of each organization's copy (requestor.verify)."""
 
     list_display = (
@@ -268,10 +261,6 @@ class VerificationAdmin(ReadOnlyAdmin):
     )
     list_filter = ("state", "side", "config__organization")
     list_select_related = ("config__organization",)
-
-    @admin.display(ordering="config__organization__name")
-    def organization(self, obj: Verification) -> str:
-        return obj.config.organization.name
 
 
 # Each requestor's schedule is edited on its own page; beat's raw tables (and the periodic

@@ -25,7 +25,7 @@ from transport.validators import (
 _domain = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 # Written by the engine under a row lock; an edit of the options leaves them alone.
-SYNC_STATE = {
+SYNC_STATE = (
     "requestor_usn",
     "master_usn",
     "master_epoch",
@@ -39,7 +39,7 @@ SYNC_STATE = {
     "full_reply_batch",
     "set_aside_digest",
     "set_aside_count",
-}
+)
 
 
 def parse_domains(text: str) -> list[str]:
