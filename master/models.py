@@ -4,12 +4,19 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from directory.constants import Kind
-from master.constants import DEFAULT_MAX_ATTACHMENT_SIZE, DEFAULT_TOMBSTONE_LIFETIME_DAYS
+from master.constants import (
+    DEFAULT_DELETE_FLOOR,
+    DEFAULT_DELETE_LIMIT,
+    DEFAULT_DELETE_PERCENT,
+    DEFAULT_MAX_ATTACHMENT_SIZE,
+    DEFAULT_QUARANTINE_AFTER_REFUSALS,
+    DEFAULT_TOMBSTONE_LIFETIME_DAYS,
+)
 from transport.constants import AddressType, Op
 from transport.digest import EMPTY as EMPTY_DIGEST
 from transport.validators import (
@@ -54,6 +61,12 @@ class MasterConfig(models.Model):
         default=DEFAULT_TOMBSTONE_LIFETIME_DAYS, validators=[MinValueValidator(1)]
     )
     enabled = models.BooleanField(default=True)
+    quarantine_after_refusals = models.PositiveIntegerField(
+        "quarantine after refused messages",
+        default=DEFAULT_QUARANTINE_AFTER_REFUSALS,
+        help_text="A requestor whose messages are refused this many times in a row (a bad "
+        "signature, a wrong sender) is quarantined; 0 never quarantines one automatically.",
+    )
     usn = models.BigIntegerField("master USN", default=0, editable=False)
     epoch = models.UUIDField(default=uuid.uuid4, editable=False)
     purged_through_usn = models.BigIntegerField(
@@ -115,6 +128,44 @@ class AllowedRequestor(models.Model):
         "signed with it.",
     )
 
+    # The mass-delete guard (transport.holds).
+    delete_limit = models.PositiveIntegerField(
+        "hold exports deleting more than",
+        default=DEFAULT_DELETE_LIMIT,
+        help_text="Entries; an export that would delete more is held for an administrator.",
+    )
+    delete_percent = models.PositiveSmallIntegerField(
+        "or more than (%)",
+        default=DEFAULT_DELETE_PERCENT,
+        validators=[MaxValueValidator(100)],
+        help_text="Percent of this requestor's live entries at the master; 100 turns the "
+        "percentage off.",
+    )
+    delete_floor = models.PositiveIntegerField(
+        "percentage counts from",
+        default=DEFAULT_DELETE_FLOOR,
+        help_text="The percentage holds an export only when it deletes at least this many "
+        "entries (so that removing one person of four is not held); 0 counts from the first.",
+    )
+    quarantined_at = models.DateTimeField(null=True, blank=True, editable=False)
+    quarantine_reason = models.TextField(blank=True, editable=False)
+    quarantined_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    refusals = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Messages refused in a row (signature, sender)."
+    )
+    full_export_wanted = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="A held export was rejected: replies ask for a full export until one comes.",
+    )
+
     acked_usn = models.BigIntegerField(
         default=0, editable=False, help_text="Highest requestor USN held contiguously."
     )
@@ -145,6 +196,10 @@ class AllowedRequestor(models.Model):
     @property
     def address_type(self) -> str:
         return AddressType.EX if self.address.startswith("/") else AddressType.SMTP
+
+    @property
+    def quarantined(self) -> bool:
+        return self.quarantined_at is not None
 
 
 class ReceivedBatch(models.Model):

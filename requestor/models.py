@@ -12,7 +12,14 @@ from django.utils import timezone
 
 from directory.constants import TRUST_LEVEL_MAX, Kind
 from directory.models import LdapDirectory
-from requestor.constants import DEFAULT_MAX_MESSAGE_SIZE, RunStatus, Trigger
+from requestor.constants import (
+    DEFAULT_IMPORT_DELETE_FLOOR,
+    DEFAULT_IMPORT_DELETE_LIMIT,
+    DEFAULT_IMPORT_DELETE_PERCENT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    RunStatus,
+    Trigger,
+)
 from transport.constants import AddressType, address_type_of
 from transport.digest import EMPTY as EMPTY_DIGEST
 from transport.validators import (
@@ -147,6 +154,35 @@ class RequestorConfig(models.Model):
         blank=True,
         validators=[validate_domain_list],
         help_text="SMTP domains to import, separated by commas or new lines.",
+    )
+    excluded_addresses = models.TextField(
+        "addresses never to import",
+        blank=True,
+        help_text="SMTP addresses, one per line (or separated by commas); contacts already "
+        "imported for them are removed at the next cycle.",
+    )
+    excluded_organizations = models.TextField(
+        "organizations never to import",
+        blank=True,
+        help_text="Origin organizations (such as ORG3) whose entries are never imported.",
+    )
+    # The import guard (transport.holds).
+    import_delete_limit = models.PositiveIntegerField(
+        "hold replies removing more than",
+        default=DEFAULT_IMPORT_DELETE_LIMIT,
+        help_text="Contacts; a reply that would remove more is held for an administrator.",
+    )
+    import_delete_percent = models.PositiveSmallIntegerField(
+        "or more than (%)",
+        default=DEFAULT_IMPORT_DELETE_PERCENT,
+        validators=[MaxValueValidator(100)],
+        help_text="Percent of the imported contacts; 100 turns the percentage off.",
+    )
+    import_delete_floor = models.PositiveIntegerField(
+        "percentage counts from",
+        default=DEFAULT_IMPORT_DELETE_FLOOR,
+        help_text="The percentage holds a reply only when it removes at least this many "
+        "contacts; 0 counts from the first.",
     )
 
     master_epoch = models.UUIDField(null=True, blank=True, editable=False)

@@ -33,6 +33,8 @@ class Status(models.TextChoices):
     DEFERRED = "deferred", "Waiting for an earlier part"
     PROCESSED = "processed", "Processed"
     REJECTED = "rejected", "Rejected"
+    # Archived but not applied: it waits for an administrator (transport.holds).
+    HELD = "held", "Held for an administrator"
     FAILED = "failed", "Failed"
 
 

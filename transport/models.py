@@ -1,5 +1,6 @@
 """The message archive: every message of both directions, kept with its parsed summary."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower, Upper
 
@@ -106,3 +107,72 @@ class SigningKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization} key {self.fingerprint[:16]}"
+
+
+class Hold(models.Model):
+    """A batch an agent of this installation keeps instead of applying (it would delete more than
+    the organization's threshold), waiting for an administrator to approve or reject it."""
+
+    class Decision(models.TextChoices):
+        PENDING = "pending", "Waiting for an administrator"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    organization = models.ForeignKey(
+        "directory.Organization",
+        on_delete=models.CASCADE,
+        related_name="holds",
+        help_text="The organization of this installation that holds it.",
+    )
+    kind = models.CharField(
+        max_length=16,
+        choices=MessageKind.choices,
+        help_text="An export held by a master, or a reply held by a requestor.",
+    )
+    sender = models.CharField(max_length=1024)
+    recipient = models.CharField(max_length=1024)
+    peer = models.CharField(
+        "from organization", max_length=64, help_text="The organization that sent the batch."
+    )
+    batch = models.UUIDField()
+    message = models.ForeignKey(
+        Message,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The part that tripped the guard.",
+    )
+    reason = models.TextField()
+    deletes = models.PositiveIntegerField(help_text="Entries the batch would delete.")
+    live = models.PositiveIntegerField(help_text="Entries it would delete them from.")
+    sample = models.JSONField(
+        default=list, blank=True, help_text="Some of the entries it would delete."
+    )
+    held_at = models.DateTimeField(auto_now_add=True)
+    decision = models.CharField(
+        max_length=16, choices=Decision.choices, default=Decision.PENDING, db_index=True
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-held_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "kind", "sender", "batch"], name="hold_once_per_batch"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.peer}: {self.deletes} deletes of {self.live} ({self.get_decision_display()})"
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.deletes / self.live if self.live else 100.0
