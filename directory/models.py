@@ -315,6 +315,11 @@ class Recipient(models.Model):
     trust_level = models.PositiveSmallIntegerField(
         default=0, validators=[MinValueValidator(0), MaxValueValidator(TRUST_LEVEL_MAX)]
     )
+    hidden_from_others = models.BooleanField(
+        "hidden from other organizations",
+        default=False,
+        help_text="Never exported: the other organizations' contacts for it are deleted.",
+    )
     custom_attribute_1 = _custom(1)
     custom_attribute_2 = _custom(2)
     custom_attribute_3 = _custom(3)
