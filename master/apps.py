@@ -6,7 +6,7 @@ class MasterAppConfig(AppConfig):
     verbose_name = "Master"
 
     def ready(self) -> None:
-        from master import processing, trust
+        from master import processing, quarantine, trust
         from transport.constants import MessageKind
         from transport.registry import Agent, register_agent
 
@@ -16,5 +16,9 @@ class MasterAppConfig(AppConfig):
                 trust.organization_at,
                 trust.trusted_keys,
                 processing.handle_export,
+                holding=quarantine.holding,
+                held=quarantine.held,
+                decided=quarantine.decided,
+                refused=quarantine.refused,
             )
         )

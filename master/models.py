@@ -219,6 +219,12 @@ class ReceivedBatch(models.Model):
     changed = models.IntegerField(
         default=0, help_text="Entries the batch changed (its full export's sweep included)."
     )
+    deleted = models.IntegerField(
+        default=0, help_text="Live entries the batch deleted so far (the mass-delete guard)."
+    )
+    live_at_start = models.IntegerField(
+        default=0, help_text="The requestor's live entries when the batch's first part came."
+    )
     replied = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from directory.bulk import OneOf, copy_insert, update_objects
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig, ReceivedBatch
-from transport import outbox, signing, wire
+from transport import holds, outbox, signing, wire
 from transport.constants import PROTOCOL_VERSION, AddressType, MessageKind, Op
 from transport.digest import Tally, member
-from transport.exceptions import MessageRejected
+from transport.exceptions import MessageHeld, MessageRejected
 from transport.models import Message
 from transport.registry import at_address
 
@@ -92,6 +92,12 @@ def handle_export(message: Message, document: wire.ExportDocument) -> None:
     master = lock_master(message.recipient)
     message.organization_id = master.organization_id
     requestor = allowed_requestor(master, message.sender, document.sender.organization)
+    if requestor.quarantined:
+        raise MessageHeld(
+            f"Held: {requestor.organization_name} is quarantined on this master since "
+            f"{requestor.quarantined_at:%Y-%m-%d %H:%M} UTC ({requestor.quarantine_reason}). Its "
+            "messages are kept and applied in order when an administrator releases it."
+        )
     refuse_older_than_tombstones(master, document)
     process_export(master, requestor, document, message)
 
@@ -116,6 +122,8 @@ class _Changes:
     create: list["_NewEntry"] = field(default_factory=list)
     update: list[GlobalEntry] = field(default_factory=list)
     ledger: list[tuple] = field(default_factory=list)
+    # Names of the live entries this part deleted (the mass-delete guard shows some).
+    deleted: list[str] = field(default_factory=list)
     # (deleted, source_usn, usn) of each stored entry when this part first touched it.
     before: dict[uuid.UUID, tuple[bool, int, int]] = field(default_factory=dict)
     now: datetime = field(default_factory=timezone.now)
@@ -123,6 +131,13 @@ class _Changes:
     def track(self, entry: GlobalEntry) -> None:
         """Remember a stored entry as it was, before this part changes it."""
         self.before.setdefault(entry.object_id, (entry.deleted, entry.source_usn, entry.usn))
+
+    def delete(self, entry: "GlobalEntry | _NewEntry") -> None:
+        """Delete a live entry: a tombstone takes the next master USN."""
+        attrs = entry.attrs
+        self.deleted.append(attrs.get("display_name") or attrs.get("primary_smtp") or "")
+        entry.deleted, entry.attrs = True, {}
+        self.publish(entry, Op.DELETE.value)
 
     def publish(self, entry: "GlobalEntry | _NewEntry", op: str) -> None:
         self.master.usn += 1
@@ -191,6 +206,7 @@ def process_export(
     message: Message | None = None,
 ) -> None:
     changes = _Changes(master, requestor, message)
+    live = requestor.export_count
     superseded = document.full and _superseded(requestor, document)
     apply_changes(changes, document, claim=not superseded)
     published = changes.save()
@@ -198,12 +214,17 @@ def process_export(
     requestor.reported_master_usn = document.master_usn
     requestor.last_sequence = max(requestor.last_sequence, document.sequence)
     requestor.last_contact_at = timezone.now()
-    batch = record_part(requestor, document)
+    requestor.refusals = 0
+    batch = record_part(requestor, document, live)
     batch.changed += published
-    if batch.complete and not batch.replied:
-        if batch.full and not superseded:
-            sweep_absent(changes, batch.batch, document.usn_through)
-            batch.changed += changes.save()
+    answering = batch.complete and not batch.replied
+    if answering and batch.full and not superseded:
+        sweep_absent(changes, batch.batch, document.usn_through)
+        batch.changed += changes.save()
+    guard(master, requestor, batch, changes, message)
+    if answering:
+        if requestor.full_export_wanted and batch.full:
+            requestor.full_export_wanted = False
         send_reply(master, requestor, batch)
         batch.replied = True
     batch.save()
@@ -255,8 +276,7 @@ def apply_changes(changes: _Changes, document: wire.ExportDocument, claim: bool 
         touched[change.id] = entry
         if change.op == Op.DELETE:
             if not entry.deleted:
-                entry.deleted, entry.attrs = True, {}
-                changes.publish(entry, Op.DELETE.value)
+                changes.delete(entry)
         elif entry.deleted or entry.kind != change.kind or entry.attrs != change.attrs:
             entry.deleted, entry.kind, entry.attrs = False, change.kind, dict(change.attrs)
             changes.publish(entry, Op.UPSERT.value)
@@ -318,7 +338,38 @@ def acknowledge(requestor: AllowedRequestor, usn_from: int, usn_through: int) ->
     requestor.pending_ranges = waiting[-MAX_PENDING_RANGES:]
 
 
-def record_part(requestor: AllowedRequestor, document: wire.ExportDocument) -> ReceivedBatch:
+def guard(
+    master: MasterConfig,
+    requestor: AllowedRequestor,
+    batch: ReceivedBatch,
+    changes: _Changes,
+    message: Message | None,
+) -> None:
+    """The mass-delete guard: a batch whose deletes (its full export's sweep included), over
+    the parts applied so far, trip the requestor's threshold is held for an administrator
+    (transport.holds) — this part's writes are rolled back with the savepoint it runs in —
+    unless an administrator approved it."""
+    batch.deleted += len(changes.deleted)
+    threshold = holds.Threshold(
+        requestor.delete_limit, requestor.delete_percent, requestor.delete_floor
+    )
+    if not changes.deleted or not threshold.trips(batch.deleted, batch.live_at_start):
+        return
+    if message is not None and holds.waived(master.organization_id, message.sender, batch.batch):
+        return
+    holds.judge(
+        threshold,
+        batch.deleted,
+        batch.live_at_start,
+        what=f"entries of {requestor.organization_name} at the master",
+        peer=requestor.organization_name,
+        sample=changes.deleted,
+    )
+
+
+def record_part(
+    requestor: AllowedRequestor, document: wire.ExportDocument, live: int = 0
+) -> ReceivedBatch:
     batch, _ = ReceivedBatch.objects.get_or_create(
         requestor=requestor,
         batch=document.batch,
@@ -329,6 +380,7 @@ def record_part(requestor: AllowedRequestor, document: wire.ExportDocument) -> R
             "master_epoch": document.master_epoch,
             "master_fingerprint": document.master_fingerprint or "",
             "sequence": _first_sequence(document),
+            "live_at_start": live,
         },
     )
     if document.part not in batch.received_parts:
@@ -348,9 +400,8 @@ def sweep_absent(changes: _Changes, batch: uuid.UUID, usn_through: int) -> None:
     ).exclude(full_batch=batch)
     for entry in stale:
         changes.track(entry)
-        entry.deleted, entry.attrs = True, {}
         entry.source_usn = max(entry.source_usn, usn_through)
-        changes.publish(entry, Op.DELETE.value)
+        changes.delete(entry)
         changes.update.append(entry)
 
 
@@ -409,6 +460,7 @@ def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: Receive
     """Queue the reply to a complete export batch, split by the master's attachment size. The
     last part carries the digests the requestor checks its copy against."""
     full = reply_is_full(master, batch)
+    export_all = requestor.full_export_wanted
     after = 0 if full else batch.master_usn
     through = master.usn
     entries = (
@@ -462,6 +514,7 @@ def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: Receive
             # Known for the last part's `through`, the master's USN now.
             "fingerprint": master.history if last and through else None,
             "verification": verification if last else None,
+            **({"export_all": True} if export_all else {}),
             "entries": chunks[index],
         }
 

@@ -25,7 +25,7 @@ from directory.models import Recipient, allocate_usns, smtp_validator
 from requestor import verify
 from requestor.constants import RunStatus
 from requestor.models import Conflict, FilteredEntry, RequestorConfig, Run
-from transport import inbox, wire
+from transport import holds, inbox, wire
 from transport.constants import Direction, Op, Status
 from transport.digest import Tally
 from transport.exceptions import MessageDeferred, MessageRejected
@@ -65,6 +65,8 @@ class Counts:
     deleted: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     filtered: list[FilteredEntry] = field(default_factory=list)
+    # Names of the contacts removed (the import guard shows some).
+    removed: list[str] = field(default_factory=list)
 
 
 def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
@@ -85,19 +87,69 @@ def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
         raise MessageRejected(
             "No container for importing is set; choose one on the Import Config page."
         )
-    apply_reply(config, document)
+    if document.held is not None:
+        master_notice(config, document)
+        return
+    counts = apply_reply(config, document)
+    if counts.deleted:
+        guard(config, message, document, counts)
     backends.contacts_changed(config.organization)
+
+
+def master_notice(config: RequestorConfig, document: wire.ReplyDocument) -> None:
+    """The master holds the answered export for an administrator, or one rejected it: nothing
+    was applied at the master, and nothing is here. The run says so; after a rejection the
+    next cycle sends a full export (the master asked for it)."""
+    run = Run.objects.filter(config=config, batch=document.in_reply_to).first()
+    if document.export_all:
+        config.request_full_export()
+    if run is None or run.status in (RunStatus.OK, RunStatus.SUPERSEDED):
+        return
+    if document.export_all:
+        run.status, run.finished_at = RunStatus.FAILED, timezone.now()
+        run.error = f"Rejected at the master: {document.held}"
+    else:
+        run.status = RunStatus.HELD
+        run.error = f"Held by the master: {document.held}"
+    run.save(update_fields=["status", "finished_at", "error"])
+
+
+def guard(
+    config: RequestorConfig, message: Message, document: wire.ReplyDocument, counts: Counts
+) -> None:
+    """The import guard: a reply part that removes more contacts than the threshold is held
+    for an administrator before anything of it is written (the savepoint it runs in is rolled
+    back, and an LDAP directory is written only after it), unless one approved it."""
+    threshold = holds.Threshold(
+        config.import_delete_limit, config.import_delete_percent, config.import_delete_floor
+    )
+    live = _contacts(config).count() + counts.deleted
+    if not threshold.trips(counts.deleted, live):
+        return
+    if holds.waived(config.organization_id, message.sender, document.batch):
+        return
+    holds.judge(
+        threshold,
+        counts.deleted,
+        live,
+        what=f"contacts of {config.organization.name}",
+        peer=document.sender.organization,
+        sample=counts.removed,
+    )
 
 
 def apply_reply(config: RequestorConfig, document: wire.ReplyDocument) -> Counts:
     run = Run.objects.filter(config=config, batch=document.in_reply_to).first()
     _check_applicable(config, document)
+    if document.export_all and (run is None or not run.full_export):
+        # An administrator at the master rejected a held export: everything, again.
+        config.request_full_export()
     counts = Counts()
     set_aside = Tally.of(config.set_aside_digest, config.set_aside_count)
     if _is_news(config, document, run):
         apply_entries(config, document.entries, counts, set_aside)
         if document.full and _is_last_full_part(document):
-            counts.deleted += sweep_absent(config, document)
+            counts.deleted += sweep_absent(config, document, counts)
             set_aside = _finish_full_reply(config, counts, run)
     config.set_aside_digest, config.set_aside_count = set_aside.hex, set_aside.count
     advanced = document.through > config.master_usn
@@ -189,16 +241,18 @@ def apply_entries(
         return
     contacts = {c.global_key: c for c in _contacts(config).filter(OneOf("global_key", latest))}
     domains = config.domains()
+    excluded = config.excluded()
     removals: list[Recipient] = []
     upserts: list[tuple[wire.Entry, Recipient | None]] = []
     settled: list[str] = []  # keys whose earlier conflict or filter no longer holds
     for key, entry in latest.items():
         contact = contacts.get(key)
-        if entry.op == Op.DELETE or not _wanted(entry, domains):
+        left_out = _left_out(entry, domains, excluded)
+        if entry.op == Op.DELETE or left_out:
             if contact is not None:
                 removals.append(contact)
             if entry.op == Op.UPSERT:
-                counts.filtered.append(_filtered(config, entry))
+                counts.filtered.append(_filtered(config, entry, left_out))
             settled.append(key)
             continue
         current = contact is not None and contact.container_id == config.import_container_id
@@ -218,20 +272,31 @@ def apply_entries(
     _set_aside(config, settled, counts, set_aside)
 
 
-def _wanted(entry: wire.Entry, domains: list[str] | None) -> bool:
-    if domains is None:
-        return True
-    smtp = entry.attrs.get("primary_smtp", "")
-    return smtp.rpartition("@")[2].lower() in domains
+def _left_out(
+    entry: wire.Entry, domains: list[str] | None, excluded: tuple[set[str], set[str]]
+) -> str | None:
+    """Why the Import Config leaves an entry out (a FilteredEntry reason), or None."""
+    addresses, organizations = excluded
+    if domains is None and not addresses and not organizations:
+        return None
+    smtp = entry.attrs.get("primary_smtp", "").lower()
+    if organizations and entry.origin.lower() in organizations:
+        return FilteredEntry.Reason.ORGANIZATION
+    if addresses and smtp in addresses:
+        return FilteredEntry.Reason.ADDRESS
+    if domains is not None and smtp.rpartition("@")[2] not in domains:
+        return FilteredEntry.Reason.DOMAIN
+    return None
 
 
-def _filtered(config: RequestorConfig, entry: wire.Entry) -> FilteredEntry:
+def _filtered(config: RequestorConfig, entry: wire.Entry, reason: str) -> FilteredEntry:
     return FilteredEntry(
         config=config,
         global_key=entry.key,
         origin=entry.origin,
         address=entry.attrs.get("primary_smtp", ""),  # at most 256 characters, as on the wire
         master_usn=entry.usn,
+        reason=reason,
     )
 
 
@@ -417,6 +482,7 @@ def _fallback_alias(base: str, key: str) -> str:
 
 def _delete(config, removals: list[Recipient], counts: Counts) -> None:
     pks = {contact.pk for contact in removals}
+    counts.removed.extend(contact.display_name for contact in removals[: holds.SAMPLE_SIZE])
     if pks:
         changes.delete_recipients(Recipient.objects.filter(OneOf("pk", pks)))
     counts.deleted += len(pks)
@@ -521,17 +587,23 @@ def _is_last_full_part(document: wire.ReplyDocument) -> bool:
     return done + 1 >= document.parts
 
 
-def sweep_absent(config: RequestorConfig, document: wire.ReplyDocument) -> int:
+def sweep_absent(
+    config: RequestorConfig, document: wire.ReplyDocument, counts: Counts | None = None
+) -> int:
     """After the last part of a full reply: remove contacts the master no longer lists, and
     forget conflicts and filtered entries of entries it no longer lists."""
     present = set(_full_reply_keys(document))
-    stale = [
-        pk
-        for pk, key in _contacts(config)
+    stale, names = [], []
+    for pk, key, name in (
+        _contacts(config)
         .filter(master_usn__lte=document.through)
-        .values_list("pk", "global_key")
-        if key not in present
-    ]
+        .values_list("pk", "global_key", "display_name")
+    ):
+        if key not in present:
+            stale.append(pk)
+            names.append(name)
+    if counts is not None:
+        counts.removed.extend(names[: holds.SAMPLE_SIZE])
     if stale:
         changes.delete_recipients(Recipient.objects.filter(OneOf("pk", stale)))
     for model in (Conflict, FilteredEntry):

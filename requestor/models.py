@@ -29,6 +29,8 @@ from transport.validators import (
     validate_smtp_address,
 )
 
+_address = re.compile(r"^[^@\s]{1,64}@[a-z0-9.-]{1,253}$")
+_organization = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _domain = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 # Written by the engine under a row lock; an edit of the options leaves them alone.
@@ -250,6 +252,24 @@ class RequestorConfig(models.Model):
         """The address replies come back to: the DN when the master is in this installation."""
         return self.dn if self.master_address_type == AddressType.EX else self.address
 
+    def clean_fields(self, exclude=None) -> None:
+        super().clean_fields(exclude)
+        exclude = set(exclude or ())
+        addresses, organizations = self.excluded()
+        bad = [a for a in addresses if not _address.match(a)]
+        if bad and "excluded_addresses" not in exclude:
+            raise ValidationError(
+                {"excluded_addresses": f"Not an SMTP address: {', '.join(sorted(bad)[:5])}."}
+            )
+        bad = [o for o in organizations if not _organization.match(o)]
+        if bad and "excluded_organizations" not in exclude:
+            raise ValidationError(
+                {
+                    "excluded_organizations": "Not an organization name (letters, digits, "
+                    f"'.', '_', '-'): {', '.join(sorted(bad)[:5])}."
+                }
+            )
+
     def domains(self) -> list[str] | None:
         """The SMTP domains to import, or None for all of them."""
         return None if self.import_all_domains else parse_domains(self.import_domains)
@@ -287,9 +307,21 @@ class RequestorConfig(models.Model):
             }
         super().save(*args, **kwargs)
 
+    def excluded(self) -> tuple[set[str], set[str]]:
+        """The addresses and the origin organizations never to import, lowercased."""
+        return (
+            {a.strip().lower() for a in re.split(r"[\s,;]+", self.excluded_addresses) if a},
+            {o.strip().lower() for o in re.split(r"[\s,;]+", self.excluded_organizations) if o},
+        )
+
     def import_options(self) -> dict:
-        """Where contacts go and which domains are imported: their change needs a full reply."""
-        return {"container": self.import_container_id, "domains": self.domains()}
+        """Where contacts go, which domains are imported and what never is: their change needs
+        a full reply."""
+        options = {"container": self.import_container_id, "domains": self.domains()}
+        addresses, organizations = self.excluded()
+        if addresses or organizations:
+            options["excluded"] = [sorted(addresses), sorted(organizations)]
+        return options
 
     def request_full_export(self) -> None:
         """Send everything again next cycle; replies to earlier batches acknowledge nothing."""
@@ -456,7 +488,13 @@ class Conflict(models.Model):
 
 
 class FilteredEntry(models.Model):
-    """A master entry left out because its SMTP domain is not among the domains to import."""
+    """A master entry left out by the Import Config: its SMTP domain is not imported, or its
+    address or origin organization is excluded."""
+
+    class Reason(models.TextChoices):
+        DOMAIN = "domain", "domain not imported"
+        ADDRESS = "address", "address excluded"
+        ORGANIZATION = "organization", "organization excluded"
 
     config = models.ForeignKey(
         RequestorConfig, on_delete=models.CASCADE, related_name="filtered_entries"
@@ -465,6 +503,7 @@ class FilteredEntry(models.Model):
     origin = models.CharField("origin organization", max_length=64)
     address = models.CharField(max_length=256)
     master_usn = models.BigIntegerField("master USN")
+    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.DOMAIN)
 
     class Meta:
         verbose_name_plural = "filtered entries"
@@ -473,7 +512,7 @@ class FilteredEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.address} (domain not imported)"
+        return f"{self.address} ({self.get_reason_display()})"
 
 
 class Verification(models.Model):

@@ -8,9 +8,9 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from transport import dispatch, signing, wire
+from transport import dispatch, holds, signing, wire
 from transport.constants import Direction, MessageKind, Status
-from transport.exceptions import MessageDeferred, MessageRejected, MessageReplayed
+from transport.exceptions import MessageDeferred, MessageHeld, MessageRejected, MessageReplayed
 from transport.models import Message
 from transport.outbox import deliver_pending
 from transport.registry import agent_at, delivery_failed, organization_at
@@ -137,8 +137,12 @@ def process_message(pk: int) -> bool:
         message.processed_at = timezone.now()
         message.next_attempt_at = None
         refused = False
+        held = None
         try:
             _dispatch(message)
+        except MessageHeld as exc:
+            message.status, message.error = Status.HELD, str(exc)
+            held = exc
         except MessageRejected as exc:
             message.status, message.error = Status.REJECTED, str(exc)
             log.warning("message %s rejected: %s", pk, exc)
@@ -149,9 +153,20 @@ def process_message(pk: int) -> bool:
             message.status = Status.PROCESSED
         # Not the payload: it is megabytes, and unchanged.
         message.save(update_fields=PROCESSED_FIELDS)
+        if held is not None:
+            holds.record(message, getattr(held, "document", None), held)
         if refused:
             refused_here(message)
+            _tell_refused(message)
     return True
+
+
+def _tell_refused(message: Message) -> None:
+    """The receiving agent counts refusals (a master quarantines a requestor whose messages are
+    refused again and again)."""
+    agent = agent_at(message.recipient)
+    if agent is not None and agent.refused is not None:
+        agent.refused(message)
 
 
 def _dispatch(message: Message) -> None:
@@ -179,9 +194,14 @@ def _dispatch(message: Message) -> None:
             f"but the message came from {message.sender}."
         )
     _refuse_replays(message)
-    # A savepoint: a handler that rejects or defers leaves no trace of its writes.
-    with transaction.atomic():
-        agent.handle(message, document)
+    try:
+        holds.refuse_to_pass(message)
+        # A savepoint: a handler that rejects, defers or holds leaves no trace of its writes.
+        with transaction.atomic():
+            agent.handle(message, document)
+    except MessageHeld as exc:
+        exc.document = document
+        raise
 
 
 def _verify_sender(agent, message: Message) -> None:

@@ -21,6 +21,13 @@ class Agent:
     # allowed but no key is configured, None when the sender may not send to that recipient.
     trusted_keys: Callable[[str, str], list[str] | None]
     handle: Callable
+    # (organization id, sender) → why its messages are held now (a quarantine), or None.
+    holding: Callable[[int, str], str | None] | None = None
+    # Told after a message was held (message, document, MessageHeld, Hold or None), after an
+    # administrator decided a hold (hold), and after a message was refused (message).
+    held: Callable | None = None
+    decided: Callable | None = None
+    refused: Callable | None = None
 
 
 _agents: dict[str, Agent] = {}

@@ -11,7 +11,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from transport import housekeeping, inbox, outbox
+from transport import holds, housekeeping, inbox, outbox
 from transport.constants import Direction, Status
 from transport.models import Message
 
@@ -59,8 +59,9 @@ def process_message(self, pk: int) -> bool:
 @shared_task(ignore_result=True)
 def sweep_messages() -> int:
     """Deliver due queued messages and process received ones whose task was lost, or that were
-    deferred and are ready now (a part that waited for an earlier one), until nothing moves."""
-    return inbox.pump(max_rounds=SWEEP_ROUNDS)
+    deferred and are ready now (a part that waited for an earlier one), until nothing moves;
+    and held messages left with nothing to wait for (transport.holds.release_stragglers)."""
+    return holds.release_stragglers() + inbox.pump(max_rounds=SWEEP_ROUNDS)
 
 
 @shared_task(ignore_result=True)

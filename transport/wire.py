@@ -166,6 +166,17 @@ class ReplyDocument(_Document):
     fingerprint: Hex128 | None = None
     # On the last part of a reply only.
     verification: Verification | None = None
+    # A notice instead of a reply: the master holds the answered export for an administrator
+    # (the reason), and applied nothing of it (docs/protocol.md, rule 11).
+    held: (
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
+        ]
+        | None
+    ) = None
+    # The master asks for a full export at the next cycle (an administrator rejected a held one).
+    export_all: bool = False
     entries: list[Entry]
 
 
