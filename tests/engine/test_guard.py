@@ -1,0 +1,293 @@
+"""The mass-delete guard, holds and quarantine (docs/protocol.md, rule 11)."""
+
+import pytest
+
+from directory import changes
+from directory.models import Recipient
+from master import quarantine
+from master.models import AllowedRequestor, GlobalEntry
+from requestor.constants import RunStatus
+from requestor.cycle import sync_all
+from tests.engine.helpers import (
+    add_many,
+    assert_converged,
+    cycle,
+    inbound,
+    rename,
+    send_signed,
+    synced_fixtures,
+)
+from transport import holds
+from transport.constants import Status
+from transport.models import Hold, Message
+
+
+def _thirty_in_org2(scenario):
+    add_many(scenario["ORG2"], 27)  # and its 3 people: 30 live entries at the master
+
+
+synced_base, synced_scenario = synced_fixtures(prepare=_thirty_in_org2)
+
+
+def guard_of(name: str, **values) -> AllowedRequestor:
+    requestor = AllowedRequestor.objects.get(organization_name=name)
+    for key, value in values.items():
+        setattr(requestor, key, value)
+    requestor.save()
+    return requestor
+
+
+def delete_people(org, count: int) -> list[str]:
+    people = list(
+        Recipient.objects.filter(organization=org.organization, global_key__isnull=True).order_by(
+            "pk"
+        )[:count]
+    )
+    changes.delete_recipients(people)
+    return [person.display_name for person in people]
+
+
+def live_at_master(name: str) -> int:
+    return GlobalEntry.objects.filter(origin=name, deleted=False).count()
+
+
+@pytest.mark.parametrize(
+    ("deletes", "is_held"),
+    [(4, False), (5, False), (6, True)],
+    ids=["under", "at", "over"],
+)
+def test_it_holds_an_export_deleting_more_than_the_count(synced_scenario, deletes, is_held):
+    guard_of("ORG2", delete_limit=5, delete_percent=100)
+    delete_people(synced_scenario["ORG2"], deletes)
+
+    run = cycle(synced_scenario["ORG2"])
+
+    assert live_at_master("ORG2") == (30 if is_held else 30 - deletes)
+    assert (run.status == RunStatus.HELD) is is_held
+    assert Hold.objects.filter(decision=Hold.Decision.PENDING).count() == int(is_held)
+
+
+@pytest.mark.parametrize(
+    ("deletes", "is_held"),
+    [(5, False), (6, False), (7, True)],
+    ids=["under", "at", "over"],
+)
+def test_it_holds_an_export_deleting_more_than_the_percentage(synced_scenario, deletes, is_held):
+    # 20 % of 30 live entries is 6.
+    guard_of("ORG2", delete_limit=1000, delete_percent=20, delete_floor=0)
+    delete_people(synced_scenario["ORG2"], deletes)
+
+    run = cycle(synced_scenario["ORG2"])
+
+    assert live_at_master("ORG2") == (30 if is_held else 30 - deletes)
+    assert (run.status == RunStatus.HELD) is is_held
+
+
+def test_the_percentage_counts_only_from_the_floor(synced_scenario):
+    guard_of("ORG2", delete_limit=1000, delete_percent=20, delete_floor=8)
+    delete_people(synced_scenario["ORG2"], 7)
+
+    assert cycle(synced_scenario["ORG2"]).status == RunStatus.OK
+    assert live_at_master("ORG2") == 23
+
+
+def test_a_held_export_applies_nothing_and_says_who_how_many_and_whom(synced_scenario):
+    guard_of("ORG2", delete_limit=5)
+    org1, org3 = synced_scenario["ORG1"], synced_scenario["ORG3"]
+    before = (org1.contact_names(), org3.contact_names())
+    rename("bulk26", "Renamed In The Same Batch")
+    names = delete_people(synced_scenario["ORG2"], 8)
+
+    run = cycle(synced_scenario["ORG2"])
+
+    hold = Hold.objects.get()
+    assert (hold.peer, hold.deletes, hold.live, hold.decision) == ("ORG2", 8, 30, "pending")
+    assert sorted(hold.sample) == sorted(f"{name} (ORG2)" for name in names)
+    assert "delete 8 of 30" in hold.reason
+    assert hold.message.status == Status.HELD
+    assert run.status == RunStatus.HELD and run.error.startswith("Held by the master")
+    # Nothing of the batch was applied, not even its rename.
+    assert live_at_master("ORG2") == 30
+    assert not GlobalEntry.objects.filter(attrs__display_name__startswith="Renamed").exists()
+    assert (org1.contact_names(), org3.contact_names()) == before
+    requestor = AllowedRequestor.objects.get(organization_name="ORG2")
+    assert requestor.quarantined and "Mass delete held" in requestor.quarantine_reason
+    assert requestor.acked_usn < synced_scenario["ORG2"].organization.usn
+
+
+def test_a_held_batch_never_blocks_the_other_organizations(synced_scenario):
+    guard_of("ORG2", delete_limit=5)
+    delete_people(synced_scenario["ORG2"], 8)
+    cycle(synced_scenario["ORG2"])
+    newcomer = synced_scenario["ORG3"].add(display_name="ORG3 Newcomer")
+
+    assert cycle(synced_scenario["ORG3"]).status == RunStatus.OK
+    cycle(synced_scenario["ORG1"])
+
+    assert any(
+        name.startswith(newcomer.display_name)
+        for name in synced_scenario["ORG1"].contact_names()
+    )
+
+
+def test_approving_applies_the_held_batch_then_what_waited_behind_it_in_order(
+    synced_scenario, admin_user
+):
+    guard_of("ORG2", delete_limit=5)
+    org2 = synced_scenario["ORG2"]
+    delete_people(org2, 8)
+    first = cycle(org2)
+    rename("bulk20", "Changed While Held")
+    second = cycle(org2)
+    assert second.status == RunStatus.HELD
+    assert inbound(status=Status.HELD).count() == 2
+
+    hold = holds.approve(Hold.objects.get().pk, admin_user)
+
+    assert (hold.decision, hold.decided_by) == ("approved", admin_user)
+    assert not inbound(status=Status.HELD).exists()
+    assert not AllowedRequestor.objects.get(organization_name="ORG2").quarantined
+    sync_all(max_rounds=3)
+    first.refresh_from_db()
+    assert first.status in (RunStatus.OK, RunStatus.SUPERSEDED)
+    assert live_at_master("ORG2") == 22
+    assert GlobalEntry.objects.filter(attrs__display_name__startswith="Changed While").exists()
+    assert_converged(synced_scenario)
+
+
+def test_rejecting_discards_the_batch_and_asks_for_a_full_export(synced_scenario, admin_user):
+    guard_of("ORG2", delete_limit=5)
+    org2 = synced_scenario["ORG2"]
+    before = synced_scenario["ORG1"].contact_names()
+    delete_people(org2, 8)
+    run = cycle(org2)
+    cycle(org2)
+
+    holds.reject(Hold.objects.get().pk, admin_user)
+    from transport.inbox import pump
+
+    pump()
+
+    assert not inbound(status=Status.HELD).exists()
+    rejected = inbound(status=Status.REJECTED, sender__iexact=org2.config.dn)
+    assert rejected.count() == 2 and "Rejected by admin" in rejected.first().error
+    assert synced_scenario["ORG1"].contact_names() == before
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "Rejected" in run.error
+    org2.refresh()
+    assert org2.config.requestor_usn == 0
+    # The next cycle is a full export: its sweep deletes the same 8, and is held again.
+    again = cycle(org2)
+    assert again.full_export and again.status == RunStatus.HELD
+    assert Hold.objects.filter(decision="pending").get().deletes == 8
+
+
+def test_a_decided_hold_cannot_be_decided_again(synced_scenario, admin_user):
+    guard_of("ORG2", delete_limit=5)
+    delete_people(synced_scenario["ORG2"], 8)
+    cycle(synced_scenario["ORG2"])
+    hold = Hold.objects.get()
+    holds.reject(hold.pk, admin_user)
+
+    with pytest.raises(holds.HoldDecided):
+        holds.approve(hold.pk, admin_user)
+
+
+def test_a_quarantined_requestor_is_held_until_released_then_applied_in_order(
+    synced_scenario, admin_user
+):
+    org2 = synced_scenario["ORG2"]
+    requestor = AllowedRequestor.objects.get(organization_name="ORG2")
+    quarantine.quarantine(requestor, "Investigating", admin_user)
+    rename("org2user1", "First Name Change")
+    assert cycle(org2).status == RunStatus.HELD
+    rename("org2user1", "Second Name Change")
+    cycle(org2)
+    assert inbound(status=Status.HELD).count() == 2
+
+    assert quarantine.release(AllowedRequestor.objects.get(pk=requestor.pk)) == 2
+
+    sync_all(max_rounds=3)
+    names = synced_scenario["ORG1"].contact_names()
+    assert any(name.startswith("Second Name Change") for name in names)
+    assert_converged(synced_scenario)
+
+
+def test_a_run_of_refused_messages_quarantines_the_requestor(synced_scenario):
+    org2 = synced_scenario["ORG2"]
+    master = synced_scenario.master
+    master.quarantine_after_refusals = 3
+    master.save()
+    for _ in range(3):
+        message = send_signed(
+            org2.organization, org2.config.dn, master.dn, {"protocol": 1, "type": "export"}
+        )
+        Message.objects.filter(pk=message.pk).update(signature="AAAA" + message.signature[4:])
+        from transport.inbox import pump
+
+        pump()
+
+    requestor = AllowedRequestor.objects.get(organization_name="ORG2")
+    assert requestor.quarantined and "3 messages refused in a row" in requestor.quarantine_reason
+    assert cycle(org2).status == RunStatus.HELD
+
+
+def test_an_accepted_message_resets_the_refusal_count(synced_scenario):
+    org2 = synced_scenario["ORG2"]
+    AllowedRequestor.objects.filter(organization_name="ORG2").update(refusals=4)
+
+    cycle(org2)
+
+    assert AllowedRequestor.objects.get(organization_name="ORG2").refusals == 0
+
+
+def test_a_held_batch_waiting_for_release_needs_its_decision(synced_scenario):
+    guard_of("ORG2", delete_limit=5)
+    delete_people(synced_scenario["ORG2"], 8)
+    cycle(synced_scenario["ORG2"])
+
+    with pytest.raises(quarantine.QuarantineError):
+        quarantine.release(AllowedRequestor.objects.get(organization_name="ORG2"))
+
+
+@pytest.mark.parametrize(("limit", "is_held"), [(8, False), (7, True)], ids=["at", "over"])
+def test_a_requestor_holds_a_reply_removing_more_than_its_import_limit(
+    synced_scenario, limit, is_held
+):
+    org3 = synced_scenario["ORG3"]
+    org3.config.import_delete_limit = limit
+    org3.config.save()
+    before = org3.contacts().count()
+    delete_people(synced_scenario["ORG2"], 8)
+    cycle(synced_scenario["ORG2"])
+
+    run = cycle(org3)
+
+    assert org3.contacts().count() == (before if is_held else before - 8)
+    assert (run.status == RunStatus.HELD) is is_held
+    if is_held:
+        hold = Hold.objects.get()
+        assert (hold.organization, hold.kind, hold.peer) == (org3.organization, "reply", "ORG1")
+        assert hold.deletes == 8 and run.error.startswith("Reply held")
+
+
+def test_a_held_reply_is_applied_when_approved_and_kept_out_when_rejected(
+    synced_scenario, admin_user
+):
+    org3 = synced_scenario["ORG3"]
+    org3.config.import_delete_limit = 5
+    org3.config.save()
+    before = org3.contacts().count()
+    delete_people(synced_scenario["ORG2"], 8)
+    cycle(synced_scenario["ORG2"])
+    cycle(org3)
+
+    holds.reject(Hold.objects.get().pk, admin_user)
+    assert org3.contacts().count() == before
+    # The next reply brings the same deletes: held again, and approved this time.
+    cycle(org3)
+    holds.approve(Hold.objects.get(decision="pending").pk, admin_user)
+
+    assert org3.contacts().count() == before - 8
+    sync_all(max_rounds=3)
+    assert_converged(synced_scenario)
