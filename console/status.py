@@ -13,7 +13,7 @@ from requestor import schedule
 from requestor.constants import RunStatus
 from requestor.models import RequestorConfig, Run, Verification
 from transport.constants import Direction, Status
-from transport.models import Message
+from transport.models import Hold, Message
 from transport.registry import at_address
 
 RECENT_ERRORS = 5
@@ -24,6 +24,8 @@ class State:
     OK = "ok"
     FAILING = "failing"
     DIVERGED = "diverged"
+    QUARANTINED = "quarantined"
+    HELD = "held"
     REPAIRING = "repairing"
     STALE = "stale"
     DISABLED = "disabled"
@@ -98,6 +100,8 @@ class OrgStatus:
     ldap: LdapDirectory | None = None
     errors: list[ErrorLine] = field(default_factory=list)
     requestors: list[RequestorView] = field(default_factory=list)
+    # Batches this organization holds for its administrators (transport.holds).
+    held: int = 0
 
     @property
     def lag(self) -> int | None:
@@ -122,6 +126,7 @@ def organization_status(org: Organization, now: datetime | None = None) -> OrgSt
             RequestorView(r, max(0, status.master.usn - r.reported_master_usn))
             for r in status.master.requestors.all()
         ]
+    status.held = Hold.objects.filter(organization=org, decision=Hold.Decision.PENDING).count()
     if status.config is not None:
         _requestor_state(status, now)
     elif org.runs_requestor:
@@ -148,6 +153,17 @@ def _requestor_state(status: OrgStatus, now: datetime) -> None:
     status.state, status.reason = requestor_state(
         config, status.last_run, status.last_ok_at, now, status.sync, last_failed
     )
+    holding_replies = status.held and Hold.objects.filter(
+        organization=status.organization, decision=Hold.Decision.PENDING, kind="reply"
+    )
+    if status.state not in (State.DIVERGED, State.QUARANTINED, State.DISABLED) and (
+        holding_replies and holding_replies.exists()
+    ):
+        status.state = State.HELD
+        status.reason = (
+            f"A reply of the master is held for {status.organization.name}'s administrators: "
+            "approve or reject it on the Held batches page."
+        )
 
 
 def requestor_state(
@@ -167,6 +183,9 @@ def requestor_state(
         return State.STALE, "Never ran."
     if sync is not None and sync.state == State_.DIVERGED:
         return State.DIVERGED, sync.detail
+    if last_run.status == RunStatus.HELD:
+        quarantined = "quarantined" in last_run.error
+        return (State.QUARANTINED if quarantined else State.HELD), last_run.error
     failed_at = last_failed and (last_failed.finished_at or last_failed.started_at)
     if failed_at and (last_ok_at is None or failed_at > last_ok_at):
         return State.FAILING, last_failed.error or "The last run failed."
