@@ -200,7 +200,38 @@ ExportedContainerFormSet = forms.inlineformset_factory(
 )
 
 
-class ImportConfigForm(forms.ModelForm):
+class DefaultsWhenLeftOut(forms.ModelForm):
+    """Fields that keep their model default when a form (or an older script posting it) leaves
+    them out or empty: the guard's thresholds."""
+
+    defaulted: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.defaulted:
+            self.fields[name].required = False
+
+    def has_changed(self) -> bool:
+        # An empty extra row of a formset stays empty when only these are left out.
+        return any(
+            name not in self.defaulted or self.add_prefix(name) in self.data
+            for name in self.changed_data
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.defaulted:
+            if cleaned.get(name) is None and name not in self.errors:
+                current = getattr(self.instance, name, None)
+                cleaned[name] = (
+                    current
+                    if current is not None
+                    else self._meta.model._meta.get_field(name).default
+                )
+        return cleaned
+
+
+class ImportConfigForm(DefaultsWhenLeftOut):
     """Import Config: the master's address and type, the import container, the domains."""
 
     master_address_type = forms.ChoiceField(
@@ -218,11 +249,21 @@ class ImportConfigForm(forms.ModelForm):
             "import_container",
             "import_all_domains",
             "import_domains",
+            "excluded_addresses",
+            "excluded_organizations",
+            "import_delete_limit",
+            "import_delete_percent",
+            "import_delete_floor",
         ]
         field_classes = {"import_container": ContainerChoiceField}
-        widgets = {"import_domains": forms.Textarea(attrs={"rows": 3})}
+        widgets = {
+            "import_domains": forms.Textarea(attrs={"rows": 3}),
+            "excluded_addresses": forms.Textarea(attrs={"rows": 3}),
+            "excluded_organizations": forms.Textarea(attrs={"rows": 2}),
+        }
 
     field_order = ["master_address", "master_address_type"]
+    defaulted = ("import_delete_limit", "import_delete_percent", "import_delete_floor")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -255,19 +296,39 @@ class RequestorSetupForm(forms.ModelForm):
         labels = {"dn": "EX address (DN)"}
 
 
-class MasterConfigForm(forms.ModelForm):
+class MasterConfigForm(DefaultsWhenLeftOut):
     """Master Configuration: the master agent's addresses and the e-mail attachment limit."""
+
+    defaulted = ("quarantine_after_refusals",)
 
     class Meta:
         model = MasterConfig
-        fields = ["enabled", "address", "dn", "max_attachment_size", "tombstone_lifetime_days"]
+        fields = [
+            "enabled",
+            "address",
+            "dn",
+            "max_attachment_size",
+            "tombstone_lifetime_days",
+            "quarantine_after_refusals",
+        ]
         labels = {"enabled": "Master enabled", "dn": "EX address (DN)"}
 
 
-class AllowedRequestorForm(forms.ModelForm):
+class AllowedRequestorForm(DefaultsWhenLeftOut):
+    defaulted = ("delete_limit", "delete_percent", "delete_floor")
+
     class Meta:
         model = AllowedRequestor
-        fields = ["address", "organization_name", "label", "enabled", "public_key"]
+        fields = [
+            "address",
+            "organization_name",
+            "label",
+            "enabled",
+            "public_key",
+            "delete_limit",
+            "delete_percent",
+            "delete_floor",
+        ]
         labels = {"address": "Requestor e-mail address", "organization_name": "Organization"}
 
 

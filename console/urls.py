@@ -3,7 +3,15 @@
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 
-from console.views import archive, dashboard, directory, master, organizations, requestor
+from console.views import (
+    archive,
+    dashboard,
+    directory,
+    held,
+    master,
+    organizations,
+    requestor,
+)
 
 app_name = "console"
 
@@ -60,6 +68,15 @@ organization_pages = [
     path("messages/", archive.messages_list, name="messages"),
     path("messages/<int:pk>/", archive.message_detail, name="message"),
     path("conflicts/", archive.conflicts, name="conflicts"),
+    path("held/", held.held_batches, name="held"),
+    path("held/<int:pk>/approve/", held.decide, {"decision": "approve"}, name="held-approve"),
+    path("held/<int:pk>/reject/", held.decide, {"decision": "reject"}, name="held-reject"),
+    path(
+        "master/requestors/<int:pk>/quarantine/",
+        held.quarantine_requestor,
+        name="requestor-quarantine",
+    ),
+    path("master/requestors/<int:pk>/release/", held.release_requestor, name="requestor-release"),
 ]
 
 
