@@ -14,7 +14,7 @@ from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES, Back
 from directory.models import Container, LdapDirectory, Organization, Recipient, Site
 from master.models import AllowedRequestor, MasterConfig
 from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
-from transport.models import Message
+from transport.models import Hold, Message
 from transport.signing import fingerprint
 
 
@@ -521,6 +521,11 @@ class RequestorConfigSerializer(CleanedModelSerializer):
             "import_container",
             "import_all_domains",
             "import_domains",
+            "excluded_addresses",
+            "excluded_organizations",
+            "import_delete_limit",
+            "import_delete_percent",
+            "import_delete_floor",
         ]
         read_only_fields = ["requestor_usn", "master_usn"]
         # The suffix usually starts with a space, as in " (ORG2)": keep it.
@@ -536,6 +541,7 @@ class RequestorConfigSerializer(CleanedModelSerializer):
 
 class AllowedRequestorSerializer(CleanedModelSerializer):
     master = VisibleRelatedField(MasterConfig)
+    quarantined = serializers.BooleanField(read_only=True)
     master_organization = serializers.CharField(source="master.organization.name", read_only=True)
     key_fingerprint = serializers.SerializerMethodField()
     lag = serializers.SerializerMethodField()
@@ -557,12 +563,24 @@ class AllowedRequestorSerializer(CleanedModelSerializer):
             "pending_ranges",
             "last_contact_at",
             "lag",
+            "delete_limit",
+            "delete_percent",
+            "delete_floor",
+            "quarantined",
+            "quarantined_at",
+            "quarantine_reason",
+            "refusals",
+            "full_export_wanted",
         ]
         read_only_fields = [
             "acked_usn",
             "reported_master_usn",
             "pending_ranges",
             "last_contact_at",
+            "quarantined_at",
+            "quarantine_reason",
+            "refusals",
+            "full_export_wanted",
         ]
         validators = []
 
@@ -595,6 +613,7 @@ class MasterConfigSerializer(CleanedModelSerializer):
             "dn",
             "max_attachment_size",
             "tombstone_lifetime_days",
+            "quarantine_after_refusals",
             "usn",
             "epoch",
             "purged_through_usn",
@@ -608,6 +627,51 @@ class MasterConfigSerializer(CleanedModelSerializer):
         if self.instance is not None and not isinstance(self.instance, list | tuple):
             fields["organization"].read_only = True
         return fields
+
+
+class HoldSerializer(serializers.ModelSerializer):
+    """A batch held for an administrator (transport.holds)."""
+
+    organization = serializers.CharField(source="organization.name", read_only=True)
+    decided_by = serializers.CharField(source="decided_by.username", read_only=True, default=None)
+    percent = serializers.FloatField(read_only=True)
+    waiting = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Hold
+        fields = [
+            "id",
+            "organization",
+            "kind",
+            "peer",
+            "sender",
+            "batch",
+            "message",
+            "reason",
+            "deletes",
+            "live",
+            "percent",
+            "sample",
+            "held_at",
+            "decision",
+            "decided_by",
+            "decided_at",
+            "waiting",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_waiting(self, hold) -> int:
+        """Messages held from the same sender (this batch's included), while it is pending."""
+        if hold.decision != Hold.Decision.PENDING:
+            return 0
+        from transport.holds import held_messages
+
+        return held_messages(hold.organization_id, hold.sender).count()
+
+
+class QuarantineSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
 class ActionResultSerializer(serializers.Serializer):

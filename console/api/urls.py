@@ -23,6 +23,7 @@ router.register("requestor-configs", views.RequestorConfigViewSet, basename="req
 router.register("exported-containers", views.ExportedContainerViewSet, basename="exportedcontainer")
 router.register("master-configs", views.MasterConfigViewSet, basename="masterconfig")
 router.register("allowed-requestors", views.AllowedRequestorViewSet, basename="allowedrequestor")
+router.register("held-batches", views.HoldViewSet, basename="hold")
 
 urlpatterns = [
     path("v1/", include((router.urls, "api"), namespace="api")),

@@ -15,12 +15,14 @@ from console.api import serializers as s
 from console.api.permissions import OrganizationAccess
 from directory import changes
 from directory.models import Container, LdapDirectory, Organization, Recipient
+from master import quarantine
 from master.models import AllowedRequestor, MasterConfig
 from requestor.constants import RunStatus, Trigger
 from requestor.cycle import SyncError
 from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
+from transport import holds
 from transport.constants import Direction, Status
-from transport.models import Message
+from transport.models import Hold, Message
 
 
 def _param(name: str, description: str, enum=None, type_=str) -> OpenApiParameter:
@@ -441,3 +443,67 @@ class AllowedRequestorViewSet(OrganizationScoped, viewsets.ModelViewSet):
     def perform_create(self, serializer):
         self.check_can_administer(serializer.validated_data["master"].organization_id)
         serializer.save()
+
+    @extend_schema(request=s.QuarantineSerializer, responses=s.AllowedRequestorSerializer)
+    @action(detail=True, methods=["post"])
+    def quarantine(self, request, pk=None):
+        """Quarantine this requestor: its exports are kept, not applied, until released."""
+        requestor = self.get_object()
+        self.check_can_administer(requestor.master.organization_id)
+        form = s.QuarantineSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        reason = " ".join(form.validated_data.get("reason", "").split()) or "Quarantined by hand."
+        quarantine.quarantine(requestor, reason, request.user)
+        return Response(s.AllowedRequestorSerializer(self.get_object()).data)
+
+    @extend_schema(request=None, responses=s.AllowedRequestorSerializer)
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        """Release this requestor: what waited is applied in order."""
+        requestor = self.get_object()
+        self.check_can_administer(requestor.master.organization_id)
+        try:
+            quarantine.release(requestor)
+        except quarantine.QuarantineError as exc:
+            raise Conflict409(str(exc)) from None
+        return Response(s.AllowedRequestorSerializer(self.get_object()).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            ORGANIZATION,
+            _param("decision", "pending, approved or rejected", enum=Hold.Decision.values),
+        ]
+    )
+)
+class HoldViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
+    """Batches held for an administrator, and their decision (approve / reject)."""
+
+    queryset = Hold.objects.select_related("organization", "decided_by")
+    serializer_class = s.HoldSerializer
+
+    def filter_queryset_params(self, queryset):
+        decision = query_param(self.request, "decision")
+        return queryset.filter(decision=decision) if decision in Hold.Decision.values else queryset
+
+    def _decide(self, decide) -> Response:
+        hold = self.get_object()
+        self.check_can_administer(hold.organization_id)
+        try:
+            decide(hold.pk, self.request.user)
+        except holds.HoldDecided as exc:
+            raise Conflict409(str(exc)) from None
+        return Response(s.HoldSerializer(self.get_object()).data)
+
+    @extend_schema(request=None, responses=s.HoldSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        """Apply the held batch as it would have been, then what waited behind it, in order."""
+        return self._decide(holds.approve)
+
+    @extend_schema(request=None, responses=s.HoldSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        """Discard the held batch and what waited behind it."""
+        return self._decide(holds.reject)

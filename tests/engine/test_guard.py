@@ -125,8 +125,7 @@ def test_a_held_batch_never_blocks_the_other_organizations(synced_scenario):
     cycle(synced_scenario["ORG1"])
 
     assert any(
-        name.startswith(newcomer.display_name)
-        for name in synced_scenario["ORG1"].contact_names()
+        name.startswith(newcomer.display_name) for name in synced_scenario["ORG1"].contact_names()
     )
 
 
