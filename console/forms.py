@@ -108,16 +108,23 @@ class DirectoryForm(forms.ModelForm):
 
 
 class TrustLevelForm(forms.ModelForm):
-    """The trust level of one recipient: the requestor exports only those at or below its
-    threshold. For an LDAP directory it is kept in the mirror, as LDAP has no such attribute."""
+    """The trust level of one recipient (the requestor exports only those at or below its
+    threshold) and whether it is hidden from the other organizations. For an LDAP directory
+    both are kept in the mirror, as LDAP has no such attributes."""
 
     class Meta:
         model = Recipient
-        fields = ["trust_level"]
+        fields = ["trust_level", "hidden_from_others"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A form that sets only the trust level (the units page) leaves the flag as it is.
+        if self.data and "hidden_from_others" not in self.data and "hidden_set" not in self.data:
+            self.fields.pop("hidden_from_others")
 
     def save(self, commit: bool = True) -> Recipient:
         # A new local USN with it: a change of scope is exported at the next cycle.
-        return changes.save_recipient(self.instance, update_fields=["trust_level"])
+        return changes.save_recipient(self.instance, update_fields=list(self.fields))
 
 
 def _org_containers(organization: Organization):
@@ -362,7 +369,14 @@ class RecipientForm(forms.ModelForm):
 
     class Meta:
         model = Recipient
-        fields = ["container", "kind", *GENERAL_ATTRIBUTES, "target_address", "trust_level"]
+        fields = [
+            "container",
+            "kind",
+            *GENERAL_ATTRIBUTES,
+            "target_address",
+            "trust_level",
+            "hidden_from_others",
+        ]
         fields += CUSTOM_FIELDS
         field_classes = {"container": ContainerChoiceField}
         widgets = {"address": forms.Textarea(attrs={"rows": 2})}

@@ -173,7 +173,7 @@ GENERAL_FIELDS = (
     "address",
     ("city", "state"),
     ("postal_code", "country"),
-    "trust_level",
+    ("trust_level", "hidden_from_others"),
 )
 PROVENANCE_FIELDS = (
     "dn",

@@ -36,7 +36,18 @@ from directory.models import (
 from transport.digest import Tally, from_hex, member, to_hex
 
 # What a recipient contributes to its organization's digests, and where.
-CELL_FIELDS = ("container_id", "kind", "trust_level", "global_key", "guid", "usn", "master_usn")
+CELL_FIELDS = (
+    "container_id",
+    "kind",
+    "trust_level",
+    "hidden_from_others",
+    "global_key",
+    "guid",
+    "usn",
+    "master_usn",
+)
+# What a field missing from a row stands for (a new recipient's default).
+CELL_DEFAULTS = {"trust_level": 0, "hidden_from_others": False}
 DELETE_CHUNK = 5000
 
 
@@ -60,7 +71,7 @@ def member_of(global_key: str | None, guid, usn: int, master_usn: int | None) ->
 
 def _values(row) -> tuple:
     if isinstance(row, Mapping):
-        return tuple(row.get(name, 0 if name == "trust_level" else None) for name in CELL_FIELDS)
+        return tuple(row.get(name, CELL_DEFAULTS.get(name)) for name in CELL_FIELDS)
     return tuple(getattr(row, name) for name in CELL_FIELDS)
 
 
@@ -73,8 +84,8 @@ class CellDelta:
 
     def apply(self, values: tuple, sign: int) -> None:
         """Count (sign +1) or stop counting (-1) a recipient given as its CELL_FIELDS values."""
-        container_id, kind, trust_level, global_key, guid, usn, master_usn = values
-        key = (container_id, kind, trust_level, global_key is not None)
+        container_id, kind, trust_level, hidden, global_key, guid, usn, master_usn = values
+        key = (container_id, kind, trust_level, bool(hidden), global_key is not None)
         tally = self.changes.get(key)
         if tally is None:
             tally = self.changes[key] = Tally()
@@ -100,7 +111,7 @@ class CellDelta:
             organization = Organization.objects.select_for_update()
             list(organization.filter(pk=self.organization_id).values("pk"))
         cells = {
-            (c.container_id, c.kind, c.trust_level, c.imported): c
+            (c.container_id, c.kind, c.trust_level, c.hidden, c.imported): c
             for c in DigestCell.objects.select_for_update().filter(
                 organization_id=self.organization_id
             )
@@ -109,13 +120,14 @@ class CellDelta:
         for key, tally in changed.items():
             cell = cells.get(key)
             if cell is None:
-                container_id, kind, trust_level, imported = key
+                container_id, kind, trust_level, hidden, imported = key
                 create.append(
                     DigestCell(
                         organization_id=self.organization_id,
                         container_id=container_id,
                         kind=kind,
                         trust_level=trust_level,
+                        hidden=hidden,
                         imported=imported,
                         digest=tally.hex,
                         count=tally.count,
@@ -194,7 +206,7 @@ def insert_recipients(
         fields.append("guid")
     # The CELL_FIELDS values of a row: the fields it lacks take their defaults, from `pad`.
     missing = [name for name in CELL_FIELDS if name not in fields]
-    pad = tuple(0 if name == "trust_level" else None for name in missing)
+    pad = tuple(CELL_DEFAULTS.get(name) for name in missing)
     pick = itemgetter(
         *(
             fields.index(name) if name in fields else len(fields) + missing.index(name)

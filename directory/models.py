@@ -470,7 +470,8 @@ class Tombstone(models.Model):
 
 
 class DigestCell(models.Model):
-    """The digest of an organization's recipients of one container, kind and trust level.
+    """The digest of an organization's recipients of one container, kind, trust level and
+    hidden flag.
 
     Own recipients count as (GUID, local USN), imported contacts as (global key, master USN):
     the requestor adds up the cells its export scope covers, or the contacts it holds, to prove
@@ -484,6 +485,7 @@ class DigestCell(models.Model):
     container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=32, choices=Kind.choices)
     trust_level = models.PositiveSmallIntegerField()
+    hidden = models.BooleanField(default=False, help_text="Hidden from other organizations.")
     imported = models.BooleanField()
     digest = models.CharField(max_length=32)
     count = models.IntegerField(default=0)
@@ -491,8 +493,8 @@ class DigestCell(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "container", "kind", "trust_level", "imported"],
-                name="digest_cell_unique",
+                fields=["organization", "container", "kind", "trust_level", "hidden", "imported"],
+                name="digest_cell_unique_hidden",
             )
         ]
 

@@ -13,8 +13,16 @@ from transport.constants import PROTOCOL_VERSION, MessageKind, Op
 
 ATTRIBUTES = tuple(GENERAL_ATTRIBUTES)
 # Rows are read as tuples: these columns, then the General attributes in ATTRIBUTES order.
-RECIPIENT_COLUMNS = ["guid", "kind", "usn", "container_id", "trust_level", *ATTRIBUTES]
-GUID, KIND, USN, CONTAINER, TRUST, FIRST_ATTRIBUTE = range(6)
+RECIPIENT_COLUMNS = [
+    "guid",
+    "kind",
+    "usn",
+    "container_id",
+    "trust_level",
+    "hidden_from_others",
+    *ATTRIBUTES,
+]
+GUID, KIND, USN, CONTAINER, TRUST, HIDDEN, FIRST_ATTRIBUTE = range(7)
 DISPLAY_NAME = FIRST_ATTRIBUTE + ATTRIBUTES.index("display_name")
 PRIMARY_SMTP = FIRST_ATTRIBUTE + ATTRIBUTES.index("primary_smtp")
 
@@ -84,7 +92,7 @@ def collect_changes(config: RequestorConfig, scope: Scope, through: int) -> list
         return [_upsert(row, scope) for row in rows]
     changes = []
     for row in own.filter(usn__gt=config.requestor_usn).values_list(*RECIPIENT_COLUMNS):
-        if scope.includes(row[KIND], row[CONTAINER], row[TRUST]):
+        if scope.includes(row[KIND], row[CONTAINER], row[TRUST], row[HIDDEN]):
             changes.append(_upsert(row, scope))
         else:
             changes.append(_delete(row[GUID], row[KIND], row[USN]))

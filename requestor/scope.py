@@ -94,17 +94,29 @@ class Scope:
             containers = [pk for pk, kinds in self.kinds.items() if kind in kinds]
             if containers:
                 by_kind |= Q(kind=kind, container_id__in=containers)
-        return by_kind & Q(trust_level__lte=self.trust_level, global_key__isnull=True)
+        return by_kind & Q(
+            trust_level__lte=self.trust_level, hidden_from_others=False, global_key__isnull=True
+        )
 
-    def includes(self, kind: str, container_id: int, trust_level: int) -> bool:
-        return trust_level <= self.trust_level and kind in self.kinds.get(container_id, ())
+    def includes(
+        self, kind: str, container_id: int, trust_level: int, hidden: bool = False
+    ) -> bool:
+        """Whether an own recipient of this kind, container, trust level and hidden flag is
+        exported (a recipient hidden from other organizations never is)."""
+        return (
+            not hidden
+            and trust_level <= self.trust_level
+            and kind in self.kinds.get(container_id, ())
+        )
 
     def tally(self, cells: list[DigestCell]) -> Tally:
         """What the master should hold of this organization: (GUID, local USN) of every own
         recipient in scope, added up from the digest cells."""
         tally = Tally()
         for cell in cells:
-            if not cell.imported and self.includes(cell.kind, cell.container_id, cell.trust_level):
+            if not cell.imported and self.includes(
+                cell.kind, cell.container_id, cell.trust_level, cell.hidden
+            ):
                 tally.merge(Tally.of(cell.digest, cell.count))
         return tally
 

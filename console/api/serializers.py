@@ -358,6 +358,7 @@ class RecipientSerializer(CleanedModelSerializer):
             *GENERAL_ATTRIBUTES,
             "target_address",
             "trust_level",
+            "hidden_from_others",
             *CUSTOM_FIELDS,
             "members",
             "imported",

@@ -275,12 +275,12 @@ class RecipientViewSet(OrganizationScoped, viewsets.ModelViewSet):
         changes.delete_recipients([instance])
 
     def _refuse_ldap(self, organization) -> None:
-        """An LDAP organization's recipients mirror its server: only their trust level, which
-        LDAP has no attribute for, is changed here."""
+        """An LDAP organization's recipients mirror its server: only their trust level and
+        hidden flag, which LDAP has no attributes for, are changed here."""
         if organization.uses_ldap:
             raise exceptions.PermissionDenied(
                 f"The recipients of {organization.name} live in its LDAP server: change them "
-                "with your LDAP tools (only the trust level is set here)."
+                "with your LDAP tools (only the trust level and the hidden flag are set here)."
             )
 
     def _refuse_imported(self, recipient) -> None:
@@ -292,10 +292,11 @@ class RecipientViewSet(OrganizationScoped, viewsets.ModelViewSet):
 
 
 def _changed(recipient, validated: dict) -> set[str]:
-    """The fields other than the trust level whose value the request changes."""
+    """The fields other than the trust level and the hidden flag (kept beside an LDAP entry, in
+    the mirror) whose value the request changes."""
     changed = set()
     for name, value in validated.items():
-        if name == "trust_level":
+        if name in ("trust_level", "hidden_from_others"):
             continue
         if name == "members":
             if {m.pk for m in value} != set(recipient.members.values_list("pk", flat=True)):

@@ -234,8 +234,8 @@ def recipient_delete(request, organization, pk: int):
 
 @org_page(Access.ADMINISTRATOR)
 def trust_level(request, organization, pk: int):
-    """Set one recipient's trust level (the only thing kept beside an LDAP entry in the mirror);
-    back to the page the form was on."""
+    """Set one recipient's trust level and hidden flag (the only things kept beside an LDAP
+    entry, in the mirror); back to the page the form was on."""
     recipient = _recipient(organization, pk)
     _refuse_imported(recipient)
     if request.method != "POST":
@@ -243,9 +243,10 @@ def trust_level(request, organization, pk: int):
     form = TrustLevelForm(request.POST, instance=recipient)
     if form.is_valid():
         form.save()
+        hidden = " (hidden from other organizations)" if recipient.hidden_from_others else ""
         messages.success(
             request,
-            f"Trust level of {recipient.display_name} set to {recipient.trust_level}; "
+            f"Trust level of {recipient.display_name} set to {recipient.trust_level}{hidden}; "
             "the next export takes it into account.",
         )
     else:

@@ -253,7 +253,16 @@ def _apply(directory, changed, containers, result: ScanResult) -> None:
         row["guid"]: row
         for row in Recipient.objects.filter(OneOf("guid", rows), organization_id=organization_id)
         .order_by()
-        .values("pk", "guid", "global_key", "usn", "trust_level", "master_usn", *MIRROR_FIELDS)
+        .values(
+            "pk",
+            "guid",
+            "global_key",
+            "usn",
+            "trust_level",
+            "hidden_from_others",
+            "master_usn",
+            *MIRROR_FIELDS,
+        )
     }
     rows = {guid: row for guid, row in rows.items() if _differs(row, current.get(guid))}
     rows = _unique(organization_id, rows, current, result)

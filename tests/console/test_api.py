@@ -40,6 +40,17 @@ def test_it_creates_a_recipient(world, admin_api):
     assert body["target_address"] == "partner@else.example"
 
 
+def test_it_hides_a_recipient_from_the_other_organizations(world, admin_api):
+    person = world.org2.organization.recipients.first()
+    response = admin_api.patch(
+        f"{API}/recipients/{person.pk}/", {"hidden_from_others": True}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["hidden_from_others"] is True
+    person.refresh_from_db()
+    assert person.hidden_from_others
+
+
 def test_it_explains_validation_errors_instead_of_failing(world, admin_api):
     response = admin_api.post(
         f"{API}/recipients/",

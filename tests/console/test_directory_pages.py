@@ -74,6 +74,18 @@ def test_it_edits_a_recipient(world, admin_client_):
     assert person.title == "Agent" and person.usn > usn
 
 
+def test_it_hides_a_recipient_from_the_other_organizations(world, admin_client_):
+    person = Recipient.objects.filter(organization=world.org2.organization).first()
+    usn = person.usn
+    data = recipient_data(person.container, alias=person.alias, hidden_from_others="on")
+    response = admin_client_.post(f"/o/ORG2/directory/recipients/{person.pk}/edit/", data)
+    assert response.status_code == 302
+    person.refresh_from_db()
+    assert person.hidden_from_others and person.usn > usn
+    body = admin_client_.get(f"/o/ORG2/directory/containers/{person.container_id}/").content
+    assert b'class="badge badge-hidden"' in body
+
+
 def test_it_deletes_a_recipient_leaving_a_tombstone(world, admin_client_):
     person = Recipient.objects.filter(organization=world.org2.organization).first()
     response = admin_client_.post(

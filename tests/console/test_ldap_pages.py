@@ -415,6 +415,24 @@ def test_an_administrator_sets_a_trust_level_in_the_mirror(world, alice):
     assert (mirror("ada").title, mirror("ada").trust_level) == ("Countess", 9)
 
 
+def test_an_administrator_hides_an_ldap_entry_from_the_others_in_the_mirror(world, alice):
+    ada = mirror("ada")
+    url = f"/o/ORG2/directory/recipients/{ada.pk}/trust-level/"
+    alice.post(url, {"trust_level": 0, "hidden_set": "1", "hidden_from_others": "on"})
+    assert mirror("ada").hidden_from_others
+    # A later scan of a change in LDAP keeps it.
+    world.org2.tool.modify(
+        f"dn: uid=ada,{world.org2.people}\nchangetype: modify\nreplace: title\ntitle: Lady\n\n"
+    )
+    scan(org("ORG2").pk)
+    assert (mirror("ada").title, mirror("ada").hidden_from_others) == ("Lady", True)
+    # The units page sets the trust level alone: the flag stays.
+    alice.post(url, {"trust_level": 2})
+    assert (mirror("ada").trust_level, mirror("ada").hidden_from_others) == (2, True)
+    alice.post(url, {"trust_level": 2, "hidden_set": "1"})
+    assert not mirror("ada").hidden_from_others
+
+
 def test_a_bad_trust_level_changes_nothing(world, alice):
     ada = mirror("ada")
     url = f"/o/ORG2/directory/recipients/{ada.pk}/trust-level/"

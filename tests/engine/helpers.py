@@ -134,7 +134,7 @@ def exported_people(config: RequestorConfig) -> list[Recipient]:
     for person in Recipient.objects.filter(
         organization_id=config.organization_id, global_key__isnull=True
     ).select_related("container"):
-        if person.trust_level > config.trust_level:
+        if person.trust_level > config.trust_level or person.hidden_from_others:
             continue
         if any(person.container.is_within(top) and person.kind in kinds for top, kinds in tops):
             people.append(person)

@@ -178,6 +178,13 @@ class Convergence(RuleBasedStateMachine):
             recipient.trust_level = level
             self.saved(recipient)
 
+    @rule(name=organizations, pick=picks, hidden=st.booleans())
+    def hide_from_others(self, name, pick, hidden):
+        recipient = self.person(name, pick)
+        if recipient is not None:
+            recipient.hidden_from_others = hidden
+            self.saved(recipient)
+
     @rule(name=organizations)
     def move_the_team(self, name):
         team = Container.objects.get(pk=self.teams[name].pk)

@@ -92,3 +92,35 @@ def test_it_exports_nothing_again_when_the_scope_is_unchanged(synced):
 
     assert runs["ORG2"].exported == 0
     assert held_by_others(synced) == [TEAM, TEAM]
+
+
+def test_a_recipient_hidden_from_others_leaves_their_address_books_and_comes_back(synced):
+    sam = synced["ORG2"].organization.recipients.get(alias="sam")
+    sam.hidden_from_others = True
+    changes.save_recipient(sam)
+
+    runs = propagate(synced)
+
+    assert (runs["ORG2"].full_export, runs["ORG2"].exported) == (False, 1)
+    assert held_by_others(synced) == [{"Eve Europe (ORG2)"}, {"Eve Europe (ORG2)"}]
+    assert_converged(synced)
+
+    sam.hidden_from_others = False
+    changes.save_recipient(sam)
+    propagate(synced)
+
+    assert held_by_others(synced) == [TEAM, TEAM]
+    assert_converged(synced)
+
+
+def test_a_hidden_recipient_stays_out_of_a_full_export(synced):
+    sam = synced["ORG2"].organization.recipients.get(alias="sam")
+    sam.hidden_from_others = True
+    changes.save_recipient(sam)
+    synced["ORG2"].config.request_full_export()
+
+    runs = propagate(synced)
+
+    assert runs["ORG2"].full_export
+    assert held_by_others(synced) == [{"Eve Europe (ORG2)"}, {"Eve Europe (ORG2)"}]
+    assert_converged(synced)
