@@ -124,7 +124,7 @@ def organization_status(org: Organization, now: datetime | None = None) -> OrgSt
     if status.master is not None:
         status.requestors = [
             RequestorView(r, max(0, status.master.usn - r.reported_master_usn))
-            for r in status.master.requestors.all()
+            for r in status.master.requestors.select_related("master__organization")
         ]
     status.held = Hold.objects.filter(organization=org, decision=Hold.Decision.PENDING).count()
     if status.config is not None:

@@ -218,6 +218,9 @@ class RequestorViewSerializer(serializers.Serializer):
     acked_usn = serializers.IntegerField(source="requestor.acked_usn")
     reported_master_usn = serializers.IntegerField(source="requestor.reported_master_usn")
     lag = serializers.IntegerField()
+    quarantined = serializers.BooleanField(source="requestor.quarantined")
+    quarantined_at = serializers.DateTimeField(source="requestor.quarantined_at", allow_null=True)
+    quarantine_reason = serializers.CharField(source="requestor.quarantine_reason")
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -304,6 +307,9 @@ class StatusSerializer(serializers.Serializer):
     sync = SyncCheckSerializer(allow_null=True, help_text="The last verification (or null).")
     master_current_usn = serializers.SerializerMethodField()
     requestors = RequestorViewSerializer(many=True)
+    held = serializers.IntegerField(
+        help_text="Batches held for this organization's administrators."
+    )
     ldap = LdapStateSerializer(allow_null=True, help_text="The LDAP directory's state (or null).")
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
