@@ -253,22 +253,27 @@ class RequestorConfig(models.Model):
         return self.dn if self.master_address_type == AddressType.EX else self.address
 
     def clean_fields(self, exclude=None) -> None:
-        super().clean_fields(exclude)
+        """The fields' own checks, and the exclusion lists', all reported together."""
+        errors: dict[str, list] = {}
+        try:
+            super().clean_fields(exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
         exclude = set(exclude or ())
         addresses, organizations = self.excluded()
         bad = [a for a in addresses if not _address.match(a)]
         if bad and "excluded_addresses" not in exclude:
-            raise ValidationError(
-                {"excluded_addresses": f"Not an SMTP address: {', '.join(sorted(bad)[:5])}."}
+            errors.setdefault("excluded_addresses", []).append(
+                f"Not an SMTP address: {', '.join(sorted(bad)[:5])}."
             )
         bad = [o for o in organizations if not _organization.match(o)]
         if bad and "excluded_organizations" not in exclude:
-            raise ValidationError(
-                {
-                    "excluded_organizations": "Not an organization name (letters, digits, "
-                    f"'.', '_', '-'): {', '.join(sorted(bad)[:5])}."
-                }
+            errors.setdefault("excluded_organizations", []).append(
+                "Not an organization name (letters, digits, '.', '_', '-'): "
+                f"{', '.join(sorted(bad)[:5])}."
             )
+        if errors:
+            raise ValidationError(errors)
 
     def domains(self) -> list[str] | None:
         """The SMTP domains to import, or None for all of them."""

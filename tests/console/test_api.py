@@ -219,3 +219,21 @@ def test_it_never_returns_secrets(world, admin_api, secret):
         body = admin_api.get(API + path).content.decode()
         assert secret not in body
         assert key.private_key not in body
+
+
+def test_it_sets_import_exclusions_and_refuses_bad_ones(world, admin_api):
+    url = f"{API}/requestor-configs/{world.org2.config.pk}/"
+
+    response = admin_api.patch(
+        url, {"excluded_addresses": "x@org3.example", "excluded_organizations": "ORG9"}
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["excluded_organizations"] == "ORG9"
+
+    response = admin_api.patch(url, {"excluded_addresses": "x@org3.example, \x00"}, format="json")
+    assert response.status_code == 400
+    response = admin_api.patch(url, {"excluded_addresses": "not one"}, format="json")
+    assert response.status_code == 400
+    assert "Not an SMTP address" in str(response.json()["excluded_addresses"])
+    world.org2.config.refresh_from_db()
+    assert world.org2.config.excluded_addresses == "x@org3.example"

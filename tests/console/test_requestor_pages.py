@@ -183,6 +183,37 @@ def test_it_saves_the_domains_to_import(world, admin_client_):
     assert config.master_usn == 12
 
 
+def test_it_saves_the_exclusions_and_the_import_guard(world, admin_client_):
+    config = world.org2.config
+    data = import_data(
+        config,
+        excluded_addresses="Boss@Org3.example\nceo@org1.example",
+        excluded_organizations="ORG9",
+        import_delete_limit=40,
+        import_delete_percent=15,
+        import_delete_floor=3,
+    )
+    response = admin_client_.post(org_url(world, "console:import-config"), data)
+    assert response.status_code == 302
+    config.refresh_from_db()
+    assert config.excluded() == ({"boss@org3.example", "ceo@org1.example"}, {"org9"})
+    assert (
+        config.import_delete_limit,
+        config.import_delete_percent,
+        config.import_delete_floor,
+    ) == (40, 15, 3)
+
+
+def test_it_explains_bad_exclusions_and_thresholds(world, admin_client_):
+    config = world.org2.config
+    data = import_data(config, excluded_addresses="nobody", import_delete_percent=101)
+    body = admin_client_.post(org_url(world, "console:import-config"), data).content.decode()
+    assert "Not an SMTP address: nobody." in body
+    assert "Ensure this value is less than or equal to 100." in body
+    config.refresh_from_db()
+    assert config.excluded_addresses == ""
+
+
 def test_it_asks_for_the_domains_when_not_importing_all(world, admin_client_):
     data = import_data(world.org2.config)
     del data["import_all_domains"]

@@ -149,15 +149,34 @@ def exported_view(person: Recipient, config: RequestorConfig) -> tuple[str, str]
     return person.display_name + config.append_display_name, smtp
 
 
+def _words(text: str) -> set[str]:
+    return {word.lower() for word in text.replace(",", " ").replace(";", " ").split()}
+
+
+def imports(config: RequestorConfig, origin: str, smtp: str) -> bool:
+    """Whether the Import Config lets in an entry of `origin` with address `smtp` (the oracle's
+    reading of the domains to import and the exclusions)."""
+    if origin.lower() in _words(config.excluded_organizations):
+        return False
+    if smtp.lower() in _words(config.excluded_addresses):
+        return False
+    return config.import_all_domains or smtp.rpartition("@")[2].lower() in _words(
+        config.import_domains
+    )
+
+
 def expected_contacts(scenario, name: str) -> set[tuple[str, str, str]]:
     """(origin, display name, primary SMTP) of every contact organization `name` should hold."""
     expected = set()
+    receiving = RequestorConfig.objects.get(organization__name=name)
     for other in scenario.others(name):
         config = RequestorConfig.objects.get(pk=other.config.pk)
         if not config.enabled:
             continue
         for person in exported_people(config):
-            expected.add((other.name, *exported_view(person, config)))
+            view = exported_view(person, config)
+            if imports(receiving, other.name, view[1]):
+                expected.add((other.name, *view))
     return expected
 
 

@@ -87,6 +87,19 @@ def test_it_refuses_an_empty_or_invalid_domain_list(scenario):
     assert "Not a valid domain: a, domain!, not." in errors_of(config)["import_domains"][0]
 
 
+def test_it_refuses_exclusions_that_are_not_addresses_or_organization_names(scenario):
+    config = scenario["ORG1"].config
+    config.excluded_addresses = "ok@org2.example, not-an-address, also bad@"
+    assert errors_of(config)["excluded_addresses"] == [
+        "Not an SMTP address: also, bad@, not-an-address."
+    ]
+    config.excluded_addresses = "ok@org2.example"
+    config.excluded_organizations = "ORG2 <script>"
+    assert "Not an organization name" in errors_of(config)["excluded_organizations"][0]
+    config.excluded_organizations = "ORG2\x00"
+    assert "excluded_organizations" in errors_of(config)
+
+
 def test_it_refuses_a_message_size_below_16_kib(scenario):
     config = scenario["ORG1"].config
     config.max_message_size = 16 * 1024 - 1
