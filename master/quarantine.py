@@ -81,7 +81,8 @@ def held(message: Message, document, exc, hold: Hold | None) -> None:
     if requestor is None:
         return
     if hold is not None:
-        quarantine(requestor, f"Mass delete held: {hold.reason}")
+        why = hold.reason.removeprefix(holds.HELD_PREFIX)
+        quarantine(requestor, f"Mass delete held: {why}")
     if document is not None:
         send_notice(requestor, document.batch, str(exc), document.master_usn)
 

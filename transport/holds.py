@@ -26,6 +26,7 @@ from transport.registry import agent_at
 log = logging.getLogger(__name__)
 
 SAMPLE_SIZE = 10
+HELD_PREFIX = "Held for an administrator: "
 
 
 class HoldDecided(Exception):
@@ -69,7 +70,7 @@ def judge(
     """Raise MessageHeld when the deletes trip the threshold."""
     if threshold.trips(deletes, live):
         raise MessageHeld(
-            "Held for an administrator: " + threshold.explain(deletes, live, what),
+            HELD_PREFIX + threshold.explain(deletes, live, what),
             deletes=deletes,
             live=live,
             sample=sample[:SAMPLE_SIZE],
