@@ -65,7 +65,10 @@ class Counts:
     deleted: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     filtered: list[FilteredEntry] = field(default_factory=list)
-    # Names of the contacts removed (the import guard shows some).
+    # Contacts whose address a change replaces (the import guard counts them with removals: a
+    # wrong SMTP rewrite at the origin breaks mail to them as surely as a delete).
+    readdressed: int = 0
+    # Names of the contacts removed or readdressed (the import guard shows some).
     removed: list[str] = field(default_factory=list)
 
 
@@ -91,7 +94,7 @@ def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
         master_notice(config, document)
         return
     counts = apply_reply(config, document)
-    if counts.deleted:
+    if counts.deleted or counts.readdressed:
         guard(config, message, document, counts)
     backends.contacts_changed(config.organization)
 
@@ -117,22 +120,27 @@ def master_notice(config: RequestorConfig, document: wire.ReplyDocument) -> None
 def guard(
     config: RequestorConfig, message: Message, document: wire.ReplyDocument, counts: Counts
 ) -> None:
-    """The import guard: a reply part that removes more contacts than the threshold is held
-    for an administrator before anything of it is written (the savepoint it runs in is rolled
-    back, and an LDAP directory is written only after it), unless one approved it."""
+    """The import guard: a reply part that removes or readdresses more contacts than the
+    threshold is held for an administrator before anything of it is written (the savepoint it
+    runs in is rolled back, and an LDAP directory is written only after it), unless one
+    approved it."""
     threshold = holds.Threshold(
         config.import_delete_limit, config.import_delete_percent, config.import_delete_floor
     )
     live = _contacts(config).count() + counts.deleted
-    if not threshold.trips(counts.deleted, live):
+    lost = counts.deleted + counts.readdressed
+    if not threshold.trips(lost, live):
         return
     if holds.waived(config.organization_id, message.sender, document.batch):
         return
+    what = f"contacts of {config.organization.name}"
+    if counts.readdressed:
+        what += f" ({counts.readdressed} of them by a new address)"
     holds.judge(
         threshold,
-        counts.deleted,
+        lost,
         live,
-        what=f"contacts of {config.organization.name}",
+        what=what,
         peer=document.sender.organization,
         sample=counts.removed,
     )
@@ -502,6 +510,10 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
         before[contact.pk] = (contact.primary_smtp.lower(), contact.alias.lower())
         delta.remove(contact)
         values = _contact_values(config, entry, aliases[entry.key], usn=first + offset)
+        if values[SMTP_INDEX].lower() != before[contact.pk][0]:
+            counts.readdressed += 1
+            if len(counts.removed) < holds.SAMPLE_SIZE:
+                counts.removed.append(contact.display_name)
         for name, value in zip(CONTACT_VALUES, values, strict=True):
             setattr(contact, name, value)
         contact.changed_at = now

@@ -8,6 +8,7 @@ from master import quarantine
 from master.models import AllowedRequestor, GlobalEntry
 from requestor.constants import RunStatus
 from requestor.cycle import sync_all
+from requestor.models import RequestorConfig
 from tests.engine.helpers import (
     add_many,
     assert_converged,
@@ -290,3 +291,24 @@ def test_a_held_reply_is_applied_when_approved_and_kept_out_when_rejected(
     assert org3.contacts().count() == before - 8
     sync_all(max_rounds=3)
     assert_converged(synced_scenario)
+
+
+def test_a_requestor_holds_a_reply_readdressing_more_than_its_import_limit(synced_scenario):
+    org3 = synced_scenario["ORG3"]
+    org3.config.import_delete_limit = 5
+    org3.config.save()
+    before = set(org3.contacts().values_list("primary_smtp", flat=True))
+    # A wrong SMTP rewrite at ORG2: every one of its 30 addresses changes.
+    RequestorConfig.objects.filter(organization__name="ORG2").update(
+        modify_smtp_domain="wrong.example"
+    )
+    cycle(synced_scenario["ORG2"])
+
+    run = cycle(org3)
+
+    assert run.status == RunStatus.HELD
+    hold = Hold.objects.get()
+    assert hold.deletes == 30 and "30 of them by a new address" in hold.reason
+    assert set(org3.contacts().values_list("primary_smtp", flat=True)) == before
+    holds.approve(hold.pk)
+    assert org3.contacts().filter(primary_smtp__endswith="@wrong.example").count() == 30
