@@ -2,8 +2,12 @@
 
 from directory import changes
 from directory.models import LdapDirectory, Recipient, Tombstone
+from requestor.constants import RunStatus
 from requestor.cycle import sync_all
+from requestor.models import RequestorConfig, Run
 from tests.ldap.conftest import person_ldif
+from transport import holds
+from transport.models import Hold
 
 
 def test_mixed_deployment_converges(mixed):
@@ -180,3 +184,25 @@ def test_export_all_reads_the_whole_directory_again(mixed):
     ada = Recipient.objects.get(global_key=None, primary_smtp="ada@org2.example")
     assert ada.usn == usn  # read again, found unchanged: no new USN
     assert "ada@org2.example" in mixed.org3.contacts()
+
+
+def test_a_held_reply_leaves_the_ldap_contacts_alone_until_approved(mixed):
+    org2, org3 = mixed.org2, mixed.org3
+    people = [org2.add_person(f"p{n}", f"Person {n}") for n in range(4)]
+    sync_all()
+    assert {f"p{n}@org2.example" for n in range(4)} <= set(org3.contacts())
+    RequestorConfig.objects.filter(organization__name="ORG3").update(import_delete_limit=2)
+    for dn in people[:3]:
+        org2.tool.delete(dn)
+
+    sync_all(max_rounds=2)
+
+    run = Run.objects.filter(config__organization__name="ORG3").first()
+    assert run.status == RunStatus.HELD
+    # Nothing was written to ORG3's server: not in the mirror, not in LDAP.
+    assert {f"p{n}@org2.example" for n in range(4)} <= set(org3.contacts())
+    holds.approve(Hold.objects.get(decision=Hold.Decision.PENDING).pk)
+    sync_all(max_rounds=2)
+    remaining = set(org3.contacts())
+    assert "p3@org2.example" in remaining
+    assert not {f"p{n}@org2.example" for n in range(3)} & remaining
