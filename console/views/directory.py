@@ -25,6 +25,7 @@ RECIPIENT_LIST_FIELDS = (
     "alias",
     "primary_smtp",
     "trust_level",
+    "hidden_from_others",
     "origin_organization",
     "global_key",
     "master_usn",
