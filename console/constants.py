@@ -16,3 +16,10 @@ ADMINISTRATORS_GROUP = "InterOrg administrators"
 STALE_AFTER_HOURS = 26
 # A run still waiting for the master's reply after this long is reported as stale.
 REPLY_OVERDUE_MINUTES = 60
+
+# Alert e-mails (console.alerts): a mail the relay did not take is tried again at later checks,
+# waiting twice as long each time up to the longest wait, for as long as the retry window; a
+# check that claimed a mail and died leaves it to be tried again after the lease.
+ALERT_RETRY_FOR_HOURS = 24
+ALERT_LONGEST_WAIT_MINUTES = 60
+ALERT_SEND_LEASE_MINUTES = 10

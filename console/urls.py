@@ -4,12 +4,15 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 
 from console.views import (
+    alerts,
     archive,
     dashboard,
     directory,
+    explain,
     held,
     master,
     organizations,
+    preview,
     requestor,
 )
 
@@ -25,6 +28,7 @@ organization_pages = [
     path("requestor/import/", requestor.import_config, name="import-config"),
     path("requestor/schedule/", requestor.schedule_page, name="schedule"),
     path("requestor/execute-now/", requestor.execute_now, name="execute-now"),
+    path("requestor/preview/", preview.preview_page, name="preview"),
     path(
         "requestor/import-all/",
         requestor.reset,
@@ -68,6 +72,8 @@ organization_pages = [
     path("messages/", archive.messages_list, name="messages"),
     path("messages/<int:pk>/", archive.message_detail, name="message"),
     path("conflicts/", archive.conflicts, name="conflicts"),
+    path("explain/", explain.explain_page, name="explain"),
+    path("alerts/", alerts.alerts_page, name="alerts"),
     path("held/", held.held_batches, name="held"),
     path("held/<int:pk>/approve/", held.decide, {"decision": "approve"}, name="held-approve"),
     path("held/<int:pk>/reject/", held.decide, {"decision": "reject"}, name="held-reject"),
@@ -89,5 +95,6 @@ def _login_required(patterns: list) -> list:
 
 urlpatterns = [
     path("", login_required(dashboard.dashboard), name="dashboard"),
+    path("explain/", login_required(explain.search), name="explain-search"),
     path("o/<str:org>/", include(_login_required(organization_pages))),
 ]

@@ -1,5 +1,5 @@
 """Where an organization's directory lives: the built-in tables, or an LDAP server mirrored in
-them (directory.ldap). The sync engine calls these two hooks and nothing else of LDAP."""
+them (directory.ldap). The sync engine calls these hooks and nothing else of LDAP."""
 
 import logging
 
@@ -42,20 +42,37 @@ def refresh(organization: Organization) -> None:
     mirror. Nothing to do for the built-in directory. Raises DirectoryUnavailable."""
     if not organization.uses_ldap:
         return
-    if not LdapDirectory.objects.filter(organization=organization).exists():
-        raise DirectoryUnavailable(
-            f"{organization} keeps its directory in LDAP, but no LDAP server is set: enter it "
-            "on the organization's Directory page."
-        )
-    scan, publish = _ldap()
-    publish.publish(organization.pk)
-    result = scan.scan(organization.pk)
+    _server_of(organization)
+    _ldap()[1].publish(organization.pk)
+    _scan(organization)
+
+
+def read(organization: Organization) -> None:
+    """Only read LDAP's changes into the mirror, writing nothing to LDAP (a preview of the next
+    cycle does this inside a transaction it rolls back). Nothing to do for the built-in
+    directory. Raises DirectoryUnavailable."""
+    if not organization.uses_ldap:
+        return
+    _server_of(organization)
+    _scan(organization)
+
+
+def _scan(organization: Organization) -> None:
+    result = _ldap()[0].scan(organization.pk)
     if result.problems:
         log.warning(
             "%s: the LDAP scan left out %d entries, first: %s",
             organization,
             len(result.problems),
             result.problems[0],
+        )
+
+
+def _server_of(organization: Organization) -> None:
+    if not LdapDirectory.objects.filter(organization=organization).exists():
+        raise DirectoryUnavailable(
+            f"{organization} keeps its directory in LDAP, but no LDAP server is set: enter it "
+            "on the organization's Directory page."
         )
 
 

@@ -209,6 +209,11 @@ INTERORG_ARCHIVE_RETENTION_DAYS = envint("INTERORG_ARCHIVE_RETENTION_DAYS", 90, 
 INTERORG_TOMBSTONE_RETENTION_DAYS = envint("INTERORG_TOMBSTONE_RETENTION_DAYS", 60, minimum=1)
 INTERORG_STALLED_RUN_MINUTES = envint("INTERORG_STALLED_RUN_MINUTES", 60, minimum=1)
 INTERORG_SWEEP_SECONDS = envint("INTERORG_SWEEP_SECONDS", 60, minimum=5)
+# Alert e-mails (console/alerts.py): how often states are compared with the last alerted one,
+# and how long a new state must last before its alert goes out (a run failing once between
+# two good ones mails nobody; 0 alerts at the first check that sees it).
+INTERORG_ALERT_CHECK_SECONDS = envint("INTERORG_ALERT_CHECK_SECONDS", 60, minimum=10)
+INTERORG_ALERT_HOLD_DOWN_MINUTES = envint("INTERORG_ALERT_HOLD_DOWN_MINUTES", 5, minimum=0)
 _housekeeping = _cron("INTERORG_HOUSEKEEPING_CRON", "30 3 * * *")
 CELERY_BEAT_SCHEDULE = {
     "interorg: deliver and process messages left behind": {
@@ -220,6 +225,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "requestor.tasks.fail_stalled_runs",
         "schedule": 300.0,
         "options": {"expires": 270},
+    },
+    "interorg: alert administrators of state changes": {
+        "task": "console.tasks.check_alerts",
+        "schedule": float(INTERORG_ALERT_CHECK_SECONDS),
+        "options": {"expires": INTERORG_ALERT_CHECK_SECONDS * 0.9},
     },
 }
 if _housekeeping is not None:
@@ -250,6 +260,17 @@ EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)
 if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("Set EMAIL_USE_TLS (STARTTLS) or EMAIL_USE_SSL, not both.")
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30, minimum=1)
+# The sender of alert e-mails, and the console's address their links point to (by default
+# the address `make run` serves it on).
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "interorg-sync@localhost")
+INTERORG_CONSOLE_URL = envstr(
+    "INTERORG_CONSOLE_URL", f"http://{envstr('INTERORG_WEB_ADDRESS', '127.0.0.1:8000')}"
+).rstrip("/")
+if not INTERORG_CONSOLE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"INTERORG_CONSOLE_URL={INTERORG_CONSOLE_URL!r} is not a web address: give one such as "
+        "https://interorg.example.com (the console's address as administrators reach it)."
+    )
 INTERORG_SMTPD_HOST = envstr("INTERORG_SMTPD_HOST", "127.0.0.1")
 INTERORG_SMTPD_PORT = envint("INTERORG_SMTPD_PORT", 2525, minimum=1)
 

@@ -6,8 +6,9 @@ class MasterAppConfig(AppConfig):
     verbose_name = "Master"
 
     def ready(self) -> None:
-        from master import processing, quarantine, trust
+        from master import peers, processing, quarantine, trust
         from transport.constants import MessageKind
+        from transport.peers import register_master_view
         from transport.registry import Agent, register_agent
 
         register_agent(
@@ -22,3 +23,4 @@ class MasterAppConfig(AppConfig):
                 refused=quarantine.refused,
             )
         )
+        register_master_view(peers.master_view)

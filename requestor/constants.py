@@ -27,3 +27,33 @@ class RunStatus(models.TextChoices):
 DEFAULT_IMPORT_DELETE_LIMIT = 500
 DEFAULT_IMPORT_DELETE_PERCENT = 20
 DEFAULT_IMPORT_DELETE_FLOOR = 10
+
+
+# The preview of a requestor's next cycle (requestor.preview).
+class PreviewOp(models.TextChoices):
+    """What an exported change does at the master."""
+
+    ADD = "add", "Add"
+    CHANGE = "change", "Change"
+    DELETE = "delete", "Delete"
+
+
+class PreviewReason(models.TextChoices):
+    """Why the next export carries a change."""
+
+    NEW = "new", "New (never exported)"
+    CHANGED = "changed", "Changed"
+    ENTERED_SCOPE = "entered_scope", "Entered the scope"
+    LEFT_SCOPE = "left_scope", "Left the scope"
+    DELETED = "deleted", "Deleted"
+    TRANSFORMS = "transforms", "Transforms changed"
+    FULL_EXPORT = "full_export", "Full export"
+
+
+class ImportOp(models.TextChoices):
+    """What a waiting reply does to a contact, or to an entry it cannot import."""
+
+    ADD = "add", "Add"
+    UPDATE = "update", "Update"
+    REMOVE = "remove", "Remove"
+    SET_ASIDE = "set_aside", "Set aside"

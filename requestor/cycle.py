@@ -53,7 +53,7 @@ def _refresh_directory(config_id: int) -> None:
         backends.refresh(organization)
 
 
-def _lock_config(config_id: int) -> RequestorConfig | None:
+def lock_config(config_id: int) -> RequestorConfig | None:
     """The requestor's row, locked to commit; refused at once if another cycle (or the import of
     a reply) holds it, rather than queueing a second export behind the first. SQLite has no row
     locks: its IMMEDIATE transactions already run one writer at a time."""
@@ -77,12 +77,12 @@ def _lock_config(config_id: int) -> RequestorConfig | None:
 
 
 def _start(config_id: int, trigger: str, user) -> Run:
-    config = _lock_config(config_id)
+    config = lock_config(config_id)
     if config is None:
         raise SyncError(f"There is no requestor configuration {config_id}.")
     if not config.enabled and trigger == Trigger.SCHEDULE:
         raise SyncError(f"The requestor of {config.organization} is disabled.")
-    _follow_import_options(config)
+    follow_import_options(config)
     export = build_export(config)
     for document, payload in export.parts:
         outbox.queue(
@@ -104,7 +104,7 @@ def _start(config_id: int, trigger: str, user) -> Run:
     )
 
 
-def _follow_import_options(config: RequestorConfig) -> None:
+def follow_import_options(config: RequestorConfig) -> None:
     """A new import container or other domains to import: the contacts must move or be added
     and removed, and only a full reply says which (whatever path changed the options)."""
     current = config.import_options()

@@ -255,7 +255,7 @@ def apply_entries(
     settled: list[str] = []  # keys whose earlier conflict or filter no longer holds
     for key, entry in latest.items():
         contact = contacts.get(key)
-        left_out = _left_out(entry, domains, excluded)
+        left_out = import_filter(entry, domains, excluded)
         if entry.op == Op.DELETE or left_out:
             if contact is not None:
                 removals.append(contact)
@@ -280,7 +280,7 @@ def apply_entries(
     _set_aside(config, settled, counts, set_aside)
 
 
-def _left_out(
+def import_filter(
     entry: wire.Entry, domains: list[str] | None, excluded: tuple[set[str], set[str]]
 ) -> str | None:
     """Why the Import Config leaves an entry out (a FilteredEntry reason), or None."""

@@ -8,7 +8,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from console.api import views
+from console.api import alerts, views
 
 router = DefaultRouter()
 router.include_root_view = False
@@ -24,9 +24,10 @@ router.register("exported-containers", views.ExportedContainerViewSet, basename=
 router.register("master-configs", views.MasterConfigViewSet, basename="masterconfig")
 router.register("allowed-requestors", views.AllowedRequestorViewSet, basename="allowedrequestor")
 router.register("held-batches", views.HoldViewSet, basename="hold")
+router.register("alert-events", alerts.AlertEventViewSet, basename="alertevent")
 
 urlpatterns = [
-    path("v1/", include((router.urls, "api"), namespace="api")),
+    path("v1/", include((router.urls + alerts.urlpatterns, "api"), namespace="api")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # A page for people: an anonymous visitor is sent to the login page.
     path(

@@ -12,7 +12,9 @@ from rest_framework.response import Response
 from console import actions, directory_settings, permissions
 from console import status as dashboard
 from console.api import serializers as s
+from console.api.explain import ExplainAction
 from console.api.permissions import OrganizationAccess
+from console.api.preview import PreviewAction
 from directory import changes
 from directory.models import Container, LdapDirectory, Organization, Recipient
 from master import quarantine
@@ -90,7 +92,7 @@ class Conflict409(exceptions.APIException):
 
 
 @extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
-class OrganizationViewSet(OrganizationScoped, viewsets.ModelViewSet):
+class OrganizationViewSet(ExplainAction, OrganizationScoped, viewsets.ModelViewSet):
     """Organizations: administrators change their Server Type; administrators of the whole
     installation create and delete them."""
 
@@ -355,7 +357,7 @@ ACTION_RESPONSES = {200: s.ActionResultSerializer, 202: s.ActionResultSerializer
 
 
 @extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
-class RequestorConfigViewSet(OrganizationScoped, viewsets.ModelViewSet):
+class RequestorConfigViewSet(PreviewAction, OrganizationScoped, viewsets.ModelViewSet):
     """The requestor of an organization (Export Config and Import Config), and its buttons."""
 
     queryset = (

@@ -2,12 +2,15 @@
 
 from django.shortcuts import get_object_or_404
 
+from console.models import AlertEvent
 from console.views.base import org_page, page, paginate
 from requestor.constants import RunStatus
 from requestor.models import Conflict, Run
 from transport.constants import Direction, Status
 from transport.models import Message
 
+# The latest state changes (console.alerts) shown beside the runs.
+ALERT_EVENTS_SHOWN = 10
 MESSAGE_LIST_FIELDS = (
     "pk",
     "direction",
@@ -43,6 +46,7 @@ def runs(request, organization):
         runs=paginate(request, rows),
         status=status,
         statuses=RunStatus.choices,
+        alert_events=AlertEvent.objects.filter(organization=organization)[:ALERT_EVENTS_SHOWN],
     )
 
 

@@ -223,3 +223,9 @@ def test_the_api_sets_the_guard_thresholds_and_refuses_bad_ones(synced_scenario)
     response = admin.patch(url, {"delete_percent": 101}, format="json")
     assert response.status_code == 400 and "delete_percent" in response.json()
     assert AllowedRequestor.objects.get(pk=requestor.pk).delete_percent == 10
+
+
+@pytest.mark.parametrize("path", ["/o/OR%00G1/", "/o/ORG1%00/held/", "/o/%00/explain/?q=x"])
+def test_a_nul_byte_in_an_organization_name_finds_nothing(synced_scenario, path):
+    client = logged_in(user("hub", "ORG1"))
+    assert client.get(path).status_code == 404

@@ -120,6 +120,7 @@ def test_housekeeping_is_registered_with_expiry_under_its_interval():
         "requestor.tasks.purge_directory_tombstones",
         "requestor.tasks.purge_runs",
         "transport.tasks.purge_archive",
+        "console.tasks.check_alerts",
     }
     for entry in beat.values():
         assert entry["task"] in celery_app.tasks

@@ -1,21 +1,35 @@
-"""Run one organization's requestor cycle now (the Schedule page's Execute Now)."""
+"""Run one organization's requestor cycle now (the Schedule page's Execute Now), or, with
+--dry-run, show what it would do and change nothing (the Schedule page's Preview next cycle)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
 from directory.models import Organization
 from requestor.cycle import SyncError, run_cycle
+from requestor.management.commands._preview import preview_lines
 from requestor.management.commands._summary import HEADER, run_line
 from requestor.models import RequestorConfig, Run
+from requestor.preview import preview_cycle
 from transport.inbox import pump
 
 
 class Command(BaseCommand):
-    help = "Export an organization's changes to its master now and apply the reply."
+    help = (
+        "Export an organization's changes to its master now and apply the reply; with "
+        "--dry-run, show what that would do and change nothing."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("organization", help="Short name of the organization, such as ORG2.")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Show what the cycle would export and import, each change with its reason; "
+            "change nothing.",
+        )
 
-    def handle(self, *args, organization: str, **options):
+    def handle(self, *args, organization: str, dry_run: bool = False, **options):
+        if "\x00" in organization:
+            raise CommandError("An organization name cannot contain NUL characters.")
         org = Organization.objects.filter(name__iexact=organization).first()
         if org is None:
             known = ", ".join(Organization.objects.values_list("name", flat=True)) or "none"
@@ -23,6 +37,13 @@ class Command(BaseCommand):
         config = RequestorConfig.objects.filter(organization=org).first()
         if config is None:
             raise CommandError(f"{org.name} runs no requestor; configure one first.")
+        if dry_run:
+            try:
+                preview = preview_cycle(config.pk)
+            except SyncError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write("\n".join(preview_lines(preview)))
+            return
         try:
             run = run_cycle(config.pk)
         except SyncError as exc:
