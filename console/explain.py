@@ -423,7 +423,8 @@ def _as_exported(others: list[int], query: str, address: str | None) -> Q:
             name = query[: -len(suffix)].strip()
             if name:
                 wanted |= Q(organization_id=organization_id, display_name__icontains=name)
-    return wanted
+    # Only their own recipients: their contacts are never exported in any form.
+    return wanted & Q(global_key__isnull=True)
 
 
 def _search_master(here, matches, query, address) -> tuple[list[str], bool]:

@@ -202,7 +202,7 @@ class RecipientAdmin(admin.ModelAdmin):
         "imported",
         "usn",
     )
-    list_filter = ("organization", "kind", ImportedFilter, "container")
+    list_filter = ("organization", "kind", ImportedFilter, "hidden_from_others", "container")
     list_select_related = ("organization", "container")
     search_fields = ("display_name", "alias", "primary_smtp")
     readonly_fields = PROVENANCE_FIELDS
@@ -264,7 +264,15 @@ class TombstoneAdmin(ReadOnlyAdmin):
 class DigestCellAdmin(ReadOnlyAdmin):
     """What verification adds up: kept by directory.changes, recounted by a repair."""
 
-    list_display = ("organization", "container", "kind", "trust_level", "imported", "count")
+    list_display = (
+        "organization",
+        "container",
+        "kind",
+        "trust_level",
+        "hidden",
+        "imported",
+        "count",
+    )
     list_filter = ("organization", "imported", "kind")
     list_select_related = ("organization", "container")
 

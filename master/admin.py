@@ -1,12 +1,14 @@
 """Admin pages of the master: its configuration and allowlist; the master database, read-only."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
 from directory.admin import ReadOnlyAdmin, pretty_json
+from master import quarantine
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig, ReceivedBatch
 
+QUARANTINE = ("quarantined_at", "quarantined_by", "quarantine_reason", "refusals")
 REQUESTOR_STATE = (
     "acked_usn",
     "pending_ranges",
@@ -29,7 +31,16 @@ class MasterConfigAdmin(admin.ModelAdmin):
     list_select_related = ("organization",)
     fieldsets = (
         (None, {"fields": ("organization", "enabled", "address", "dn")}),
-        ("Limits", {"fields": ("max_attachment_size", "tombstone_lifetime_days")}),
+        (
+            "Limits",
+            {
+                "fields": (
+                    "max_attachment_size",
+                    "tombstone_lifetime_days",
+                    "quarantine_after_refusals",
+                )
+            },
+        ),
         ("Master database", {"fields": ("usn", "epoch", "purged_through_usn", "sequence")}),
     )
     readonly_fields = ("usn", "epoch", "purged_through_usn", "sequence")
@@ -49,12 +60,45 @@ class AllowedRequestorAdmin(admin.ModelAdmin):
         "acked_usn",
         "reported_master_usn",
         "last_contact_at",
+        "quarantined",
     )
     list_filter = ("master__organization", "enabled")
     list_select_related = ("master__organization",)
     search_fields = ("organization_name", "address", "label")
-    fields = ("master", "organization_name", "address", "label", "enabled", *REQUESTOR_STATE)
-    readonly_fields = REQUESTOR_STATE
+    fields = (
+        "master",
+        "organization_name",
+        "address",
+        "label",
+        "enabled",
+        ("delete_limit", "delete_percent", "delete_floor"),
+        *QUARANTINE,
+        *REQUESTOR_STATE,
+    )
+    readonly_fields = (*QUARANTINE, *REQUESTOR_STATE)
+    actions = ["quarantine_requestors", "release_requestors"]
+
+    @admin.display(boolean=True, description="quarantined")
+    def quarantined(self, obj: AllowedRequestor) -> bool:
+        return obj.quarantined
+
+    @admin.action(description="Quarantine (keep their exports, apply none)", permissions=["change"])
+    def quarantine_requestors(self, request, queryset) -> None:
+        for requestor in queryset:
+            quarantine.quarantine(requestor, "Quarantined in the admin.", request.user)
+        self.message_user(request, "Quarantined; release them to apply what waited.")
+
+    @admin.action(description="Release (apply what waited, in order)", permissions=["change"])
+    def release_requestors(self, request, queryset) -> None:
+        for requestor in queryset.select_related("master"):
+            try:
+                count = quarantine.release(requestor)
+            except quarantine.QuarantineError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{requestor.organization_name} released; {count} message(s) applied."
+                )
 
 
 @admin.register(GlobalEntry)

@@ -132,6 +132,9 @@ class RequestorConfigAdmin(admin.ModelAdmin):
                     "import_container",
                     "import_all_domains",
                     "import_domains",
+                    "excluded_addresses",
+                    "excluded_organizations",
+                    ("import_delete_limit", "import_delete_percent", "import_delete_floor"),
                 )
             },
         ),

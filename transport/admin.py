@@ -3,13 +3,13 @@
 import json
 import zlib
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from directory.admin import ReadOnlyAdmin, pretty_json
-from transport import signing
-from transport.models import Message, SigningKey
+from transport import holds, signing
+from transport.models import Hold, Message, SigningKey
 
 # Most decompressed payload text shown on a message's page; larger documents are cut.
 SHOWN_PAYLOAD_LIMIT = 200 * 1024
@@ -142,3 +142,53 @@ class SigningKeyAdmin(admin.ModelAdmin):
                 f"{key.organization}: new key {key.fingerprint}. Give its public key to the "
                 "organizations that receive its messages.",
             )
+
+
+@admin.register(Hold)
+class HoldAdmin(admin.ModelAdmin):
+    """Batches held for an administrator: read-only, decided with the approve / reject actions
+    (the same as the console's Held batches page)."""
+
+    list_display = (
+        "held_at",
+        "organization",
+        "peer",
+        "kind",
+        "deletes",
+        "live",
+        "decision",
+        "decided_by",
+        "decided_at",
+    )
+    list_filter = ("decision", "kind", "organization")
+    list_select_related = ("organization", "decided_by")
+    search_fields = ("peer", "sender", "batch")
+    actions = ["approve", "reject"]
+    readonly_fields = [field.name for field in Hold._meta.fields]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def _decide(self, request, queryset, decide, done: str) -> None:
+        decided = []
+        for hold in queryset.filter(decision=Hold.Decision.PENDING).order_by("held_at", "pk"):
+            try:
+                decide(hold.pk, request.user)
+            except holds.HoldDecided:
+                continue
+            decided.append(f"{hold.peer} to {hold.organization}")
+        if decided:
+            self.message_user(request, f"{done}: {', '.join(decided)}.", messages.SUCCESS)
+        else:
+            self.message_user(request, "No pending batch was selected.", messages.WARNING)
+
+    @admin.action(description="Approve (apply as it would have been)", permissions=["change"])
+    def approve(self, request, queryset) -> None:
+        self._decide(request, queryset, holds.approve, "Approved")
+
+    @admin.action(description="Reject (discard)", permissions=["change"])
+    def reject(self, request, queryset) -> None:
+        self._decide(request, queryset, holds.reject, "Rejected")

@@ -621,3 +621,16 @@ def test_the_page_is_for_readers_of_the_organization_only(synced):
     for target in (f"{page_url()}?q=x", f"{reverse('console:explain-search')}?org=ORG2&q=x"):
         response = anonymous_page.get(target)
         assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_the_exported_form_of_an_address_finds_only_that_organizations_own(synced):
+    """ORG3 rewrites its addresses to org3.com: asking for org3user1@org3.com finds ORG3's own
+    recipient, not ORG3's contact of an ORG2 person with the same local part."""
+    synced["ORG2"].add(alias="namesake", primary_smtp="org3user1@org2.example")
+    cycle(synced["ORG2"])
+    cycle(synced["ORG3"])
+    assert synced["ORG3"].contacts().filter(primary_smtp="org3user1@org2.example").exists()
+
+    result = ask("ORG1", "org3user1@org3.com")
+
+    assert [match.key for match in result.matches] == [f"ORG3:{person('org3user1').guid}"]

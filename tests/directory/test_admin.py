@@ -17,12 +17,12 @@ from directory.constants import Kind
 from directory.factories import RecipientFactory
 from directory.models import DigestCell, LdapDirectory, Recipient, Tombstone
 from master.factories import AllowedRequestorFactory
-from master.models import GlobalEntry, LedgerEntry, ReceivedBatch
+from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, ReceivedBatch
 from requestor.factories import ExportedContainerFactory
 from requestor.models import Conflict, FilteredEntry, Run, Verification
 from transport import signing
 from transport.admin import describe_payload
-from transport.models import Message, SigningKey
+from transport.models import Hold, Message, SigningKey
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +54,22 @@ def url(model, view: str, *args) -> str:
 
 def payload(document: dict) -> bytes:
     return gzip.compress(json.dumps(document).encode())
+
+
+def hold_of(requestor, message=None) -> Hold:
+    return Hold.objects.create(
+        organization=requestor.master.organization,
+        kind="export",
+        sender=requestor.address,
+        recipient=requestor.master.address,
+        peer=requestor.organization_name,
+        batch=message.batch if message else uuid.uuid4(),
+        message=message,
+        reason="Held for an administrator: It would delete 9 of 10 entries.",
+        deletes=9,
+        live=10,
+        sample=["<b>Jane</b>"],
+    )
 
 
 @pytest.fixture
@@ -121,6 +137,7 @@ def every_model(container, admin_user):
         master_usn=2,
     )
     Verification.objects.create(config=exported.config, side="import", state="verified")
+    hold_of(requestor, message)
     Group.objects.create(name="Mail administrators")
     signing.generate_key(container.organization_id)
 
@@ -145,6 +162,7 @@ def test_it_registers_every_model_of_the_project():
         "requestor.Conflict",
         "requestor.FilteredEntry",
         "requestor.Verification",
+        "transport.Hold",
         "transport.Message",
         "transport.SigningKey",
     }
@@ -162,7 +180,7 @@ def test_it_shows_every_list_and_page_to_a_superuser(admin_client, every_model, 
     for page in (url(model, "changelist"), url(model, "change", obj.pk)):
         response = admin_client.get(page)
         assert response.status_code == 200, page
-    if model not in READ_ONLY:
+    if model not in READ_ONLY and model is not Hold:  # (decided, never added or edited)
         assert admin_client.get(url(model, "add")).status_code == 200
 
 
@@ -420,3 +438,39 @@ def test_it_leaves_an_imported_contacts_attributes_to_the_master(admin_client, c
     assert response.status_code == 200
     assert 'name="display_name"' not in response.content.decode()
     assert 'name="custom_attribute_1"' in response.content.decode()
+
+
+def test_it_approves_and_rejects_held_batches_with_who_and_when(admin_client, admin_user):
+    requestor = AllowedRequestorFactory()
+    first, second = hold_of(requestor), hold_of(requestor)
+    change = url(Hold, "changelist")
+
+    admin_client.post(change, {"action": "approve", "_selected_action": [first.pk]})
+    admin_client.post(change, {"action": "reject", "_selected_action": [first.pk, second.pk]})
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.decision, first.decided_by) == (Hold.Decision.APPROVED, admin_user)
+    assert (second.decision, second.decided_by) == (Hold.Decision.REJECTED, admin_user)
+    assert admin_client.get(url(Hold, "add")).status_code == 403
+
+
+def test_it_quarantines_and_releases_requestors(admin_client, admin_user):
+    requestor = AllowedRequestorFactory()
+    change = url(AllowedRequestor, "changelist")
+
+    admin_client.post(
+        change, {"action": "quarantine_requestors", "_selected_action": [requestor.pk]}
+    )
+    requestor.refresh_from_db()
+    assert requestor.quarantined and requestor.quarantined_by == admin_user
+
+    hold_of(requestor)
+    response = admin_client.post(
+        change, {"action": "release_requestors", "_selected_action": [requestor.pk]}, follow=True
+    )
+    assert "approve or reject it" in response.content.decode()
+    assert AllowedRequestor.objects.get(pk=requestor.pk).quarantined
+    Hold.objects.update(decision=Hold.Decision.REJECTED)
+    admin_client.post(change, {"action": "release_requestors", "_selected_action": [requestor.pk]})
+    assert not AllowedRequestor.objects.get(pk=requestor.pk).quarantined

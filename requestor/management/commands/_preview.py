@@ -40,7 +40,7 @@ def _export_lines(preview: Preview) -> list[str]:
     lines.append(_line("op", "name", "address", "reason"))
     for change in preview.changes:
         name = change.name or f"(deleted, id {change.id})"
-        reason = f"{change.reason_label.lower()}: {change.detail}"
+        reason = f"{change.reason_label.lower()} — {change.detail}"
         lines.append(_line(change.op, name, change.address, reason))
     return lines
 
@@ -54,7 +54,7 @@ def _reply_lines(reply: ReplyPreview) -> list[str]:
     lines = [head + (f" — {clean(reply.detail)}" if reply.detail else "")]
     for change in reply.changes:
         lines.append(
-            _line(change.op, change.name, change.address, f"{change.reason}: {change.detail}")
+            _line(change.op, change.name, change.address, f"{change.reason} — {change.detail}")
         )
     return lines
 
