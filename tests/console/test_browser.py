@@ -89,7 +89,7 @@ def test_it_syncs_from_the_console(page, shoot):
     assert page.locator("table.dashboard").inner_text().count("ORG2") == 1
     shoot("02-dashboard")
 
-    page.click("text=ORG2")
+    page.click("table.dashboard >> text=ORG2")
     page.click("nav.tabs >> text=Export Config")
     page.fill("#id_append_display_name", " (Fabrikam)")
     page.click("button:has-text('Save')")
