@@ -1,7 +1,10 @@
 """The Held batches page and API: what the guard holds, approving and rejecting it, quarantine
 and release of a requestor, and who may do each."""
 
+import io
+
 import pytest
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from console.constants import ConsoleRole
@@ -229,3 +232,59 @@ def test_the_api_sets_the_guard_thresholds_and_refuses_bad_ones(synced_scenario)
 def test_a_nul_byte_in_an_organization_name_finds_nothing(synced_scenario, path):
     client = logged_in(user("hub", "ORG1"))
     assert client.get(path).status_code == 404
+
+
+# --- Command line -------------------------------------------------------------------------------
+
+
+def held_command(*args) -> str:
+    out = io.StringIO()
+    call_command("held", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_the_command_lists_and_approves_a_held_batch(held):
+    hub = user("hub", "ORG1")
+    hold = Hold.objects.get()
+
+    listing = held_command("list", "ORG1")
+    assert f"{hold.pk}  " in listing and "ORG1 holds an export of ORG2: 8 of 30" in listing
+    assert "ORG2 is quarantined on ORG1" in listing
+
+    assert "Approved" in held_command("approve", str(hold.pk), "--user", "hub")
+
+    hold.refresh_from_db()
+    assert (hold.decision, hold.decided_by) == (Hold.Decision.APPROVED, hub)
+    assert live_at_master() == 22
+    with pytest.raises(CommandError, match="decided already"):
+        held_command("reject", str(hold.pk))
+
+
+def test_the_command_rejects_and_refuses_what_is_not_there(held):
+    hold = Hold.objects.get()
+
+    assert "Rejected" in held_command("reject", str(hold.pk))
+
+    assert Hold.objects.get().decision == Hold.Decision.REJECTED and live_at_master() == 30
+    with pytest.raises(CommandError, match="no held batch 999"):
+        held_command("approve", "999")
+    with pytest.raises(CommandError, match="No console user"):
+        held_command("approve", str(hold.pk), "--user", "nobody")
+
+
+def test_the_command_quarantines_and_releases_a_requestor(synced_scenario):
+    assert "ORG3 is quarantined on ORG1" in held_command(
+        "quarantine", "ORG1", "org3", "--reason", "Audit  now"
+    )
+    requestor = AllowedRequestor.objects.get(organization_name="ORG3")
+    assert requestor.quarantined and requestor.quarantine_reason == "Audit now"
+
+    assert "released; 0 message(s) applied" in held_command("release", "ORG1", "ORG3")
+
+    assert not AllowedRequestor.objects.get(pk=requestor.pk).quarantined
+    with pytest.raises(CommandError, match="has no requestor 'ORG9'"):
+        held_command("quarantine", "ORG1", "ORG9")
+    with pytest.raises(CommandError, match="NUL"):
+        held_command("quarantine", "ORG1", "ORG3", "--reason", "a\x00b")
+    with pytest.raises(CommandError, match="No organization named 'ORG7'"):
+        held_command("list", "ORG7")
