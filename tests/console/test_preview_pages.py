@@ -152,7 +152,8 @@ def test_the_command_prints_the_preview_and_changes_nothing(synced_world):
     header = next(line for line in text.splitlines() if line.strip().startswith("op "))
     assert header.split() == ["op", "name", "address", "reason"]
     renamed = next(line for line in text.splitlines() if "Renamed Person" in line)
-    assert renamed.split()[0] == "change" and "changed — Attributes changed: display name." in renamed
+    assert renamed.split()[0] == "change"
+    assert "changed — Attributes changed: display name." in renamed
     assert "Counts: export 1 add, 1 change, 0 delete;" in text
     assert "export: not held" in text
     assert traces() == before
