@@ -94,7 +94,7 @@ def handle_export(message: Message, document: wire.ExportDocument) -> None:
     requestor = allowed_requestor(master, message.sender, document.sender.organization)
     if requestor.quarantined:
         raise MessageHeld(
-            f"Held: {requestor.organization_name} is quarantined on this master since "
+            f"{requestor.organization_name} is quarantined on this master since "
             f"{requestor.quarantined_at:%Y-%m-%d %H:%M} UTC ({requestor.quarantine_reason}). Its "
             "messages are kept and applied in order when an administrator releases it."
         )

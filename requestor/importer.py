@@ -113,7 +113,7 @@ def master_notice(config: RequestorConfig, document: wire.ReplyDocument) -> None
         run.error = f"Rejected at the master: {document.held}"
     else:
         run.status = RunStatus.HELD
-        run.error = f"Held by the master: {document.held}"
+        run.error = f"Held by the master: {document.held.removeprefix(holds.HELD_PREFIX)}"
     run.save(update_fields=["status", "finished_at", "error"])
 
 
