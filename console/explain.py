@@ -25,7 +25,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from types import SimpleNamespace
 
@@ -551,7 +551,8 @@ def _trace(here: _Here, match: Match) -> Trace:
             f"It is one of {here.name}'s own recipients, not an imported contact.",
         )
         return _redact(here, Trace(match, steps, verdict))
-    present = match.contact is not None
+    # A contact hidden for its grace period is known, but not in the address book.
+    present = match.contact is not None and match.contact.hidden_at is None
     scope = _step_scope(here, match, origin)
     steps += [
         scope,
@@ -1242,6 +1243,8 @@ def _step_contact(here: _Here, match: Match) -> Step:
             f"{name} holds no contact for it.",
             facts={"present": False},
         )
+    if contact.hidden_at is not None:
+        return _hidden_contact(here, contact, title)
     entry = match.entry
     facts = {
         "present": True,
@@ -1272,6 +1275,29 @@ def _step_contact(here: _Here, match: Match) -> Step:
             Link(contact.container.dn, "container", name, contact.container_id),
         ],
         facts=facts,
+    )
+
+
+def _hidden_contact(here: _Here, contact, title: str) -> Step:
+    """A contact hidden for the grace period of the Import Config: out of the address book,
+    kept to come back as the same contact if its entry does."""
+    days = here.config.grace_days if here.config else 0
+    until = contact.hidden_at + timedelta(days=days)
+    return Step(
+        "contact",
+        title,
+        Status.INFO,
+        f"Contact {contact.display_name} <{contact.primary_smtp}> is hidden since "
+        f"{_when(contact.hidden_at)}: its entry was deleted or left this address book. It is "
+        f"removed for good after {_when(until)} (a grace period of {days} days), unless its "
+        "entry comes back before: then the same contact is shown again.",
+        links=[Link(contact.display_name, "recipient", here.name, contact.pk)],
+        facts={
+            "present": False,
+            "hidden": True,
+            "recipient": contact.pk,
+            "removed_after": until.isoformat(),
+        },
     )
 
 

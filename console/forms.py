@@ -261,6 +261,7 @@ class ImportConfigForm(DefaultsWhenLeftOut):
             "import_delete_limit",
             "import_delete_percent",
             "import_delete_floor",
+            "grace_days",
         ]
         field_classes = {"import_container": ContainerChoiceField}
         widgets = {
@@ -270,7 +271,12 @@ class ImportConfigForm(DefaultsWhenLeftOut):
         }
 
     field_order = ["master_address", "master_address_type"]
-    defaulted = ("import_delete_limit", "import_delete_percent", "import_delete_floor")
+    defaulted = (
+        "import_delete_limit",
+        "import_delete_percent",
+        "import_delete_floor",
+        "grace_days",
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

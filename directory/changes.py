@@ -41,6 +41,7 @@ CELL_FIELDS = (
     "kind",
     "trust_level",
     "hidden_from_others",
+    "hidden_at",
     "global_key",
     "guid",
     "usn",
@@ -84,8 +85,13 @@ class CellDelta:
 
     def apply(self, values: tuple, sign: int) -> None:
         """Count (sign +1) or stop counting (-1) a recipient given as its CELL_FIELDS values."""
-        container_id, kind, trust_level, hidden, global_key, guid, usn, master_usn = values
-        key = (container_id, kind, trust_level, bool(hidden), global_key is not None)
+        container_id, kind, trust_level, hidden, hidden_at, global_key, guid, usn, master_usn = (
+            values
+        )
+        # Hidden: an own recipient kept from the other organizations, or a contact in its grace
+        # period; neither is counted with what the master lists.
+        hidden = bool(hidden) or hidden_at is not None
+        key = (container_id, kind, trust_level, hidden, global_key is not None)
         tally = self.changes.get(key)
         if tally is None:
             tally = self.changes[key] = Tally()
@@ -192,6 +198,30 @@ def delete_recipients(recipients: QuerySet | Iterable[Recipient]) -> int:
         for start in range(0, len(pks), DELETE_CHUNK):  # pragma: no mutate
             Recipient.objects.filter(OneOf("pk", pks[start : start + DELETE_CHUNK])).delete()
         return len(pks)
+
+
+def hide_contacts(organization_id: int, contacts: Sequence[Recipient], master_usns=None) -> int:
+    """Hide imported contacts for their grace period: out of the address book (and of the
+    digests of what the master lists), giving up their address and alias, but kept, so that
+    the same contact comes back if its entry does. Each takes a fresh local USN (an LDAP
+    directory moves it at its next write); `master_usns` (by pk) records the delete's master
+    USN where known. Return how many were hidden."""
+    contacts = [c for c in contacts if c.global_key is not None and c.hidden_at is None]
+    if not contacts:
+        return 0
+    with transaction.atomic(), writing():
+        first = allocate_usns(organization_id, len(contacts), own=False)
+        now = timezone.now()
+        delta = CellDelta(organization_id)
+        for offset, contact in enumerate(contacts):
+            delta.remove(contact)
+            contact.hidden_at, contact.usn, contact.changed_at = now, first + offset, now
+            contact.master_usn = (master_usns or {}).get(contact.pk, contact.master_usn)
+            delta.add(contact)
+        update_objects(Recipient, contacts, ["hidden_at", "usn", "changed_at", "master_usn"])
+        # Locked by allocate_usns above (unlocked, save() would only lock it again).
+        delta.save(locked=True)  # pragma: no mutate
+    return len(contacts)
 
 
 def insert_recipients(
@@ -330,10 +360,11 @@ def cells(organization_id: int) -> list[DigestCell]:
 
 
 def contacts_tally(organization_id: int, known: list[DigestCell] | None = None) -> Tally:
-    """What the organization's imported contacts add up to: (global key, master USN) each
-    (from `known` cells when the caller read them already)."""
+    """What the organization's imported contacts in its address book add up to: (global key,
+    master USN) each (from `known` cells when the caller read them already). Contacts hidden
+    for their grace period are known, but not counted: the master no longer lists them."""
     tally = Tally()
     for cell in cells(organization_id) if known is None else known:
-        if cell.imported:
+        if cell.imported and not cell.hidden:
             tally.merge(Tally.of(cell.digest, cell.count))
     return tally

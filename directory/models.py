@@ -343,6 +343,9 @@ class Recipient(models.Model):
     origin_organization = models.CharField(max_length=64, blank=True, editable=False)
     global_key = models.CharField(max_length=200, null=True, blank=True, editable=False)
     master_usn = models.BigIntegerField(null=True, blank=True, editable=False)
+    # A contact whose entry was deleted: out of the address book since then, removed for good
+    # after the grace period of its organization's Import Config (requestor.grace).
+    hidden_at = models.DateTimeField("hidden since", null=True, blank=True, editable=False)
 
     usn = models.BigIntegerField("USN", default=0, editable=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -354,17 +357,21 @@ class Recipient(models.Model):
         ordering = ["display_name"]
         indexes = [models.Index(fields=["organization", "usn"], name="recipient_org_usn")]
         constraints = [
+            # A hidden contact gives up its address and alias (a grace period must not keep a
+            # new recipient from taking them); restored, it takes them again if they are free.
             models.UniqueConstraint(
                 "organization",
                 Lower("primary_smtp"),
-                name="recipient_smtp_unique_per_org",
+                condition=Q(hidden_at__isnull=True),
+                name="recipient_smtp_unique_shown",
                 violation_error_message="Another recipient of this organization has that "
                 "primary SMTP address.",
             ),
             models.UniqueConstraint(
                 "organization",
                 Lower("alias"),
-                name="recipient_alias_unique_per_org",
+                condition=Q(hidden_at__isnull=True),
+                name="recipient_alias_unique_shown",
                 violation_error_message="Another recipient of this organization has that alias.",
             ),
             models.UniqueConstraint(
@@ -405,9 +412,9 @@ class Recipient(models.Model):
             )
 
     def validate_constraints(self, exclude=None) -> None:
-        # `organization` is not editable, so model forms exclude it, and with it every
-        # per-organization uniqueness check; it is derived from the container, so check them.
-        super().validate_constraints(exclude=set(exclude or ()) - {"organization"})
+        # `organization` and `hidden_at` are not editable, so model forms exclude them, and with
+        # them every per-organization uniqueness check; they are known here, so check them.
+        super().validate_constraints(exclude=set(exclude or ()) - {"organization", "hidden_at"})
 
     def save(self, *args, **kwargs) -> None:
         require_changes_module("Saving a recipient")  # pragma: no mutate (a message)

@@ -207,6 +207,9 @@ def _cron(name: str, default: str) -> crontab | None:
 # no worker ran is dropped instead of running many times over.
 INTERORG_ARCHIVE_RETENTION_DAYS = envint("INTERORG_ARCHIVE_RETENTION_DAYS", 90, minimum=1)
 INTERORG_TOMBSTONE_RETENTION_DAYS = envint("INTERORG_TOMBSTONE_RETENTION_DAYS", 60, minimum=1)
+# How long each organization's import history is kept whole (the history of an entry, the
+# address book as of a time); older, only each entry's latest state (requestor.housekeeping).
+INTERORG_HISTORY_RETENTION_DAYS = envint("INTERORG_HISTORY_RETENTION_DAYS", 90, minimum=1)
 INTERORG_STALLED_RUN_MINUTES = envint("INTERORG_STALLED_RUN_MINUTES", 60, minimum=1)
 INTERORG_SWEEP_SECONDS = envint("INTERORG_SWEEP_SECONDS", 60, minimum=5)
 # Alert e-mails (console/alerts.py): how often states are compared with the last alerted one,
@@ -226,6 +229,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
         "options": {"expires": 270},
     },
+    "interorg: remove contacts past their grace period": {
+        "task": "requestor.tasks.end_grace_periods",
+        "schedule": 3600.0,
+        "options": {"expires": 3300},
+    },
     "interorg: alert administrators of state changes": {
         "task": "console.tasks.check_alerts",
         "schedule": float(INTERORG_ALERT_CHECK_SECONDS),
@@ -239,6 +247,7 @@ if _housekeeping is not None:
         ("compact the master's ledger", "master.tasks.compact_ledger"),
         ("purge acknowledged directory tombstones", "requestor.tasks.purge_directory_tombstones"),
         ("purge old runs", "requestor.tasks.purge_runs"),
+        ("compact the import history", "requestor.tasks.compact_imported_changes"),
         ("purge the message archive", "transport.tasks.purge_archive"),
     ):
         CELERY_BEAT_SCHEDULE[f"interorg: {_name}"] = {

@@ -135,6 +135,7 @@ class RequestorConfigAdmin(admin.ModelAdmin):
                     "excluded_addresses",
                     "excluded_organizations",
                     ("import_delete_limit", "import_delete_percent", "import_delete_floor"),
+                    "grace_days",
                 )
             },
         ),

@@ -27,6 +27,9 @@ class RunStatus(models.TextChoices):
 DEFAULT_IMPORT_DELETE_LIMIT = 500
 DEFAULT_IMPORT_DELETE_PERCENT = 20
 DEFAULT_IMPORT_DELETE_FLOOR = 10
+# Days a contact whose entry was deleted stays hidden before it is removed for good.
+DEFAULT_GRACE_DAYS = 7
+MAX_GRACE_DAYS = 365
 
 
 # The preview of a requestor's next cycle (requestor.preview).

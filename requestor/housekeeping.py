@@ -4,12 +4,12 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from directory.models import Organization, Tombstone
 from requestor.constants import RunStatus
-from requestor.models import RequestorConfig, Run
+from requestor.models import ImportedChange, RequestorConfig, Run
 
 log = logging.getLogger(__name__)
 
@@ -91,4 +91,24 @@ def purge_runs(days: int | None = None) -> int:
     purged = old.delete()[0]
     if purged:
         log.info("purged %s runs older than %s days", purged, days)
+    return purged
+
+
+def compact_imported_changes(days: int | None = None) -> int:
+    """Keep INTERORG_HISTORY_RETENTION_DAYS of each organization's import history: older rows go,
+    except the latest of each entry (what its address book held at the horizon), and that one
+    too when it says the contact was removed. The history and the address book as of a time are
+    exact from the horizon on. Return how many rows went."""
+    days = settings.INTERORG_HISTORY_RETENTION_DAYS if days is None else days
+    horizon = timezone.now() - timedelta(days=days)
+    old = ImportedChange.objects.filter(at__lt=horizon)
+    later = old.filter(
+        organization=OuterRef("organization"),
+        global_key=OuterRef("global_key"),
+        pk__gt=OuterRef("pk"),
+    )
+    purged = old.filter(Exists(later)).delete()[0]
+    purged += old.filter(op=ImportedChange.Op.REMOVED).delete()[0]
+    if purged:
+        log.info("compacted %s imported changes older than %s days", purged, days)
     return purged

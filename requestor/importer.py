@@ -24,7 +24,7 @@ from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.models import Recipient, allocate_usns, smtp_validator
 from requestor import verify
 from requestor.constants import RunStatus
-from requestor.models import Conflict, FilteredEntry, RequestorConfig, Run
+from requestor.models import Conflict, FilteredEntry, ImportedChange, RequestorConfig, Run
 from transport import holds, inbox, wire
 from transport.constants import Direction, Op, Status
 from transport.digest import Tally
@@ -42,7 +42,7 @@ CONTACT_VALUES = [
     "master_usn",
     "usn",
 ]
-CONTACT_FIELDS = [*CONTACT_VALUES, "changed_at"]
+CONTACT_FIELDS = [*CONTACT_VALUES, "changed_at", "hidden_at"]
 ALIAS_INDEX = CONTACT_VALUES.index("alias")
 SMTP_INDEX = CONTACT_VALUES.index("primary_smtp")
 SYNC_FIELDS = [
@@ -65,11 +65,29 @@ class Counts:
     deleted: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     filtered: list[FilteredEntry] = field(default_factory=list)
+    # Hidden contacts an entry brought back (counted with the updated ones too).
+    restored: int = 0
     # Contacts whose address a change replaces (the import guard counts them with removals: a
     # wrong SMTP rewrite at the origin breaks mail to them as surely as a delete).
     readdressed: int = 0
     # Names of the contacts removed or readdressed (the import guard shows some).
     removed: list[str] = field(default_factory=list)
+    # What the part did to the address book, entry by entry (ImportedChange rows, unsaved).
+    log: list[ImportedChange] = field(default_factory=list)
+
+    def note(self, config, op: str, key: str, origin: str, usn, name="", smtp="", detail=""):
+        self.log.append(
+            ImportedChange(
+                organization_id=config.organization_id,
+                global_key=key,
+                origin=origin,
+                op=op,
+                master_usn=usn,
+                display_name=name[:256],
+                primary_smtp=smtp[:256],
+                detail=detail[:256],
+            )
+        )
 
 
 def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
@@ -157,7 +175,7 @@ def apply_reply(config: RequestorConfig, document: wire.ReplyDocument) -> Counts
     if _is_news(config, document, run):
         apply_entries(config, document.entries, counts, set_aside)
         if document.full and _is_last_full_part(document):
-            counts.deleted += sweep_absent(config, document, counts)
+            sweep_absent(config, document, counts)
             set_aside = _finish_full_reply(config, counts, run)
     config.set_aside_digest, config.set_aside_count = set_aside.hex, set_aside.count
     advanced = document.through > config.master_usn
@@ -174,9 +192,16 @@ def apply_reply(config: RequestorConfig, document: wire.ReplyDocument) -> Counts
     config.save(update_fields=SYNC_FIELDS)
     if run is not None:
         _record(run, document, counts)
+    _save_log(counts, document, run)
     if advanced:
         inbox.retry_deferred(config.organization_id)
     return counts
+
+
+def _save_log(counts: Counts, document: wire.ReplyDocument, run: Run | None) -> None:
+    for change in counts.log:
+        change.batch, change.run = document.batch, run
+    ImportedChange.objects.bulk_create(counts.log)
 
 
 def _check_applicable(config: RequestorConfig, document: wire.ReplyDocument) -> None:
@@ -236,6 +261,12 @@ def _contacts(config: RequestorConfig):
     )
 
 
+def _shown(config: RequestorConfig):
+    """The organization's recipients in its address book: its own, and the contacts not hidden
+    for their grace period (those hold no address or alias)."""
+    return Recipient.objects.filter(organization_id=config.organization_id, hidden_at__isnull=True)
+
+
 def apply_entries(
     config: RequestorConfig, entries: list[wire.Entry], counts: Counts, set_aside: Tally
 ) -> None:
@@ -251,6 +282,7 @@ def apply_entries(
     domains = config.domains()
     excluded = config.excluded()
     removals: list[Recipient] = []
+    deleted_at: dict[int, int] = {}  # contact pk → the master USN of its entry's delete
     upserts: list[tuple[wire.Entry, Recipient | None]] = []
     settled: list[str] = []  # keys whose earlier conflict or filter no longer holds
     for key, entry in latest.items():
@@ -259,11 +291,17 @@ def apply_entries(
         if entry.op == Op.DELETE or left_out:
             if contact is not None:
                 removals.append(contact)
+                if entry.op == Op.DELETE:
+                    deleted_at[contact.pk] = entry.usn
             if entry.op == Op.UPSERT:
                 counts.filtered.append(_filtered(config, entry, left_out))
             settled.append(key)
             continue
-        current = contact is not None and contact.container_id == config.import_container_id
+        current = (
+            contact is not None
+            and contact.container_id == config.import_container_id
+            and contact.hidden_at is None
+        )
         if current and entry.usn <= (contact.master_usn or 0):
             continue
         upserts.append((entry, contact))
@@ -275,7 +313,7 @@ def apply_entries(
     aliases = _choose_aliases(
         config, {entry.key: bases[entry.key] for entry, _ in upserts}, alias_holders
     )
-    _delete(config, removals, counts)
+    _delete(config, removals, counts, deleted_at)
     _write(config, upserts, aliases, counts)
     _set_aside(config, settled, counts, set_aside)
 
@@ -317,8 +355,30 @@ def _set_aside(config, settled: list[str], counts: Counts, set_aside: Tally) -> 
             for key, usn in rows.values_list("global_key", "master_usn"):
                 set_aside.remove(key, usn)
             rows.delete()
-    for row in [*counts.conflicts, *counts.filtered]:
+    for row in counts.conflicts:
         set_aside.add(row.global_key, row.master_usn)
+        counts.note(
+            config,
+            ImportedChange.Op.SET_ASIDE,
+            row.global_key,
+            row.origin,
+            row.master_usn,
+            row.display_name,
+            row.address,
+            row.reason,
+        )
+    for row in counts.filtered:
+        set_aside.add(row.global_key, row.master_usn)
+        counts.note(
+            config,
+            ImportedChange.Op.SET_ASIDE,
+            row.global_key,
+            row.origin,
+            row.master_usn,
+            "",
+            row.address,
+            row.get_reason_display(),
+        )
     if counts.conflicts:
         Conflict.objects.bulk_create(counts.conflicts)
     if counts.filtered:
@@ -335,7 +395,7 @@ def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, se
     if not upserts:
         return by_address, by_alias
     rows = (
-        Recipient.objects.filter(organization_id=config.organization_id)
+        _shown(config)
         .annotate(smtp=Lower("primary_smtp"), lowered=Lower("alias"))
         .filter(OneOf("smtp", addresses) | OneOf("lowered", aliases))
         .values_list("smtp", "lowered", "global_key", "pk")
@@ -464,7 +524,7 @@ def _alias_holders(config, aliases: set[str]) -> dict[str, set]:
     if not aliases:
         return holders
     rows = (
-        Recipient.objects.filter(organization_id=config.organization_id)
+        _shown(config)
         .annotate(lowered=Lower("alias"))
         .filter(OneOf("lowered", aliases))
         .values_list("lowered", "global_key")
@@ -488,12 +548,32 @@ def _fallback_alias(base: str, key: str) -> str:
     return f"{base[: 64 - 9]}-{digest}"
 
 
-def _delete(config, removals: list[Recipient], counts: Counts) -> None:
-    pks = {contact.pk for contact in removals}
-    counts.removed.extend(contact.display_name for contact in removals[: holds.SAMPLE_SIZE])
-    if pks:
+def _delete(config, removals: list[Recipient], counts: Counts, deleted_at=None) -> None:
+    """Take contacts out of the address book: hidden for the grace period of the Import Config
+    (the same contact comes back if its entry does), or removed at once when it is 0.
+    `deleted_at` holds the master USN of the delete of each contact whose entry was deleted."""
+    removals = list({contact.pk: contact for contact in removals}.values())
+    shown = [contact for contact in removals if contact.hidden_at is None]
+    grace = bool(config.grace_days)
+    counts.removed.extend(contact.display_name for contact in shown[: holds.SAMPLE_SIZE])
+    counts.deleted += len(shown)
+    for contact in removals if not grace else shown:
+        op = ImportedChange.Op.HIDDEN if grace else ImportedChange.Op.REMOVED
+        usn = (deleted_at or {}).get(contact.pk, contact.master_usn)
+        counts.note(
+            config,
+            op,
+            contact.global_key,
+            contact.origin_organization,
+            usn,
+            contact.display_name,
+            contact.primary_smtp,
+        )
+    if grace:
+        changes.hide_contacts(config.organization_id, shown, deleted_at)
+    elif removals:
+        pks = [contact.pk for contact in removals]
         changes.delete_recipients(Recipient.objects.filter(OneOf("pk", pks)))
-    counts.deleted += len(pks)
 
 
 def _write(config, upserts, aliases, counts: Counts) -> None:
@@ -510,15 +590,34 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
         before[contact.pk] = (contact.primary_smtp.lower(), contact.alias.lower())
         delta.remove(contact)
         values = _contact_values(config, entry, aliases[entry.key], usn=first + offset)
-        if values[SMTP_INDEX].lower() != before[contact.pk][0]:
+        restored = contact.hidden_at is not None
+        if not restored and values[SMTP_INDEX].lower() != before[contact.pk][0]:
             counts.readdressed += 1
             if len(counts.removed) < holds.SAMPLE_SIZE:
                 counts.removed.append(contact.display_name)
+        # (The values start with the General attributes, in their order.)
+        changed = [
+            name
+            for name, value in zip(GENERAL_ATTRIBUTES, values, strict=False)
+            if name != "alias" and getattr(contact, name) != value
+        ]
         for name, value in zip(CONTACT_VALUES, values, strict=True):
             setattr(contact, name, value)
-        contact.changed_at = now
+        contact.changed_at, contact.hidden_at = now, None
         delta.add(contact)
         update.append(contact)
+        op = ImportedChange.Op.RESTORED if restored else ImportedChange.Op.UPDATED
+        counts.restored += restored
+        counts.note(
+            config,
+            op,
+            entry.key,
+            entry.origin,
+            entry.usn,
+            contact.display_name,
+            contact.primary_smtp,
+            ", ".join(changed),
+        )
     with changes.writing():
         _make_room(update, before)
         update_objects(Recipient, update, CONTACT_FIELDS)
@@ -537,6 +636,17 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
     counts.imported += changes.insert_recipients(
         config.organization_id, ["organization_id", "global_key", *CONTACT_VALUES], create
     )
+    for entry, contact in upserts:
+        if contact is None:
+            counts.note(
+                config,
+                ImportedChange.Op.ADDED,
+                entry.key,
+                entry.origin,
+                entry.usn,
+                entry.attrs.get("display_name", ""),
+                entry.attrs.get("primary_smtp", ""),
+            )
     counts.updated += len(update)
 
 
@@ -602,28 +712,22 @@ def _is_last_full_part(document: wire.ReplyDocument) -> bool:
 def sweep_absent(
     config: RequestorConfig, document: wire.ReplyDocument, counts: Counts | None = None
 ) -> int:
-    """After the last part of a full reply: remove contacts the master no longer lists, and
-    forget conflicts and filtered entries of entries it no longer lists."""
+    """After the last part of a full reply: take out of the address book the contacts the
+    master no longer lists (hidden for the grace period, or removed), and forget conflicts and
+    filtered entries of entries it no longer lists. Return how many contacts went."""
     present = set(_full_reply_keys(document))
-    stale, names = [], []
-    for pk, key, name in (
-        _contacts(config)
-        .filter(master_usn__lte=document.through)
-        .values_list("pk", "global_key", "display_name")
-    ):
-        if key not in present:
-            stale.append(pk)
-            names.append(name)
-    if counts is not None:
-        counts.removed.extend(names[: holds.SAMPLE_SIZE])
-    if stale:
-        changes.delete_recipients(Recipient.objects.filter(OneOf("pk", stale)))
+    shown = _contacts(config).filter(master_usn__lte=document.through, hidden_at__isnull=True)
+    pks = [pk for pk, key in shown.values_list("pk", "global_key") if key not in present]
+    stale = list(Recipient.objects.filter(OneOf("pk", pks))) if pks else []
+    counts = counts if counts is not None else Counts()
+    before = counts.deleted
+    _delete(config, stale, counts)
     for model in (Conflict, FilteredEntry):
         rows = model.objects.filter(config=config, master_usn__lte=document.through)
         gone = [pk for pk, key in rows.values_list("pk", "global_key") if key not in present]
         if gone:
             model.objects.filter(OneOf("pk", gone)).delete()
-    return len(stale)
+    return counts.deleted - before
 
 
 def _finish_full_reply(config: RequestorConfig, counts: Counts, run: Run | None) -> Tally:
@@ -664,7 +768,7 @@ def retry_conflicts(config: RequestorConfig, counts: Counts) -> None:
         return
     addresses = {conflict.address.lower() for conflict in conflicts}
     held = set(
-        Recipient.objects.filter(organization_id=config.organization_id)
+        _shown(config)
         .annotate(smtp=Lower("primary_smtp"))
         .filter(OneOf("smtp", addresses))
         .values_list("smtp", flat=True)

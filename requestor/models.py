@@ -13,10 +13,12 @@ from django.utils import timezone
 from directory.constants import TRUST_LEVEL_MAX, Kind
 from directory.models import LdapDirectory
 from requestor.constants import (
+    DEFAULT_GRACE_DAYS,
     DEFAULT_IMPORT_DELETE_FLOOR,
     DEFAULT_IMPORT_DELETE_LIMIT,
     DEFAULT_IMPORT_DELETE_PERCENT,
     DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_GRACE_DAYS,
     RunStatus,
     Trigger,
 )
@@ -185,6 +187,14 @@ class RequestorConfig(models.Model):
         default=DEFAULT_IMPORT_DELETE_FLOOR,
         help_text="The percentage holds a reply only when it removes at least this many "
         "contacts; 0 counts from the first.",
+    )
+    grace_days = models.PositiveSmallIntegerField(
+        "grace period (days)",
+        default=DEFAULT_GRACE_DAYS,
+        validators=[MaxValueValidator(MAX_GRACE_DAYS)],
+        help_text="A contact whose entry is deleted is first hidden, and removed for good only "
+        "after this many days; if the entry comes back meanwhile, the same contact is restored. "
+        "0 removes it at once.",
     )
 
     master_epoch = models.UUIDField(null=True, blank=True, editable=False)
@@ -570,3 +580,50 @@ class Verification(models.Model):
 def delete_schedule(sender, instance: RequestorConfig, **kwargs) -> None:
     """A requestor's schedule goes with it (beat would otherwise start cycles of nothing)."""
     instance.schedule_tasks.all().delete()
+
+
+class ImportedChange(models.Model):
+    """One change an import made to an organization's address book (a contact added, updated,
+    hidden, restored or removed for good, an entry set aside): the history of an entry and the
+    address book as of a time are read from these."""
+
+    class Op(models.TextChoices):
+        ADDED = "added", "added"
+        UPDATED = "updated", "updated"
+        HIDDEN = "hidden", "hidden (grace period)"
+        RESTORED = "restored", "restored"
+        REMOVED = "removed", "removed"
+        SET_ASIDE = "set_aside", "set aside"
+
+    # In the address book after the change.
+    PRESENT = (Op.ADDED, Op.UPDATED, Op.RESTORED)
+
+    organization = models.ForeignKey(
+        "directory.Organization", on_delete=models.CASCADE, related_name="imported_changes"
+    )
+    global_key = models.CharField(max_length=200)
+    origin = models.CharField("origin organization", max_length=64)
+    op = models.CharField(max_length=16, choices=Op.choices)
+    master_usn = models.BigIntegerField("master USN", null=True, blank=True)
+    display_name = models.CharField(max_length=256, blank=True)
+    primary_smtp = models.CharField("primary SMTP address", max_length=256, blank=True)
+    detail = models.CharField(max_length=256, blank=True)
+    # The reply part that made it (none for the grace period's purge), and the run it answered.
+    batch = models.UUIDField(null=True, blank=True)
+    run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "global_key", "at"], name="imported_change_key"),
+            models.Index(fields=["organization", "at"], name="imported_change_at"),
+            models.Index(fields=["global_key", "master_usn"], name="imported_change_usn"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.global_key} {self.op} at {self.at:%Y-%m-%d %H:%M}"
+
+    @property
+    def present(self) -> bool:
+        return self.op in self.PRESENT

@@ -764,8 +764,10 @@ def _reply_document(pk: int) -> wire.ReplyDocument | None:
 
 
 def _contact_rows(config: RequestorConfig):
+    """The contacts in the address book: one hidden for its grace period is removed from it,
+    one restored is added again."""
     return Recipient.objects.filter(
-        organization_id=config.organization_id, global_key__isnull=False
+        organization_id=config.organization_id, global_key__isnull=False, hidden_at__isnull=True
     )
 
 

@@ -8,7 +8,7 @@ import logging
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
-from requestor import housekeeping
+from requestor import grace, housekeeping
 from requestor.constants import Trigger
 from requestor.cycle import CycleRunning, SyncError, run_cycle
 
@@ -53,3 +53,14 @@ def purge_directory_tombstones() -> int:
 @shared_task(ignore_result=True)
 def purge_runs() -> int:
     return housekeeping.purge_runs()
+
+
+@shared_task(ignore_result=True)
+def compact_imported_changes() -> int:
+    return housekeeping.compact_imported_changes()
+
+
+@shared_task(ignore_result=True)
+def end_grace_periods() -> int:
+    """Hidden contacts past their organization's grace period go for good (requestor.grace)."""
+    return grace.purge_expired()

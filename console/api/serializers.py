@@ -533,6 +533,7 @@ class RequestorConfigSerializer(CleanedModelSerializer):
             "import_delete_limit",
             "import_delete_percent",
             "import_delete_floor",
+            "grace_days",
         ]
         read_only_fields = ["requestor_usn", "master_usn"]
         # The suffix usually starts with a space, as in " (ORG2)": keep it.

@@ -26,6 +26,7 @@ RECIPIENT_LIST_FIELDS = (
     "primary_smtp",
     "trust_level",
     "hidden_from_others",
+    "hidden_at",
     "origin_organization",
     "global_key",
     "master_usn",

@@ -129,10 +129,14 @@ def _publish(directory: LdapDirectory) -> PublishResult:
             "origin_organization",
             "target_address",
             "container__ldap_dn",
+            "hidden_at",
             *GENERAL_ATTRIBUTES,
         )
     )
+    hidden_unit = schema.hidden_unit_dn(directory.base_dn)
     with connected(directory) as conn:
+        if contacts.filter(hidden_at__isnull=False).exists():
+            _ensure_unit(conn, hidden_unit, schema.HIDDEN_UNIT)
         written: dict[str, tuple[str, dict]] = {}
         pipeline = Pipeline(conn, result)
         for dn, attrs in search(
@@ -143,8 +147,12 @@ def _publish(directory: LdapDirectory) -> PublishResult:
                 pipeline.submit(f"{dn}", "deleted", conn.delete_ext, dn)
                 continue
             written[key] = (dn, attrs)
-        for key, origin, target, parent_dn, *values in contacts.iterator(chunk_size=5000):
+        for key, origin, target, parent_dn, hidden_at, *values in contacts.iterator(
+            chunk_size=5000
+        ):
             general = dict(zip(GENERAL_ATTRIBUTES, values, strict=True))
+            if hidden_at is not None:
+                parent_dn = hidden_unit
             if not parent_dn:
                 result.problems.append(
                     f"{general['display_name']} ({key}): its container is not an LDAP "
@@ -152,7 +160,7 @@ def _publish(directory: LdapDirectory) -> PublishResult:
                 )
                 written.pop(key, None)
                 continue
-            entry = schema.contact_entry(general, target, key, origin)
+            entry = schema.contact_entry(general, target, key, origin, hidden_at)
             dn = contact_dn(general["alias"], parent_dn)
             have = written.pop(key, None)
             if have is None:
@@ -181,6 +189,14 @@ def _publish(directory: LdapDirectory) -> PublishResult:
             pipeline.submit(f"{dn}", "deleted", conn.delete_ext, dn)
         pipeline.drain()
     return result
+
+
+def _ensure_unit(conn, dn: str, name: str) -> None:
+    """The organizational unit at `dn`, added if it is not there yet."""
+    try:
+        conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"])
+    except ldap.NO_SUCH_OBJECT:
+        conn.add_s(dn, [("objectClass", [b"top", b"organizationalUnit"]), ("ou", [name.encode()])])
 
 
 def _modlist(have: dict[str, list[str]], want: dict[str, str]) -> list:

@@ -64,7 +64,16 @@ RECIPIENT_FILTER = (
     f"(!({MARKER_ATTRIBUTE}={CONTACT_MARKER})))"
 )
 CONTACT_FILTER = f"(&(objectClass=inetOrgPerson)({MARKER_ATTRIBUTE}={CONTACT_MARKER}))"
-UNIT_FILTER = "(objectClass=organizationalUnit)"
+# Contacts hidden for their grace period wait in this unit, directly under the base DN: out of
+# the import unit, where address books look, but the same entries (same entryUUID), moved back
+# if their entry returns. The scan does not take it for a container of the organization.
+HIDDEN_UNIT = "InterOrg Sync hidden contacts"
+UNIT_FILTER = f"(&(objectClass=organizationalUnit)(!(ou={HIDDEN_UNIT})))"
+
+
+def hidden_unit_dn(base_dn: str) -> str:
+    return f"ou={HIDDEN_UNIT},{base_dn}"
+
 
 # telephoneNumber is a PrintableString; `c` is a two-letter country code.
 _NOT_PRINTABLE = re.compile(r"[^A-Za-z0-9 '()+,\-./:=?]")
@@ -102,8 +111,11 @@ def ldap_value(name: str, value: str) -> str:
     return value.strip()
 
 
-def contact_entry(values: dict[str, str], target: str, key: str, origin: str) -> dict[str, str]:
-    """The attributes of the LDAP entry of an imported contact (without objectClass)."""
+def contact_entry(
+    values: dict[str, str], target: str, key: str, origin: str, hidden_at=None
+) -> dict[str, str]:
+    """The attributes of the LDAP entry of an imported contact (without objectClass); a hidden
+    one says so in its description."""
     entry = {}
     for name, attribute in ATTRIBUTES.items():
         value = ldap_value(name, values.get(name, ""))
@@ -116,4 +128,9 @@ def contact_entry(values: dict[str, str], target: str, key: str, origin: str) ->
     entry[MARKER_ATTRIBUTE] = CONTACT_MARKER
     entry[KEY_ATTRIBUTE] = key
     entry["description"] = f"Imported by InterOrg Sync from {origin}"
+    if hidden_at is not None:
+        entry["description"] += (
+            f"; deleted there, hidden since {hidden_at:%Y-%m-%d %H:%M} UTC, removed for good "
+            "after the grace period unless it comes back"
+        )
     return entry

@@ -29,7 +29,7 @@ pytestmark = [
 def org2_people_at(org) -> list[str]:
     return sorted(
         Recipient.objects.filter(
-            organization=org.organization, origin_organization="ORG2"
+            organization=org.organization, origin_organization="ORG2", hidden_at=None
         ).values_list("display_name", flat=True)
     )
 

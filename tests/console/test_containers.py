@@ -23,7 +23,9 @@ def sales_team(world):
 
 def held_by_others(world) -> list[bool]:
     return [
-        org.organization.recipients.filter(global_key__isnull=False, display_name=TEAM).exists()
+        org.organization.recipients.filter(
+            global_key__isnull=False, hidden_at=None, display_name=TEAM
+        ).exists()
         for org in (world.org1, world.org3)
     ]
 

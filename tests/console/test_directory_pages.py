@@ -2,6 +2,7 @@
 
 from django.urls import reverse
 
+from directory import changes
 from directory.models import Recipient, Tombstone
 from tests.console.conftest import add_history
 
@@ -33,6 +34,17 @@ def test_it_shows_imported_contacts_with_their_origin(world, operator_client):
     contact = Recipient.objects.get(global_key__isnull=False)
     body = operator_client.get(f"/o/ORG2/directory/recipients/{contact.pk}/").content.decode()
     assert "An imported contact from <strong>ORG9</strong>" in body
+
+
+def test_it_marks_a_contact_hidden_for_its_grace_period(world, operator_client):
+    add_history(world.org2)
+    contact = Recipient.objects.get(global_key__isnull=False)
+    changes.hide_contacts(contact.organization_id, [contact])
+
+    body = operator_client.get(f"/o/ORG2/directory/containers/{world.org2.imported.pk}/").content
+    assert b"hidden (grace period)" in body
+    body = operator_client.get(f"/o/ORG2/directory/recipients/{contact.pk}/").content.decode()
+    assert "removed for good after the grace period" in body
 
 
 def test_it_searches_a_container(world, operator_client):

@@ -215,7 +215,9 @@ def test_it_says_a_person_deleted_at_its_origin_has_a_tombstone_at_the_master(sy
     assert "tombstone" in master.found
     origin = blocked_by(by_key, "origin")
     assert "deleted in ORG3" in origin.found
-    assert step(by_key, "contact").facts == {"present": False}
+    contact = step(by_key, "contact")
+    assert (contact.facts["present"], contact.facts["hidden"]) == (False, True)
+    assert "is hidden since" in contact.found and "grace period of 7 days" in contact.found
 
 
 def test_it_says_the_origin_is_quarantined_at_the_master(synced):

@@ -37,7 +37,14 @@ class Org:
         return self
 
     def contacts(self):
-        return Recipient.objects.filter(organization=self.organization, global_key__isnull=False)
+        """The contacts in the address book (not those hidden for their grace period)."""
+        return Recipient.objects.filter(
+            organization=self.organization, global_key__isnull=False, hidden_at__isnull=True
+        )
+
+    def hidden(self):
+        """The contacts hidden for their grace period."""
+        return Recipient.objects.filter(organization=self.organization, hidden_at__isnull=False)
 
     def contact_names(self) -> set[str]:
         return set(self.contacts().values_list("display_name", flat=True))

@@ -187,7 +187,7 @@ def contact_set(org) -> set[tuple[str, str, str]]:
 def snapshot() -> set[tuple[str, str, str, str]]:
     """(organization, global key, display name, primary SMTP) of every contact of every org."""
     return set(
-        Recipient.objects.filter(global_key__isnull=False).values_list(
+        Recipient.objects.filter(global_key__isnull=False, hidden_at=None).values_list(
             "organization__name", "global_key", "display_name", "primary_smtp"
         )
     )
@@ -196,7 +196,7 @@ def snapshot() -> set[tuple[str, str, str, str]]:
 def assert_no_duplicates() -> None:
     """No organization holds two contacts for one global key or one address."""
     rows = list(
-        Recipient.objects.filter(global_key__isnull=False).values_list(
+        Recipient.objects.filter(global_key__isnull=False, hidden_at=None).values_list(
             "organization_id", "global_key", "primary_smtp"
         )
     )
@@ -230,7 +230,8 @@ def assert_digests_agree(scenario) -> None:
         name = requestor.organization_name
         holdings = Tally()
         contacts = Recipient.objects.filter(organization=config.organization_id)
-        for key, usn in contacts.exclude(global_key=None).values_list("global_key", "master_usn"):
+        shown = contacts.exclude(global_key=None).filter(hidden_at=None)
+        for key, usn in shown.values_list("global_key", "master_usn"):
             holdings.add(key, usn)
         for model in (Conflict, FilteredEntry):
             for key, usn in model.objects.filter(config=config).values_list(

@@ -1,7 +1,7 @@
 """A mixed deployment: ORG1 keeps the built-in directory, ORG2 and ORG3 keep theirs in slapd."""
 
 from directory import changes
-from directory.models import LdapDirectory, Recipient, Tombstone
+from directory.models import Container, LdapDirectory, Recipient, Tombstone
 from requestor.constants import RunStatus
 from requestor.cycle import sync_all
 from requestor.models import RequestorConfig, Run
@@ -206,3 +206,36 @@ def test_a_held_reply_leaves_the_ldap_contacts_alone_until_approved(mixed):
     remaining = set(org3.contacts())
     assert "p3@org2.example" in remaining
     assert not {f"p{n}@org2.example" for n in range(3)} & remaining
+
+
+def test_a_contact_hidden_in_ldap_comes_back_as_the_same_entry(mixed):
+    org2, org3 = mixed.org2, mixed.org3
+    org2.add_person("ada", "Ada Lovelace")
+    sync_all()
+    hidden_unit = f"ou=InterOrg Sync hidden contacts,{org3.suffix}"
+
+    def entry_of_ada(base: str) -> tuple[str, str]:
+        found = org3.tool.search(base, "(mail=ada@org2.example)", "entryUUID", "description")
+        assert len(found) == 1, found
+        return found[0][1]["entryUUID"][0], found[0][1]["description"][0]
+
+    def hide_ada(hidden: bool) -> None:
+        ada = Recipient.objects.get(organization__name="ORG2", primary_smtp="ada@org2.example")
+        ada.hidden_from_others = hidden
+        changes.save_recipient(ada)
+        sync_all()
+
+    before, _ = entry_of_ada(org3.imports)
+    hide_ada(True)  # a delete for the others: hidden for ORG3's grace period
+
+    assert "ada@org2.example" not in org3.contacts()
+    hidden, description = entry_of_ada(hidden_unit)
+    assert hidden == before and "hidden since" in description
+    # The hidden unit is not taken for a container of ORG3.
+    assert not Container.objects.filter(name="InterOrg Sync hidden contacts").exists()
+
+    hide_ada(False)
+
+    back, description = entry_of_ada(org3.imports)
+    assert back == before and "hidden" not in description
+    assert not org3.tool.search(hidden_unit, "(mail=ada@org2.example)", "dn")
