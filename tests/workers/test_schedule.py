@@ -119,6 +119,8 @@ def test_housekeeping_is_registered_with_expiry_under_its_interval():
         "master.tasks.compact_ledger",
         "requestor.tasks.purge_directory_tombstones",
         "requestor.tasks.purge_runs",
+        "requestor.tasks.compact_imported_changes",
+        "requestor.tasks.end_grace_periods",
         "transport.tasks.purge_archive",
         "console.tasks.check_alerts",
     }
