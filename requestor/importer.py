@@ -145,7 +145,7 @@ def guard(
     threshold = holds.Threshold(
         config.import_delete_limit, config.import_delete_percent, config.import_delete_floor
     )
-    live = _contacts(config).count() + counts.deleted
+    live = _contacts(config).filter(hidden_at__isnull=True).count() + counts.deleted
     lost = counts.deleted + counts.readdressed
     if not threshold.trips(lost, live):
         return

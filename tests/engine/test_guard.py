@@ -1,6 +1,7 @@
 """The mass-delete guard, holds and quarantine (docs/protocol.md, rule 11)."""
 
 import pytest
+from django.utils import timezone
 
 from directory import changes
 from directory.models import Recipient
@@ -312,3 +313,24 @@ def test_a_requestor_holds_a_reply_readdressing_more_than_its_import_limit(synce
     assert set(org3.contacts().values_list("primary_smtp", flat=True)) == before
     holds.approve(hold.pk)
     assert org3.contacts().filter(primary_smtp__endswith="@wrong.example").count() == 30
+
+
+def test_the_import_guard_counts_the_shown_contacts_not_the_hidden_ones(synced_scenario):
+    org3 = synced_scenario["ORG3"]
+    RequestorConfig.objects.filter(pk=org3.config.pk).update(
+        import_delete_limit=1000, import_delete_percent=20, import_delete_floor=0
+    )
+    # 50 contacts hidden for their grace period (entries deleted long ago) beside 33 shown.
+    fields = ["organization_id", "container_id", "kind", "display_name", "alias"]
+    fields += ["primary_smtp", "global_key", "origin_organization", "master_usn", "hidden_at"]
+    gone = [
+        (org3.organization.pk, org3.config.import_container_id, "custom_recipient", f"Gone {n}")
+        + (f"gone{n}", f"gone{n}@org9.example", f"ORG9:{n}", "ORG9", 1, timezone.now())
+        for n in range(50)
+    ]
+    changes.insert_recipients(org3.organization.pk, [*fields, "usn"], [(*r, 1) for r in gone])
+    assert org3.contacts().count() == 33
+    delete_people(synced_scenario["ORG2"], 7)  # 7 of 33 shown: over 20 %
+    cycle(synced_scenario["ORG2"])
+
+    assert cycle(org3).status == RunStatus.HELD
