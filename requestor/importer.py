@@ -19,7 +19,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from directory import backends, changes
-from directory.bulk import OneOf, update_objects
+from directory.bulk import OneOf, copy_insert, update_objects
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.models import Recipient, allocate_usns, smtp_validator
 from requestor import verify
@@ -45,6 +45,16 @@ CONTACT_VALUES = [
 CONTACT_FIELDS = [*CONTACT_VALUES, "changed_at", "hidden_at"]
 ALIAS_INDEX = CONTACT_VALUES.index("alias")
 SMTP_INDEX = CONTACT_VALUES.index("primary_smtp")
+LOG_FIELDS = [
+    "organization_id",
+    "global_key",
+    "origin",
+    "op",
+    "master_usn",
+    "display_name",
+    "primary_smtp",
+    "detail",
+]
 SYNC_FIELDS = [
     "master_usn",
     "master_epoch",
@@ -72,21 +82,12 @@ class Counts:
     readdressed: int = 0
     # Names of the contacts removed or readdressed (the import guard shows some).
     removed: list[str] = field(default_factory=list)
-    # What the part did to the address book, entry by entry (ImportedChange rows, unsaved).
-    log: list[ImportedChange] = field(default_factory=list)
+    # What the part did to the address book, entry by entry: ImportedChange rows of LOG_FIELDS.
+    log: list[tuple] = field(default_factory=list)
 
     def note(self, config, op: str, key: str, origin: str, usn, name="", smtp="", detail=""):
         self.log.append(
-            ImportedChange(
-                organization_id=config.organization_id,
-                global_key=key,
-                origin=origin,
-                op=op,
-                master_usn=usn,
-                display_name=name[:256],
-                primary_smtp=smtp[:256],
-                detail=detail[:256],
-            )
+            (config.organization_id, key, origin, op, usn, name[:256], smtp[:256], detail[:256])
         )
 
 
@@ -199,9 +200,10 @@ def apply_reply(config: RequestorConfig, document: wire.ReplyDocument) -> Counts
 
 
 def _save_log(counts: Counts, document: wire.ReplyDocument, run: Run | None) -> None:
-    for change in counts.log:
-        change.batch, change.run = document.batch, run
-    ImportedChange.objects.bulk_create(counts.log)
+    """The part's ImportedChange rows, in one COPY on PostgreSQL (a full reply logs every entry)."""
+    run_id, now = (run.pk if run else None), timezone.now()
+    rows = ((*row, document.batch, run_id, now) for row in counts.log)
+    copy_insert(ImportedChange, [*LOG_FIELDS, "batch", "run_id", "at"], rows)
 
 
 def _check_applicable(config: RequestorConfig, document: wire.ReplyDocument) -> None:
