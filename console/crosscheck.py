@@ -59,9 +59,10 @@ def _drift(report: SideReport, what: str, kept: Tally, counted: Tally) -> None:
 
 
 def held_entries(config: RequestorConfig) -> dict[str, int]:
-    """(global key → master USN) of the contacts and of the entries set aside."""
+    """(global key → master USN) of the contacts in the address book (not those hidden for
+    their grace period: their entries are gone) and of the entries set aside."""
     contacts = Recipient.objects.filter(
-        organization_id=config.organization_id, global_key__isnull=False
+        organization_id=config.organization_id, global_key__isnull=False, hidden_at__isnull=True
     )
     held = dict(contacts.values_list("global_key", "master_usn"))
     for model in (Conflict, FilteredEntry):

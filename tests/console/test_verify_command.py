@@ -34,6 +34,18 @@ def test_it_says_every_organization_is_verified_in_sync(synced):
     assert all("verified in sync at" in line for line in output.splitlines())
 
 
+def test_the_full_check_counts_no_hidden_contact_as_held(synced):
+    changes.delete_recipients([synced["ORG2"].organization.recipients.exportable().first()])
+    for name in ("ORG2", "ORG1", "ORG3"):
+        cycle(synced[name])
+    assert synced["ORG1"].hidden().exists()
+
+    output, code = verify("ORG1", "--full")
+
+    assert code == 0, output
+    assert "What it holds of the others: 5 expected, 5 held: the same" in output
+
+
 def test_it_lists_the_keys_that_differ_and_the_digest_drift(synced):
     org1 = synced["ORG1"]
     contact = org1.contacts().get(display_name="ORG2 User 1 (ORG2)")
