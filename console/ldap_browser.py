@@ -96,7 +96,10 @@ def units(directory: LdapDirectory) -> list[UnitRow]:
         .filter(ldap_uuid__isnull=False)
         .annotate(
             own=Count("recipients", filter=Q(recipients__global_key__isnull=True)),
-            imported=Count("recipients", filter=Q(recipients__global_key__isnull=False)),
+            imported=Count(
+                "recipients",
+                filter=Q(recipients__global_key__isnull=False, recipients__hidden_at=None),
+            ),
         )
         .order_by()
     )

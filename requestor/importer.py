@@ -284,7 +284,7 @@ def apply_entries(
     domains = config.domains()
     excluded = config.excluded()
     removals: list[Recipient] = []
-    deleted_at: dict[int, int] = {}  # contact pk → the master USN of its entry's delete
+    deleted_at: dict[int, int] = {}  # contact pk → the master USN of the version that removes it
     upserts: list[tuple[wire.Entry, Recipient | None]] = []
     settled: list[str] = []  # keys whose earlier conflict or filter no longer holds
     for key, entry in latest.items():
@@ -293,8 +293,8 @@ def apply_entries(
         if entry.op == Op.DELETE or left_out:
             if contact is not None:
                 removals.append(contact)
-                if entry.op == Op.DELETE:
-                    deleted_at[contact.pk] = entry.usn
+                # The master USN of the version that takes it out (a delete, or one left out).
+                deleted_at[contact.pk] = entry.usn
             if entry.op == Op.UPSERT:
                 counts.filtered.append(_filtered(config, entry, left_out))
             settled.append(key)
@@ -827,6 +827,8 @@ def _record(run: Run, document: wire.ReplyDocument, counts: Counts) -> None:
     run.reply_parts = document.parts
     run.reply_parts_applied += 1
     if run.reply_parts_applied >= document.parts:
+        if run.status == RunStatus.HELD:
+            run.error = ""  # held by the master, approved since: nothing is wrong any more
         run.status = RunStatus.OK
         run.finished_at = timezone.now()
     run.save()

@@ -52,7 +52,10 @@ def containers(request, organization):
         .select_related("site")
         .annotate(
             own=Count("recipients", filter=Q(recipients__global_key__isnull=True)),
-            imported=Count("recipients", filter=Q(recipients__global_key__isnull=False)),
+            imported=Count(
+                "recipients",
+                filter=Q(recipients__global_key__isnull=False, recipients__hidden_at=None),
+            ),
         )
         .order_by("dn")
     )

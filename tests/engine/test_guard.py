@@ -151,6 +151,7 @@ def test_approving_applies_the_held_batch_then_what_waited_behind_it_in_order(
     sync_all(max_rounds=3)
     first.refresh_from_db()
     assert first.status in (RunStatus.OK, RunStatus.SUPERSEDED)
+    assert first.status != RunStatus.OK or first.error == ""
     assert live_at_master("ORG2") == 22
     assert GlobalEntry.objects.filter(attrs__display_name__startswith="Changed While").exists()
     assert_converged(synced_scenario)
