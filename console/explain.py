@@ -309,15 +309,33 @@ def explain(
 ) -> Explanation:
     """Why the entries that `query` (an address, part of a display name, or a global key)
     names are, or are not, in `organization`'s address book."""
-    query = clean_query(query)
     here = _Here(organization, can_read or (lambda organization_id: True))
+    found = _find(here, query)
+    if len(found.matches) <= EXPLAINED:
+        found.traces = [_trace(here, match) for match in found.matches]
+    return found
+
+
+def find(
+    organization: Organization, query: str, can_read: Callable[[int], bool] | None = None
+) -> Explanation:
+    """The entries `query` names in `organization`, found as `explain` finds them, without
+    tracing any (console.history follows the one meant through its history instead)."""
+    return _find(_Here(organization, can_read or (lambda organization_id: True)), query)
+
+
+def _find(here: _Here, query: str) -> Explanation:
+    query = clean_query(query)
     matches, searched, more = _search(here, query)
     listed = list(matches.values())[:SEARCH_LIMIT]
     more = more or len(matches) > SEARCH_LIMIT
-    traces = []
-    if len(listed) <= EXPLAINED:
-        traces = [_trace(here, match) for match in listed]
-    return Explanation(organization, query, searched, listed, traces, more)
+    return Explanation(here.organization, query, searched, listed, [], more)
+
+
+def parse_key(text: str) -> str | None:
+    """The global key `text` spells (origin organization and lowercased GUID), or None."""
+    key = _KEY.match(text)
+    return f"{key.group(1)}:{key.group(2).lower()}" if key else None
 
 
 # --- Step 1: which entry is meant --------------------------------------------------------------
@@ -326,9 +344,9 @@ def explain(
 def _search(here: _Here, query: str) -> tuple[dict[str, Match], list[str], bool]:
     """The matches by global key, where the search looked, and whether a place had more."""
     matches: dict[str, Match] = {}
-    key = _KEY.match(query)
+    key = parse_key(query)
     if key:
-        return _by_key(here, f"{key.group(1)}:{key.group(2).lower()}", key.group(1))
+        return _by_key(here, key, key.partition(":")[0])
     address = query.lower() if "@" in query else None
     searched, more = [], False
     for place in (_search_here, _search_others, _search_master, _search_set_aside):

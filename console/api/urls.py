@@ -8,7 +8,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from console.api import alerts, views
+from console.api import alerts, batch, views
 
 router = DefaultRouter()
 router.include_root_view = False
@@ -27,7 +27,10 @@ router.register("held-batches", views.HoldViewSet, basename="hold")
 router.register("alert-events", alerts.AlertEventViewSet, basename="alertevent")
 
 urlpatterns = [
-    path("v1/", include((router.urls + alerts.urlpatterns, "api"), namespace="api")),
+    path(
+        "v1/",
+        include((router.urls + alerts.urlpatterns + batch.urlpatterns, "api"), namespace="api"),
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # A page for people: an anonymous visitor is sent to the login page.
     path(

@@ -12,7 +12,9 @@ from rest_framework.response import Response
 from console import actions, directory_settings, permissions
 from console import status as dashboard
 from console.api import serializers as s
+from console.api.asof import AddressBookAction
 from console.api.explain import ExplainAction
+from console.api.history import HistoryAction, RecipientHistoryAction
 from console.api.permissions import OrganizationAccess
 from console.api.preview import PreviewAction
 from directory import changes
@@ -92,7 +94,9 @@ class Conflict409(exceptions.APIException):
 
 
 @extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
-class OrganizationViewSet(ExplainAction, OrganizationScoped, viewsets.ModelViewSet):
+class OrganizationViewSet(
+    AddressBookAction, ExplainAction, HistoryAction, OrganizationScoped, viewsets.ModelViewSet
+):
     """Organizations: administrators change their Server Type; administrators of the whole
     installation create and delete them."""
 
@@ -231,7 +235,7 @@ class ContainerViewSet(OrganizationScoped, viewsets.ModelViewSet):
         ]
     )
 )
-class RecipientViewSet(OrganizationScoped, viewsets.ModelViewSet):
+class RecipientViewSet(RecipientHistoryAction, OrganizationScoped, viewsets.ModelViewSet):
     """Recipients. Imported contacts are kept by the requestor's import: they are read-only."""
 
     queryset = Recipient.objects.select_related("organization").prefetch_related("members")

@@ -65,6 +65,7 @@ READS = [
     "/containers/{container}/",
     "/recipients/",
     "/recipients/{recipient}/",
+    "/recipients/{recipient}/history/",
     "/runs/",
     "/runs/{run}/",
     "/messages/",

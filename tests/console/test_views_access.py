@@ -41,6 +41,8 @@ READ_PAGES = [
     ("console:containers", ["org"]),
     ("console:container", ["org", "container:pk"]),
     ("console:recipient", ["org", "recipient:pk"]),
+    ("console:recipient-history", ["org", "recipient:pk"]),
+    ("console:history", ["org"]),
     ("console:runs", ["org"]),
     ("console:run", ["org", "run:pk"]),
     ("console:messages", ["org"]),
