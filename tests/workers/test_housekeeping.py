@@ -13,7 +13,7 @@ from master.processing import reply_is_full
 from requestor.constants import RunStatus
 from requestor.cycle import run_cycle, sync_all
 from requestor.housekeeping import fail_stalled_runs, purge_directory_tombstones
-from requestor.models import Run
+from requestor.models import RequestorConfig, Run
 from transport.constants import Direction, Status
 from transport.housekeeping import purge_archive
 from transport.inbox import pump
@@ -62,6 +62,8 @@ def test_it_keeps_master_tombstones_within_the_configured_lifetime(scenario):
 
 def test_it_purges_only_old_directory_tombstones_the_master_acknowledged(scenario):
     org2 = scenario["ORG2"]
+    # Contacts removed at once, leaving tombstones (not hidden for a grace period first).
+    RequestorConfig.objects.update(grace_days=0)
     sync_all()
     acknowledged = org2.people[0]
     changes.delete_recipients([acknowledged])
