@@ -617,8 +617,8 @@ class ImportedChange(models.Model):
         ordering = ["-at", "-id"]
         indexes = [
             models.Index(fields=["organization", "global_key", "at"], name="imported_change_key"),
-            models.Index(fields=["organization", "at"], name="imported_change_at"),
-            models.Index(fields=["global_key", "master_usn"], name="imported_change_usn"),
+            # The changes of one batch's versions (console.batch): a master USN range.
+            models.Index(fields=["organization", "master_usn"], name="imported_change_usn"),
         ]
 
     def __str__(self) -> str:

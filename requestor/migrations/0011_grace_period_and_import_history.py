@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-at', '-id'],
-                'indexes': [models.Index(fields=['organization', 'global_key', 'at'], name='imported_change_key'), models.Index(fields=['organization', 'at'], name='imported_change_at'), models.Index(fields=['global_key', 'master_usn'], name='imported_change_usn')],
+                'indexes': [models.Index(fields=['organization', 'global_key', 'at'], name='imported_change_key'), models.Index(fields=['organization', 'master_usn'], name='imported_change_usn')],
             },
         ),
     ]
