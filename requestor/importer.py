@@ -357,7 +357,9 @@ def _set_aside(config, settled: list[str], counts: Counts, set_aside: Tally) -> 
             for key, usn in rows.values_list("global_key", "master_usn"):
                 set_aside.remove(key, usn)
             rows.delete()
-    for row in counts.conflicts:
+    aside = [(row, row.display_name, row.reason) for row in counts.conflicts]
+    aside += [(row, "", row.get_reason_display()) for row in counts.filtered]
+    for row, name, why in aside:
         set_aside.add(row.global_key, row.master_usn)
         counts.note(
             config,
@@ -365,21 +367,9 @@ def _set_aside(config, settled: list[str], counts: Counts, set_aside: Tally) -> 
             row.global_key,
             row.origin,
             row.master_usn,
-            row.display_name,
+            name,
             row.address,
-            row.reason,
-        )
-    for row in counts.filtered:
-        set_aside.add(row.global_key, row.master_usn)
-        counts.note(
-            config,
-            ImportedChange.Op.SET_ASIDE,
-            row.global_key,
-            row.origin,
-            row.master_usn,
-            "",
-            row.address,
-            row.get_reason_display(),
+            why,
         )
     if counts.conflicts:
         Conflict.objects.bulk_create(counts.conflicts)

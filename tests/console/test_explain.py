@@ -424,7 +424,7 @@ def test_the_command_prints_every_step_and_the_verdict(synced):
 
 def test_the_command_lists_the_known_organizations_for_an_unknown_one(synced):
     with pytest.raises(
-        CommandError, match="No organization called 'ORG9'; known: ORG1, ORG2, ORG3"
+        CommandError, match=r"No organization named 'ORG9' \(known: ORG1, ORG2, ORG3\)"
     ):
         run_explain("ORG9", "anyone")
 

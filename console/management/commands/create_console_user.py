@@ -4,13 +4,13 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from console.constants import ADMINISTRATORS_GROUP, OPERATORS_GROUP, ConsoleRole
 from console.models import OrganizationRole
-from directory.models import Organization
+from directory.commands import organization_named
 
 
 class Command(BaseCommand):
@@ -41,10 +41,7 @@ class Command(BaseCommand):
     def handle(self, *args, username: str, org: str | None, role: str, **options) -> None:
         organization = None
         if org:
-            organization = Organization.objects.filter(name__iexact=org).first()
-            if organization is None:
-                known = ", ".join(Organization.objects.values_list("name", flat=True)) or "none"
-                raise CommandError(f"No organization named {org!r} (known: {known}).")
+            organization = organization_named(org)
         with transaction.atomic():
             user, password = self._user(username, options["email"], options["password"])
             if organization is not None:

@@ -4,7 +4,7 @@ address book, step by step (console.explain)."""
 from django.core.management.base import BaseCommand, CommandError
 
 from console import explain
-from directory.models import Organization
+from directory.commands import organization_named
 
 
 class Command(BaseCommand):
@@ -20,10 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("query", nargs="+", help="An address, or (part of) a display name.")
 
     def handle(self, *args, organization: str, query: list[str], **options):
-        org = explain.find_organization(organization)
-        if org is None:
-            known = ", ".join(Organization.objects.values_list("name", flat=True)) or "none"
-            raise CommandError(f"No organization called {organization!r}; known: {known}.")
+        org = organization_named(organization)
         try:
             result = explain.explain(org, " ".join(query))
         except explain.ExplainError as exc:

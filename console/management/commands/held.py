@@ -4,6 +4,7 @@ command line (the console's Held batches page; transport.holds, master.quarantin
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from directory.commands import organization_named
 from directory.models import Organization
 from master import quarantine
 from master.models import AllowedRequestor
@@ -98,11 +99,7 @@ def _clean(value: str) -> str:
 
 
 def _organization(name: str) -> Organization:
-    org = Organization.objects.filter(name__iexact=_clean(name)).first()
-    if org is None:
-        known = ", ".join(Organization.objects.values_list("name", flat=True)) or "none"
-        raise CommandError(f"No organization named {name!r} (known: {known}).")
-    return org
+    return organization_named(name)
 
 
 def _requestor(master: str, name: str) -> AllowedRequestor:

@@ -4,8 +4,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from console import explain, history
-from directory.models import Organization
+from console import history
+from directory.commands import organization_named
 
 
 class Command(BaseCommand):
@@ -24,10 +24,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, organization: str, query: list[str], **options):
-        org = explain.find_organization(organization)
-        if org is None:
-            known = ", ".join(Organization.objects.values_list("name", flat=True)) or "none"
-            raise CommandError(f"No organization called {organization!r}; known: {known}.")
+        org = organization_named(organization)
         try:
             lookup = history.look_up(org, " ".join(query))
         except history.QueryError as exc:

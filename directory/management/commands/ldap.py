@@ -3,7 +3,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from directory.backends import DirectoryUnavailable, ldap_missing
-from directory.models import LdapDirectory, Organization
+from directory.commands import organization_named
+from directory.models import LdapDirectory
 
 
 class Command(BaseCommand):
@@ -18,10 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="publish: even if unchanged.")
 
     def handle(self, *args, action: str, organization: str, force: bool, **options):
-        org = Organization.objects.filter(name__iexact=organization).first()
-        if org is None:
-            known = ", ".join(Organization.objects.values_list("name", flat=True)) or "none"
-            raise CommandError(f"No organization named {organization!r} (known: {known}).")
+        org = organization_named(organization)
         directory = LdapDirectory.objects.filter(organization=org).first()
         if directory is None or not org.uses_ldap:
             raise CommandError(f"{org.name} does not keep its directory in LDAP.")

@@ -3,7 +3,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from directory.models import Organization
+from directory.commands import organization_named
 from requestor.cycle import SyncError, run_cycle
 from requestor.management.commands._preview import preview_lines
 from requestor.management.commands._summary import HEADER, run_line
@@ -28,12 +28,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, organization: str, dry_run: bool = False, **options):
-        if "\x00" in organization:
-            raise CommandError("An organization name cannot contain NUL characters.")
-        org = Organization.objects.filter(name__iexact=organization).first()
-        if org is None:
-            known = ", ".join(Organization.objects.values_list("name", flat=True)) or "none"
-            raise CommandError(f"No organization named {organization!r} (known: {known}).")
+        org = organization_named(organization)
         config = RequestorConfig.objects.filter(organization=org).first()
         if config is None:
             raise CommandError(f"{org.name} runs no requestor; configure one first.")
