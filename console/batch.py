@@ -61,6 +61,7 @@ MESSAGE_FIELDS = (
     "usn_through",
     "summary",
     "error",
+    "size",
     "created_at",
     "processed_at",
 )
