@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -96,3 +97,14 @@ if os.environ.get("INTERORG_TEST_DB_TEMPLATE"):
             with django_db_blocker.unblock():
                 connections.close_all()
             os.unlink(copy)
+
+
+@pytest.fixture
+def real_sqlite_limit(db, monkeypatch):
+    """Django assumes SQLite's historic 999 variables per statement and splits bulk writes
+    accordingly; the SQLite library in use allows far more, and so does PostgreSQL: query-count
+    tests use the real limit, or bulk writes would be split by the number of rows."""
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        monkeypatch.setattr(connection.features, "max_query_params", limit)

@@ -1,8 +1,6 @@
 """The preview of a requestor's next cycle (docs/protocol.md, rule 11): each change with its
 reason, what waiting replies would import, the guards, and nothing changed at all."""
 
-import sqlite3
-
 import pytest
 from django.apps import apps
 from django.db import connection, router, transaction
@@ -487,16 +485,6 @@ def test_a_preview_changes_nothing_at_all(synced_scenario):
     assert outcomes == [(False, "held"), (False, "held"), (True, "processed"), (True, "processed")]
     approved = [change.op for reply in preview.replies[2:] for change in reply.changes]
     assert {"add", "remove"} <= set(approved)
-
-
-@pytest.fixture
-def real_sqlite_limit(monkeypatch):
-    """As in test_queries: SQLite's real limit of variables, not Django's historic 999, or bulk
-    writes would be split by the number of rows."""
-    if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        monkeypatch.setattr(connection.features, "max_query_params", limit)
 
 
 def preview_cost(scenario, count: int, full: bool) -> int:

@@ -1,7 +1,6 @@
 """The sync path works in bulk: a cycle takes as many SQL queries for 500 recipients as for 50."""
 
 import re
-import sqlite3
 from collections import Counter
 
 import pytest
@@ -21,14 +20,7 @@ K = 5
 SAVEPOINT_NAME = re.compile(r'"s\d+_x\d+"')
 
 
-@pytest.fixture(autouse=True)
-def real_sqlite_limit(db, monkeypatch):
-    """Django assumes SQLite's historic 999 variables per statement and splits bulk writes
-    accordingly; the SQLite library in use allows far more, and so does PostgreSQL."""
-    if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        monkeypatch.setattr(connection.features, "max_query_params", limit)
+pytestmark = pytest.mark.usefixtures("real_sqlite_limit")
 
 
 def populate(org, count: int) -> None:
