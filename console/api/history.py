@@ -3,13 +3,13 @@ organization asked in: `GET /api/v1/organizations/{name}/history/?q=…` (by add
 global key) and `GET /api/v1/recipients/{id}/history/` (a recipient or contact). What belongs
 to an organization the caller cannot read is left out and named in `not_shown`."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console import explain, history, permissions
-from console.api.explain import ExplainLinkSerializer, ExplainMatchSerializer
+from console import history, permissions
+from console.api.explain import QUERY, ExplainLinkSerializer, ExplainMatchSerializer
 
 
 class HistoryRunSerializer(serializers.Serializer):
@@ -120,16 +120,6 @@ class HistoryLookupSerializer(serializers.Serializer):
         help_text="The history of the one entry named; null when nothing or several match "
         "(ask again by one of the matches' keys).",
     )
-
-
-QUERY = OpenApiParameter(
-    "q",
-    str,
-    OpenApiParameter.QUERY,
-    required=True,
-    description="A primary SMTP address, part of a display name, or a global key "
-    f"(ORG3:<guid>); at most {explain.MAX_QUERY_LENGTH} characters.",
-)
 
 
 def _reader(request):
