@@ -1,5 +1,6 @@
 """The database work of a scan and of a publish does not grow with the number of entries."""
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -9,8 +10,9 @@ from directory.ldap.scan import scan
 from directory.models import LdapDirectory
 from requestor.cycle import sync_all
 from tests.engine.helpers import add_many
-from tests.engine.test_queries import real_sqlite_limit  # noqa: F401 (autouse fixture)
 from tests.ldap.conftest import person_ldif
+
+pytestmark = pytest.mark.usefixtures("real_sqlite_limit")
 
 
 def populate(org, count: int) -> None:
