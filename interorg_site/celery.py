@@ -5,6 +5,9 @@ import os
 from celery import Celery
 from celery.signals import beat_init
 
+from interorg_site import broker
+
+broker.install()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "interorg_site.settings")
 
 app = Celery("interorg_site")
