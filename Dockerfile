@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=interorg_site.settings \
     INTERORG_VAR_DIR=/var/lib/interorg \
-    INTERORG_REQUIRE_SECRET_KEY=true
+    INTERORG_PRODUCTION=true
 
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin interorg \
     && install -d -o interorg -g interorg /var/lib/interorg
@@ -22,8 +22,10 @@ RUN apt-get update \
     && pip install ".[ldap]" \
     && apt-get purge -y --auto-remove gcc \
     && rm -rf /var/lib/apt/lists/* \
-    # Static files for the console; the key only lets settings load, it signs nothing.
-    && SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0 \
+    # Static files for the console; the key only lets settings load, it signs nothing (and,
+    # out of production mode for this one command, needs no strength).
+    && INTERORG_PRODUCTION=false SECRET_KEY=collectstatic-only \
+       python manage.py collectstatic --noinput --verbosity 0 \
     && chown -R interorg:interorg /var/lib/interorg
 
 USER interorg

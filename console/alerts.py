@@ -5,7 +5,9 @@ copy; never once per cycle.
 `check_alerts()` runs from beat every INTERORG_ALERT_CHECK_SECONDS (console.tasks) and from
 `manage.py check_alerts`. It compares each organization's state, as the dashboard computes it
 (console.status), with the state its recipients were last told of (AlertSettings.state); a
-master's state also counts an export it holds and a requestor it quarantined.
+master's state also counts an export it holds and a requestor it quarantined; and every
+organization whose own state is calm hears when the message archive is nearly full
+(INTERORG_ARCHIVE_ALERT_PERCENT of INTERORG_ARCHIVE_MAX_BYTES).
 
 - Hold-down: a new state is alerted once it has lasted INTERORG_ALERT_HOLD_DOWN_MINUTES, so a
   run failing once between two good ones, or a state flapping, mails nobody. An alert comes at
@@ -42,6 +44,7 @@ from console.models import AlertEvent, AlertSettings, clean_addresses
 from console.status import SIDE_NAMES, OrgStatus, State, organization_status
 from directory.models import Organization
 from requestor.models import Verification
+from transport import archive
 from transport.constants import MessageKind
 from transport.models import Hold
 
@@ -51,8 +54,14 @@ log = logging.getLogger(__name__)
 REPAIRED = "repaired"
 # A requestor set up but not run yet: the dashboard calls it stale; nothing went wrong yet.
 NEVER_RAN = "never ran"
+# Not the organization's own state: the installation's message archive, which every
+# organization's mail goes to, is nearly full (transport.archive); told to every organization
+# whose own state is no problem.
+ARCHIVE_FULL = "archive nearly full"
 # The states an alert is sent for; leaving one for any other state is a recovery.
-PROBLEMS = frozenset({State.FAILING, State.STALE, State.HELD, State.QUARANTINED, State.DIVERGED})
+PROBLEMS = frozenset(
+    {State.FAILING, State.STALE, State.HELD, State.QUARANTINED, State.DIVERGED, ARCHIVE_FULL}
+)
 SUBJECT_PREFIX = "[InterOrg Sync]"
 NOBODY = (
     "Nobody to notify: list addresses on the Alerts page, or give the organization's "
@@ -76,8 +85,11 @@ class Observation:
     headline: str
 
 
-def observe(organization: Organization, now: datetime | None = None) -> Observation:
-    """The organization's state: the dashboard's, or what its master side holds up."""
+def observe(
+    organization: Organization, now: datetime | None = None, archive_full: str | None = None
+) -> Observation:
+    """The organization's state: the dashboard's, or what its master side holds up, or else
+    the message archive nearly full (`archive_full`, from archive_problem())."""
     status = organization_status(organization, now)
     state = status.state
     if state == State.STALE and status.config is not None and status.last_run is None:
@@ -86,6 +98,8 @@ def observe(organization: Organization, now: datetime | None = None) -> Observat
         held_up = _master_problem(status)
         if held_up is not None:
             return held_up
+    if state not in PROBLEMS and archive_full:
+        return Observation(ARCHIVE_FULL, archive_full, "The message archive is nearly full")
     phrase = PHRASES.get(state, f"is {state}")
     return Observation(state, status.reason, f"{organization.name} {phrase}")
 
@@ -122,6 +136,19 @@ def _master_problem(status: OrgStatus) -> Observation | None:
     return None
 
 
+def archive_problem() -> str | None:
+    """Why the message archive is nearly full, or None while it is below the alert level."""
+    used, cap = archive.usage(), settings.INTERORG_ARCHIVE_MAX_BYTES
+    if used < archive.alert_level():
+        return None
+    return (
+        f"The message archive holds {used} bytes of mail bodies, {used * 100 // cap}% of "
+        f"INTERORG_ARCHIVE_MAX_BYTES ({cap} bytes). Once full, the SMTP receiver answers all "
+        "mail with 452 (senders keep it and try again): purge older messages "
+        "(INTERORG_ARCHIVE_RETENTION_DAYS) or raise the limit."
+    )
+
+
 def _names(names) -> str:
     unique = sorted(set(names))
     return unique[0] if len(unique) == 1 else f"{', '.join(unique[:-1])} and {unique[-1]}"
@@ -140,12 +167,13 @@ def check_alerts(now: datetime | None = None) -> list[AlertEvent]:
     for check in Verification.objects.filter(repaired_at__isnull=False).select_related("config"):
         repairs[check.config.organization_id].append(check)
     events = []
+    archive_full = archive_problem()
     for organization in organizations:
         row = rows.get(organization.pk)
         if row is None:
             continue  # deleted meanwhile
         try:
-            observed = observe(organization, now)
+            observed = observe(organization, now, archive_full)
             events.append(record_change(row, observed, now))
             events.append(record_repair(row, observed.state, repairs[organization.pk], now))
         except Exception:

@@ -5,9 +5,11 @@ recipients and runs its actions. A role comes from an OrganizationRole row (one 
 from the "InterOrg operators" / "InterOrg administrators" groups (every organization); superusers
 administer everything. Execute Now and Import/Export All need the administrator role, or the
 operator role plus Django's `requestor.execute_now` / `requestor.reset_usns` permission (the
-original allowed Execute Now to whoever held the service account, not to every reader).
+original allowed Execute Now to whoever held the service account, not to every reader). That
+rule is `may` / `require` below, and only there: the console, the API and the admin ask it.
 """
 
+from dataclasses import dataclass
 from enum import IntEnum
 
 from django.contrib.auth import get_user_model
@@ -89,18 +91,58 @@ def can_administer(user, organization) -> bool:
     return access(user, organization) >= Access.ADMINISTRATOR
 
 
-def can_execute_now(user, organization) -> bool:
+@dataclass(frozen=True)
+class Button:
+    """A requestor action, and the Django permission that lets an operator run it."""
+
+    title: str
+    permission: str
+
+
+EXECUTE_NOW = "execute_now"
+IMPORT_ALL = "import_all"
+EXPORT_ALL = "export_all"
+BUTTONS = {
+    EXECUTE_NOW: Button("Execute Now", "requestor.execute_now"),
+    IMPORT_ALL: Button("Import All Recipients", "requestor.reset_usns"),
+    EXPORT_ALL: Button("Export All Recipients", "requestor.reset_usns"),
+}
+
+
+def may(user, organization, action: str) -> bool:
+    """May the user run `action` (a key of BUTTONS) for this organization: its administrators,
+    and its operators holding the button's Django permission. No role, no button (a Django
+    permission alone is not a role in any organization)."""
     level = access(user, organization)
     return level >= Access.ADMINISTRATOR or (
-        level >= Access.OPERATOR and user.has_perm("requestor.execute_now")
+        level >= Access.OPERATOR and user.has_perm(BUTTONS[action].permission)
     )
+
+
+def require(user, organization, action: str) -> None:
+    """PermissionDenied, saying what would allow it, unless the user `may` run the action."""
+    if not may(user, organization, action):
+        button = BUTTONS[action]
+        name = organization if isinstance(organization, int) else organization.name
+        raise PermissionDenied(
+            f"{button.title} for {name} needs the administrator role in that organization, or "
+            f"the operator role with the permission “{button.permission}”."
+        )
+
+
+def may_somewhere(user, action: str) -> bool:
+    """May the user run `action` for at least one organization (the admin offers it then)."""
+    if visible_org_ids(user, Access.ADMINISTRATOR) != set():
+        return True
+    return visible_org_ids(user) != set() and user.has_perm(BUTTONS[action].permission)
+
+
+def can_execute_now(user, organization) -> bool:
+    return may(user, organization, EXECUTE_NOW)
 
 
 def can_reset_usns(user, organization) -> bool:
-    level = access(user, organization)
-    return level >= Access.ADMINISTRATOR or (
-        level >= Access.OPERATOR and user.has_perm("requestor.reset_usns")
-    )
+    return may(user, organization, IMPORT_ALL)
 
 
 def administrators(organization: Organization | int) -> QuerySet:

@@ -18,6 +18,9 @@ from django.db import connections, models, router
 from django.db.models import Func
 from django.utils import timezone
 
+from interorg_site import encryption
+from interorg_site.encryption import EncryptedTextField
+
 # Joins the values of OneOf on PostgreSQL: the ASCII unit separator.
 SEPARATOR = "\x1f"
 
@@ -74,7 +77,7 @@ def _row_builder(model, fields: Sequence[str]) -> tuple[list[str], Callable[[Seq
     constants = tuple(
         _db_value(field, now if _stamped(field) else field.get_default()) for field in fixed
     )
-    encoders = [(index, field) for index, field in enumerate(given) if _is_json(field)]
+    encoders = [(index, field) for index, field in enumerate(given) if _encoded(field)]
 
     def complete(row: Sequence) -> tuple:
         if encoders:
@@ -94,10 +97,18 @@ def _is_json(field: models.Field) -> bool:
     return isinstance(field, models.JSONField)
 
 
+def _encoded(field: models.Field) -> bool:
+    """Whether COPY needs the value otherwise than the model holds it."""
+    return _is_json(field) or isinstance(field, EncryptedTextField)
+
+
 def _db_value(field: models.Field, value):
-    """A value as COPY's text format takes it: JSON fields serialized with their encoder."""
-    if value is None or not _is_json(field):
+    """A value as COPY's text format takes it: JSON fields serialized with their encoder, and
+    secrets encrypted as the field stores them."""
+    if value is None or not _encoded(field):
         return value
+    if isinstance(field, EncryptedTextField):
+        return encryption.encrypt(value) if value else value
     return json.dumps(value, cls=field.encoder, ensure_ascii=False)
 
 

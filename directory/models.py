@@ -22,6 +22,7 @@ from directory.constants import (
     Kind,
     Role,
 )
+from interorg_site.encryption import EncryptedTextField
 
 name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -540,7 +541,9 @@ class LdapDirectory(models.Model):
         help_text="PEM file of the CAs to trust for TLS; empty for the system's.",
     )
     bind_dn = models.CharField("bind DN", max_length=1024, blank=True)
-    password = models.CharField("bind password", max_length=256, blank=True)
+    password = EncryptedTextField(
+        "bind password", max_length=256, blank=True, help_text="Encrypted at rest."
+    )
     base_dn = models.CharField(
         "base DN",
         max_length=1024,

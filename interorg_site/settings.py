@@ -2,12 +2,14 @@
 
 import importlib.util
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import ParseException, crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from interorg_site import hardening
 from interorg_site.env import envbool, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -15,10 +17,20 @@ VAR_DIR = Path(envstr("INTERORG_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = envbool("DEBUG", False)
+# Production (the image sets it; not with DEBUG): every secret must be given, and strong, and
+# the console is served over HTTPS only. The embedded default (`make run`, the tests) needs none.
+INTERORG_PRODUCTION = not DEBUG and envbool(
+    "INTERORG_PRODUCTION", envbool("INTERORG_REQUIRE_SECRET_KEY", False)
+)
+hardening.refuse_placeholders(os.environ)
 SECRET_KEY = envstr("SECRET_KEY", "")
+if SECRET_KEY and INTERORG_PRODUCTION:
+    hardening.require_strong_key(SECRET_KEY)
 if not SECRET_KEY:
-    if not DEBUG and envbool("INTERORG_REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY is not set; generate one and export it.")
+    if INTERORG_PRODUCTION:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is not set; generate one and export it ({hardening.MAKE_SECRET})."
+        )
     # A per-checkout key, made once and kept under var/, so sessions survive restarts.
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
@@ -27,6 +39,15 @@ if not SECRET_KEY:
         key_file.write_text(get_random_secret_key())
         key_file.chmod(0o600)
     SECRET_KEY = key_file.read_text().strip()
+# Secrets at rest (interorg_site/encryption.py): the first key encrypts, every key decrypts.
+# Without any, a key made once under var/ (never in production: it would die with the container).
+INTERORG_SECRETS_KEYS = hardening.parse_secrets_keys(envlist("INTERORG_SECRETS_KEYS", []))
+INTERORG_SECRETS_KEY_FILE = VAR_DIR / "secrets_key"
+if INTERORG_PRODUCTION and not INTERORG_SECRETS_KEYS:
+    raise ImproperlyConfigured(
+        "INTERORG_SECRETS_KEYS is not set: it encrypts the signing keys and LDAP passwords in "
+        f"the database; keep it outside the database and its backups ({hardening.MAKE_FERNET_KEY})."
+    )
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
@@ -49,6 +70,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "console",
+    "axes",
 ]
 # LDAP directories (the `ldap` extra): the entries' models, and a router that sends each
 # organization's to its own server.
@@ -58,12 +80,16 @@ if importlib.util.find_spec("ldapdb") is not None:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A NUL character anywhere in a request: 400 before any session, view or query sees it.
+    "interorg_site.hostile_input.HostileInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login refused for a lockout into the "too many failed logins" page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "interorg_site.urls"
@@ -87,7 +113,12 @@ WSGI_APPLICATION = "interorg_site.wsgi.application"
 
 DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{VAR_DIR / 'interorg.sqlite3'}")
 try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # A persistent connection is checked before each request first uses it: after a database
+    # restart or a killed connection the next request reconnects instead of answering 500.
+    # (Celery's workers open a new connection for each task anyway.)
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -115,8 +146,22 @@ STATIC_ROOT = VAR_DIR / "static"
 
 LOGIN_URL = "admin:login"
 
-SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)
+# Production serves the console over HTTPS only, from behind a proxy that terminates TLS and
+# sets SECURE_PROXY_SSL_HEADER (X-Forwarded-Proto in docker-compose.yml): secure cookies, HSTS,
+# and plain HTTP redirected, except /healthz (the container's own health check asks over HTTP).
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", INTERORG_PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", INTERORG_PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_PROXY_SSL_HEADER = hardening.proxy_ssl_header(envstr("SECURE_PROXY_SSL_HEADER", ""))
+SECURE_HSTS_SECONDS = envint(
+    "SECURE_HSTS_SECONDS", 365 * 24 * 3600 if INTERORG_PRODUCTION else 0, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", INTERORG_PRODUCTION)
+# Preloading is a promise made for the whole domain, to every browser, and slow to take back:
+# an operator opts in (then submits the domain); the deployment check's reminder stays quiet.
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 # Largest message part (bytes) the master and requestors accept from the wire, whatever the sender
@@ -124,6 +169,9 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 MIB = 1024 * 1024
 INTERORG_MAX_INBOUND_MESSAGE = envint("INTERORG_MAX_INBOUND_MESSAGE", 25 * MIB, minimum=1024)
 INTERORG_MAX_DECODED_PAYLOAD = envint("INTERORG_MAX_DECODED_PAYLOAD", 200 * MIB, minimum=1024)
+# The most changes or entries one part may hold: a larger part is refused as it is read, before
+# its items take memory. Senders put at most 50,000 in a part (transport.wire.MAX_ITEMS_PER_PART).
+INTERORG_MAX_ENTRIES_PER_PART = envint("INTERORG_MAX_ENTRIES_PER_PART", 100_000, minimum=50_000)
 
 # --- Celery -------------------------------------------------------------------------------------
 # The embedded default is Celery's filesystem broker under var/ (no server to install); production
@@ -155,6 +203,32 @@ def prepare_filesystem_broker(folder: Path) -> None:
             draft.unlink()
 
 
+# A broker that is down or does not answer fails a publish within seconds (Execute Now answers
+# 503) instead of holding the request: a connect timeout, one retry (a pooled connection the
+# broker dropped), and for Redis a socket timeout (kombu's default waits forever on a server
+# that accepts and never answers).
+INTERORG_BROKER_TIMEOUT = envint("INTERORG_BROKER_TIMEOUT", 3, minimum=2)
+CELERY_BROKER_CONNECTION_TIMEOUT = INTERORG_BROKER_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
+
+
+def broker_transport_options(url: str) -> dict:
+    """The transport options of a network broker at `url` (the filesystem broker's are below)."""
+    if url.startswith(("redis://", "rediss://", "redis+socket://")):
+        # Above the 1 s a worker's BRPOP blocks, so a consumer is never cut off mid-wait.
+        return {
+            "socket_connect_timeout": INTERORG_BROKER_TIMEOUT,
+            "socket_timeout": INTERORG_BROKER_TIMEOUT,
+        }
+    return {}
+
+
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR = Path(envstr("INTERORG_BROKER_DIR", str(VAR_DIR / "broker")))
     prepare_filesystem_broker(BROKER_DIR)
@@ -282,6 +356,60 @@ if not INTERORG_CONSOLE_URL.startswith(("http://", "https://")):
     )
 INTERORG_SMTPD_HOST = envstr("INTERORG_SMTPD_HOST", "127.0.0.1")
 INTERORG_SMTPD_PORT = envint("INTERORG_SMTPD_PORT", 2525, minimum=1)
+# What the SMTP receiver lets in (transport.smtp, transport.limits): beyond a limit it answers
+# 4xx and a well-behaved relay tries again later. Counted over the last hour by one receiver.
+GIB = 1024 * MIB
+INTERORG_SMTPD_MAX_CONNECTIONS = envint("INTERORG_SMTPD_MAX_CONNECTIONS", 20, minimum=1)
+INTERORG_SMTPD_SENDER_MESSAGES_PER_HOUR = envint(
+    "INTERORG_SMTPD_SENDER_MESSAGES_PER_HOUR", 600, minimum=1
+)
+INTERORG_SMTPD_SENDER_BYTES_PER_HOUR = envint(
+    "INTERORG_SMTPD_SENDER_BYTES_PER_HOUR", 2 * GIB, minimum=MIB
+)
+INTERORG_SMTPD_MESSAGES_PER_HOUR = envint("INTERORG_SMTPD_MESSAGES_PER_HOUR", 3000, minimum=1)
+INTERORG_SMTPD_BYTES_PER_HOUR = envint("INTERORG_SMTPD_BYTES_PER_HOUR", 8 * GIB, minimum=MIB)
+# Mail from senders that are not allowed agents, all such senders together.
+INTERORG_SMTPD_UNKNOWN_SENDER_MESSAGES_PER_HOUR = envint(
+    "INTERORG_SMTPD_UNKNOWN_SENDER_MESSAGES_PER_HOUR", 60, minimum=0
+)
+# STARTTLS with this certificate chain and key (PEM files); required of every client unless
+# INTERORG_SMTPD_REQUIRE_STARTTLS=false. AUTH (PLAIN/LOGIN, only after STARTTLS) with this
+# user and password, required of every client when set.
+INTERORG_SMTPD_TLS_CERT_FILE = envstr("INTERORG_SMTPD_TLS_CERT_FILE", "")
+INTERORG_SMTPD_TLS_KEY_FILE = envstr("INTERORG_SMTPD_TLS_KEY_FILE", "")
+if bool(INTERORG_SMTPD_TLS_CERT_FILE) != bool(INTERORG_SMTPD_TLS_KEY_FILE):
+    raise ImproperlyConfigured(
+        "Set both INTERORG_SMTPD_TLS_CERT_FILE and INTERORG_SMTPD_TLS_KEY_FILE, or neither."
+    )
+INTERORG_SMTPD_REQUIRE_STARTTLS = envbool(
+    "INTERORG_SMTPD_REQUIRE_STARTTLS", bool(INTERORG_SMTPD_TLS_CERT_FILE)
+)
+INTERORG_SMTPD_AUTH_USER = envstr("INTERORG_SMTPD_AUTH_USER", "")
+INTERORG_SMTPD_AUTH_PASSWORD = envstr("INTERORG_SMTPD_AUTH_PASSWORD", "")
+if INTERORG_SMTPD_AUTH_USER and not (INTERORG_SMTPD_AUTH_PASSWORD and INTERORG_SMTPD_TLS_CERT_FILE):
+    raise ImproperlyConfigured(
+        "INTERORG_SMTPD_AUTH_USER needs INTERORG_SMTPD_AUTH_PASSWORD, and a certificate "
+        "(INTERORG_SMTPD_TLS_CERT_FILE/KEY_FILE): the password is only taken after STARTTLS."
+    )
+# The stored bodies of inbound messages: past INTERORG_ARCHIVE_MAX_BYTES the receiver answers
+# 452 until the archive is purged; from INTERORG_ARCHIVE_ALERT_PERCENT of it on, an alert.
+INTERORG_ARCHIVE_MAX_BYTES = envint("INTERORG_ARCHIVE_MAX_BYTES", 20 * GIB, minimum=MIB)
+INTERORG_ARCHIVE_ALERT_PERCENT = envint("INTERORG_ARCHIVE_ALERT_PERCENT", 80, minimum=1)
+if INTERORG_ARCHIVE_ALERT_PERCENT > 100:
+    raise ImproperlyConfigured(
+        f"INTERORG_ARCHIVE_ALERT_PERCENT={INTERORG_ARCHIVE_ALERT_PERCENT} is over 100."
+    )
+# Mail rejected before its signature was verified (a sender that is not an allowed agent, a
+# broken or unsigned mail, a bad signature) is kept by its headers, size, SHA-256 digest and
+# reason. Its body only when this is on: at most _MAX bytes of such bodies at once, each for
+# _DAYS days (then the body goes, the record stays).
+INTERORG_KEEP_REJECTED_BODIES = envbool("INTERORG_KEEP_REJECTED_BODIES", False)
+INTERORG_KEEP_REJECTED_BODIES_MAX = envint(
+    "INTERORG_KEEP_REJECTED_BODIES_MAX", 100 * MIB, minimum=0
+)
+INTERORG_KEEP_REJECTED_BODIES_DAYS = envint("INTERORG_KEEP_REJECTED_BODIES_DAYS", 7, minimum=1)
+# The CA certificates (PEM file) `poll_imap` trusts instead of the system's (--ca-file).
+INTERORG_IMAP_CA_FILE = envstr("INTERORG_IMAP_CA_FILE", "")
 
 # A message written this long ago (by the clock its sequence follows), or this far behind the
 # newest accepted from its sender, is stale. Mail may also sit in a queue for as long as a relay
@@ -312,6 +440,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    # django-axes says INFO at every login; its warnings (each failure, each lockout) stay.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # --- Console and JSON API -----------------------------------------------------------------------
@@ -320,6 +450,27 @@ LOGGING = {
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "console:dashboard"
 LOGOUT_REDIRECT_URL = "login"
+# Failed logins (console and admin; the API takes tokens, never a password) are counted per user
+# and per address by django-axes: after INTERORG_LOGIN_FAILURE_LIMIT failures that user, and that
+# address, are refused for INTERORG_LOGIN_COOLOFF_MINUTES after the latest attempt, even with
+# the right password. Attempts are kept in the database (admin: Axes); `manage.py
+# axes_reset_username NAME`, `axes_reset_ip ADDRESS` or `axes_reset` unlock at once. Behind
+# INTERORG_LOGIN_PROXY_COUNT reverse proxies the address is taken from X-Forwarded-For.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = envbool("INTERORG_LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = envint("INTERORG_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("INTERORG_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_CALLABLE = "interorg_site.login_throttle.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "interorg_site.login_throttle.client_address"
+AXES_USERNAME_CALLABLE = "interorg_site.login_throttle.client_username"
+AXES_VERBOSE = False
+INTERORG_LOGIN_PROXY_COUNT = envint("INTERORG_LOGIN_PROXY_COUNT", 0, minimum=0)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -329,8 +480,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "console.api.pagination.Pagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's parsers, refusing NUL characters and JSON nested too deep with 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "console.api.parsers.JSONParser",
+        "console.api.parsers.FormParser",
+        "console.api.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# The deepest JSON the API decodes (its requests are a level or two deep); deeper is a 400.
+INTERORG_MAX_JSON_DEPTH = envint("INTERORG_MAX_JSON_DEPTH", 32, minimum=4)
 SPECTACULAR_SETTINGS = {
     "TITLE": "InterOrg Sync API",
     "DESCRIPTION": "Status, directory, runs, messages and configuration of the organizations "
@@ -342,6 +501,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Messages and holds share their kinds: one enum, named, not a hash-suffixed collision.
+    "ENUM_NAME_OVERRIDES": {"MessageKindEnum": "transport.constants.MessageKind"},
 }
 # Django serves the console's few static files itself (the embedded default has no web server in
 # front); set false when a proxy serves STATIC_ROOT after `manage.py collectstatic`.

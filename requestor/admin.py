@@ -12,6 +12,7 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
+from console import permissions
 from directory.admin import ReadOnlyAdmin
 from requestor import actions, schedule
 from requestor.models import (
@@ -23,6 +24,7 @@ from requestor.models import (
     Run,
     Verification,
 )
+from transport.dispatch import BrokerUnavailable
 
 # The engine's own state, shown read-only (the USNs stand on their own line; the digest and the
 # awaited batch say nothing to a reader).
@@ -166,37 +168,56 @@ class RequestorConfigAdmin(admin.ModelAdmin):
             form.instance, data["schedule_kind"], data["schedule_minutes"], data["schedule_times"]
         )
 
+    # The buttons are offered to whoever may press them in some organization, and each selected
+    # organization is checked by the same rule as the console's and the API's
+    # (console.permissions.may, inside requestor.actions).
     def has_execute_now_permission(self, request) -> bool:
-        return request.user.has_perm(actions.EXECUTE_NOW)
+        return permissions.may_somewhere(request.user, permissions.EXECUTE_NOW)
 
-    def has_reset_usns_permission(self, request) -> bool:
-        return request.user.has_perm(actions.RESET_USNS)
+    def has_import_all_permission(self, request) -> bool:
+        return permissions.may_somewhere(request.user, permissions.IMPORT_ALL)
 
-    def _queue(self, request, queryset, button, what: str) -> None:
+    def has_export_all_permission(self, request) -> bool:
+        return permissions.may_somewhere(request.user, permissions.EXPORT_ALL)
+
+    def _queue(self, request, queryset, button, action: str) -> None:
+        configs = list(queryset.select_related("organization").order_by("organization__name"))
+        what = f"{permissions.BUTTONS[action].title} for"
+        # All or nothing: one organization the user may not press refuses the whole selection.
         try:
-            for config in queryset.select_related("organization"):
-                button(config, request.user)
+            for config in configs:
+                permissions.require(request.user, config.organization, action)
         except PermissionDenied as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+            self.message_user(request, f"{exc} Nothing was queued.", messages.ERROR)
             return
-        names = ", ".join(sorted(c.organization.name for c in queryset))
+        queued = []
+        for config in configs:
+            try:
+                button(config, request.user, queue=True)
+            except BrokerUnavailable as exc:
+                done = f" (queued for {', '.join(queued)} before it stopped)" if queued else ""
+                self.message_user(
+                    request, f"{what} {config.organization.name}: {exc}{done}", messages.ERROR
+                )
+                return
+            queued.append(config.organization.name)
         self.message_user(
             request,
-            f"{what} {names}: a cycle is queued; its run appears under Runs.",
+            f"{what} {', '.join(queued)}: a cycle is queued; its run appears under Runs.",
             messages.SUCCESS,
         )
 
     @admin.action(description="Execute Now (run a cycle at once)", permissions=["execute_now"])
     def execute_now(self, request, queryset) -> None:
-        self._queue(request, queryset, actions.execute_now, "Execute Now for")
+        self._queue(request, queryset, actions.execute_now, permissions.EXECUTE_NOW)
 
-    @admin.action(description="Import All Recipients (master USN 0)", permissions=["reset_usns"])
+    @admin.action(description="Import All Recipients (master USN 0)", permissions=["import_all"])
     def import_all(self, request, queryset) -> None:
-        self._queue(request, queryset, actions.import_all, "Import All Recipients for")
+        self._queue(request, queryset, actions.import_all, permissions.IMPORT_ALL)
 
-    @admin.action(description="Export All Recipients (requestor USN 0)", permissions=["reset_usns"])
+    @admin.action(description="Export All Recipients (requestor USN 0)", permissions=["export_all"])
     def export_all(self, request, queryset) -> None:
-        self._queue(request, queryset, actions.export_all, "Export All Recipients for")
+        self._queue(request, queryset, actions.export_all, permissions.EXPORT_ALL)
 
 
 @admin.register(Run)

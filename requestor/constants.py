@@ -21,6 +21,8 @@ class RunStatus(models.TextChoices):
     SUPERSEDED = "superseded", "Superseded"
     # The master (or this organization's own import guard) holds the batch for an administrator.
     HELD = "held", "Held for an administrator"
+    # A brief database error interrupted it before anything was applied: tried again soon.
+    RETRYING = "retrying", "Retrying after a database error"
 
 
 # The import guard (transport.holds): a reply that would remove more contacts than this is held.

@@ -1,6 +1,7 @@
 """A requestor cycle: export the organization's changes and ask the master for its news."""
 
 import logging
+import time
 from dataclasses import dataclass
 
 from django.db import OperationalError, connection, transaction
@@ -11,10 +12,15 @@ from directory.models import Organization
 from requestor.constants import RunStatus, Trigger
 from requestor.export import build_export
 from requestor.models import RequestorConfig, Run
-from transport import outbox
+from transport import faults, outbox
 from transport.inbox import pump
 
 log = logging.getLogger(__name__)
+
+# Callers that wait for the run (the commands, the console without workers) try a cycle that a
+# brief database error interrupted again at once, this many times in all, after short pauses.
+INLINE_ATTEMPTS = 3
+INLINE_PAUSE_SECONDS = 0.2
 
 
 class SyncError(Exception):
@@ -25,24 +31,81 @@ class CycleRunning(SyncError):
     """Another cycle of the same organization holds its requestor right now."""
 
 
-def run_cycle(config_id: int, trigger: str = Trigger.COMMAND, user=None) -> Run:
-    """Queue this organization's next export batch and record the run waiting for its reply."""
+def run_cycle(
+    config_id: int,
+    trigger: str = Trigger.COMMAND,
+    user=None,
+    max_attempts: int = faults.MAX_ATTEMPTS,
+) -> Run:
+    """Queue this organization's next export batch and record the run waiting for its reply.
+
+    A brief database error rolls the cycle back whole and leaves its run retrying (the
+    caller runs the cycle again after `faults.pause(run.attempts)` seconds; any later cycle of
+    the organization takes that run over); at `max_attempts` the run fails, saying why."""
     try:
         _refresh_directory(config_id)
         with transaction.atomic():
             return _start(config_id, trigger, user)
     except SyncError:
         raise
+    except faults.TRANSIENT_DB_ERRORS as exc:
+        return _interrupted(config_id, trigger, user, exc, max_attempts)
     except Exception as exc:
         log.exception("requestor cycle of config %s failed", config_id)
-        return Run.objects.create(
-            config_id=config_id,
-            trigger=trigger,
-            requested_by=user,
-            status=RunStatus.FAILED,
-            finished_at=timezone.now(),
-            error=f"{exc.__class__.__name__}: {exc}",
+        run = _retrying(config_id) or Run(config_id=config_id, trigger=trigger, requested_by=user)
+        run.status, run.finished_at = RunStatus.FAILED, timezone.now()
+        run.error = f"{exc.__class__.__name__}: {exc}"
+        run.save()
+        return run
+
+
+def run_cycle_now(config_id: int, trigger: str = Trigger.COMMAND, user=None) -> Run:
+    """run_cycle for a caller that waits for the run: a brief database error is tried again
+    at once, up to INLINE_ATTEMPTS attempts in all, before the run is recorded as failed."""
+    run = run_cycle(config_id, trigger, user, max_attempts=INLINE_ATTEMPTS)
+    while run.status == RunStatus.RETRYING:
+        time.sleep(INLINE_PAUSE_SECONDS * run.attempts)
+        run = run_cycle(config_id, trigger, user, max_attempts=INLINE_ATTEMPTS)
+    return run
+
+
+def _retrying(config_id: int) -> Run | None:
+    """The organization's run that a database error interrupted, waiting to be tried again."""
+    return (
+        Run.objects.filter(config_id=config_id, status=RunStatus.RETRYING).order_by("-pk").first()
+    )
+
+
+def _interrupted(config_id: int, trigger: str, user, exc: Exception, max_attempts: int) -> Run:
+    """Record that a database error interrupted the cycle (nothing of it was applied: its
+    transaction rolled back), on the run that waits for the retry."""
+    # The connection may have gone with the error: the next query opens a new one.
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
+    run = _retrying(config_id)
+    if run is None:
+        run = Run(config_id=config_id, trigger=trigger, requested_by=user, attempts=0)
+    run.attempts += 1
+    what = faults.describe(exc)
+    if run.attempts >= max_attempts:
+        log.error("requestor cycle of config %s: database errors, giving up: %s", config_id, what)
+        run.status, run.finished_at = RunStatus.FAILED, timezone.now()
+        run.error = f"Database errors at {run.attempts} attempts, nothing was applied: {what}"
+    else:
+        delay = faults.pause(run.attempts)
+        log.warning(
+            "requestor cycle of config %s: database error, trying again in %s s: %s",
+            config_id,
+            delay,
+            what,
         )
+        run.status = RunStatus.RETRYING
+        run.error = (
+            f"A database error interrupted attempt {run.attempts}; nothing was applied, and the "
+            f"cycle is tried again in {delay} s. {what}"
+        )
+    run.save()
+    return run
 
 
 def _refresh_directory(config_id: int) -> None:
@@ -91,17 +154,16 @@ def _start(config_id: int, trigger: str, user) -> Run:
     config.sequence = export.parts[-1][0]["sequence"]
     config.last_export_batch = export.batch
     config.save(update_fields=["sequence", "last_export_batch", "exported_scope", "imported_under"])
-    return Run.objects.create(
-        config=config,
-        trigger=trigger,
-        requested_by=user,
-        status=RunStatus.WAITING,
-        batch=export.batch,
-        full_export=export.full,
-        parts_sent=len(export.parts),
-        exported=export.changes,
-        export_through=export.usn_through,
-    )
+    # A run a database error interrupted is this one, tried again: it carries the same request.
+    run = _retrying(config.pk)
+    if run is None:
+        run = Run(config=config, trigger=trigger, requested_by=user, attempts=0)
+    run.attempts += 1
+    run.status, run.error = RunStatus.WAITING, ""
+    run.batch, run.full_export, run.parts_sent = export.batch, export.full, len(export.parts)
+    run.exported, run.export_through = export.changes, export.usn_through
+    run.save()
+    return run
 
 
 def follow_import_options(config: RequestorConfig) -> None:
@@ -139,7 +201,7 @@ def sync_all(trigger: str = Trigger.COMMAND, max_rounds: int = 10) -> list[Round
     configs = RequestorConfig.objects.filter(enabled=True).order_by("organization__name")
     ids = list(configs.values_list("pk", flat=True))
     for _ in range(max_rounds):
-        runs = [run_cycle(config_id, trigger) for config_id in ids]
+        runs = [run_cycle_now(config_id, trigger) for config_id in ids]
         pump()
         rounds.append(Round([Run.objects.get(pk=run.pk) for run in runs]))
         if rounds[-1].quiet:

@@ -57,6 +57,15 @@ def fail_stalled_runs(minutes: int | None = None) -> int:
         log.warning(
             "marked %s requestor runs failed after %s minutes without reply", count, minutes
         )
+    # A retry that never came (its task lost with the broker's queue) and no later cycle.
+    count += Run.objects.filter(
+        status=RunStatus.RETRYING, started_at__lt=now - timedelta(minutes=minutes)
+    ).update(
+        status=RunStatus.FAILED,
+        finished_at=now,
+        error=f"Interrupted by a database error and not tried again within {minutes} minutes; "
+        "nothing of it was applied, and the next cycle sends its changes.",
+    )
     return count
 
 

@@ -455,6 +455,9 @@ class Run(models.Model):
     deleted = models.PositiveIntegerField(default=0)
     conflicts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=1, help_text="Attempts of the cycle (more than one after a database error)."
+    )
     repair = models.CharField(
         max_length=16,
         blank=True,

@@ -1,6 +1,7 @@
 """Celery entry points of the requestor: a cycle of one organization, and housekeeping.
 
-The work is in requestor.cycle and requestor.housekeeping; these only look up ids and log.
+The work is in requestor.cycle and requestor.housekeeping; these only look up ids and log, and
+retry what a brief database error interrupted (transport.faults).
 """
 
 import logging
@@ -9,58 +10,73 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 
 from requestor import grace, housekeeping
-from requestor.constants import Trigger
+from requestor.constants import RunStatus, Trigger
 from requestor.cycle import CycleRunning, SyncError, run_cycle
+from transport import faults
 
 log = logging.getLogger(__name__)
 
-# Execute Now while another cycle of the organization runs: wait for it and run after it, since
-# the running cycle may have read the directory before the change the user wants to send.
+# Execute Now (console, API, admin) while another cycle of the organization runs: wait for it and
+# run after it, since the running cycle may have read the directory before the change the user
+# wants to send. A scheduled cycle is skipped instead: the running one does its work.
 MANUAL_RETRY_SECONDS = 5
 MANUAL_RETRIES = 12
 
 
-@shared_task(bind=True, ignore_result=True, max_retries=MANUAL_RETRIES)
+@shared_task(bind=True, ignore_result=True, max_retries=None)
 def run_requestor_cycle(
     self, config_id: int, trigger: str = Trigger.SCHEDULE, user_id: int | None = None
 ) -> int | None:
-    """One requestor cycle of an organization; return the run's id, or None if not started."""
-    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    """One requestor cycle of an organization; return the run's id, or None if not started.
+
+    After a brief database error the run says it is retrying and the task runs again after a
+    growing pause (the run itself counts the attempts); if not even the run could be recorded,
+    the task is retried all the same, counting its own retries."""
     try:
+        user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
         run = run_cycle(config_id, trigger, user)
     except CycleRunning as exc:
-        if trigger == Trigger.MANUAL and self.request.retries < MANUAL_RETRIES:
+        if trigger != Trigger.SCHEDULE and self.request.retries < MANUAL_RETRIES:
             raise self.retry(countdown=MANUAL_RETRY_SECONDS) from None
         log.info("%s", exc)
         return None
     except SyncError as exc:
         log.warning("requestor cycle not started: %s", exc)
         return None
+    except faults.TRANSIENT_DB_ERRORS as exc:
+        attempt = self.request.retries + 1
+        if attempt >= faults.MAX_ATTEMPTS:
+            log.error("requestor cycle of config %s: database errors, giving up", config_id)
+            raise
+        log.warning("requestor cycle of config %s: %s", config_id, faults.describe(exc))
+        raise self.retry(countdown=faults.pause(attempt), exc=exc) from None
+    if run.status == RunStatus.RETRYING:
+        raise self.retry(countdown=faults.pause(run.attempts))
     log.info("requestor cycle of config %s: run %s %s", config_id, run.pk, run.status)
     return run.pk
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, **faults.RETRY_ON_DATABASE_ERRORS)
 def fail_stalled_runs() -> int:
     return housekeeping.fail_stalled_runs()
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, **faults.RETRY_ON_DATABASE_ERRORS)
 def purge_directory_tombstones() -> int:
     return housekeeping.purge_directory_tombstones()
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, **faults.RETRY_ON_DATABASE_ERRORS)
 def purge_runs() -> int:
     return housekeeping.purge_runs()
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, **faults.RETRY_ON_DATABASE_ERRORS)
 def compact_imported_changes() -> int:
     return housekeeping.compact_imported_changes()
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, **faults.RETRY_ON_DATABASE_ERRORS)
 def end_grace_periods() -> int:
     """Hidden contacts past their organization's grace period go for good (requestor.grace)."""
     return grace.purge_expired()

@@ -55,7 +55,7 @@ class MessageAdmin(ReadOnlyAdmin):
         "short_error",
     )
     list_filter = ("direction", "status", "kind", "organization")
-    search_fields = ("sender", "recipient", "batch", "error")
+    search_fields = ("sender", "recipient", "batch", "error", "digest")
     fieldsets = (
         (None, {"fields": ("direction", "status", "kind", "organization", "error")}),
         ("Envelope", {"fields": ("sender", "recipient", "address_type", "attempts")}),
@@ -63,6 +63,7 @@ class MessageAdmin(ReadOnlyAdmin):
             "Batch",
             {"fields": ("batch", "part_of", "sequence", "usn_range", "size", "processed_at")},
         ),
+        ("Mail", {"fields": ("digest", "body_dropped", "body_kept_until", "headers")}),
         ("Document", {"fields": ("summary_json", "document")}),
     )
     readonly_fields = (
@@ -83,6 +84,10 @@ class MessageAdmin(ReadOnlyAdmin):
         "processed_at",
         "summary_json",
         "document",
+        "digest",
+        "body_dropped",
+        "body_kept_until",
+        "headers",
     )
 
     def get_queryset(self, request):
@@ -107,9 +112,14 @@ class MessageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="payload (decoded)")
     def document(self, obj: Message) -> str:
-        return format_html(
-            '<pre style="white-space: pre-wrap">{}</pre>', describe_payload(obj.payload)
-        )
+        if obj.body_dropped:
+            text = (
+                "(The body was not kept: the mail was rejected before a signature vouched for "
+                f"it. SHA-256 {obj.digest or '-'}, {obj.size} bytes.)\n\n{obj.headers}"
+            )
+        else:
+            text = describe_payload(obj.payload)
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
 
 
 @admin.register(SigningKey)

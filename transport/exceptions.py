@@ -5,6 +5,11 @@ class MessageRejected(Exception):
     """The message is refused for good; the reason is kept in the archive and nothing changes."""
 
 
+class MessageUnverified(MessageRejected):
+    """The sender may not send here, or no signature of its vouches for the message: refused,
+    and its body is not kept (transport.archive)."""
+
+
 class MessageDeferred(Exception):
     """The message cannot be applied yet (an earlier part is missing); it is kept and retried."""
 

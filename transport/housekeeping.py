@@ -12,6 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from transport import archive
 from transport.constants import Direction, Status
 from transport.models import Message
 
@@ -22,9 +23,11 @@ CHUNK = 1000
 
 
 def purge_archive(days: int | None = None) -> int:
-    """Delete finished messages older than the retention; return how many went."""
+    """Delete finished messages older than the retention, and drop the rejected bodies kept
+    longer than theirs (transport.archive); return how many messages went."""
     days = settings.INTERORG_ARCHIVE_RETENTION_DAYS if days is None else days
     now = timezone.now()
+    archive.drop_expired_bodies(now)
     cutoff = now - timedelta(days=days)
     horizon = now - timedelta(seconds=settings.INTERORG_REPLAY_HORIZON_SECONDS)
     old = Message.objects.filter(status__in=FINISHED, created_at__lt=cutoff).exclude(

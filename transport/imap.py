@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from imapclient import IMAPClient
 
+from transport import archive
 from transport.constants import Status
 from transport.mail import accept_mime, one_line
 from transport.models import Message
@@ -36,6 +37,8 @@ class Mailbox:
     processed_folder: str = "InterOrg/Processed"  # "/" stands for the server's separator
     recipient: str = ""  # the agent address this mailbox receives for; default: from To/Cc
     timeout: float = 60
+    # PEM file of the CAs to trust instead of the system's; default INTERORG_IMAP_CA_FILE.
+    ca_file: str = ""
 
     @property
     def effective_port(self) -> int:
@@ -54,7 +57,9 @@ def connect(mailbox: Mailbox) -> IMAPClient:
     """A logged-in client; the password goes to the server and nowhere else."""
     if mailbox.security not in SECURITY_CHOICES:
         raise ValueError(f"security must be one of {', '.join(SECURITY_CHOICES)}")
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(
+        cafile=mailbox.ca_file or settings.INTERORG_IMAP_CA_FILE or None
+    )
     client = IMAPClient(
         mailbox.host,
         port=mailbox.effective_port,
@@ -67,7 +72,9 @@ def connect(mailbox: Mailbox) -> IMAPClient:
             client.starttls(context)
         client.login(mailbox.user, mailbox.password)
     except BaseException:
-        client.shutdown()
+        # A failed STARTTLS handshake closed the socket already: its error is the one to tell.
+        with contextlib.suppress(OSError):
+            client.shutdown()
         raise
     return client
 
@@ -76,7 +83,8 @@ def poll(mailbox: Mailbox, after_archive=None) -> Poll:
     """Archive every message of the folder and move it to the processed folder.
 
     `after_archive(message)` runs after each commit, before the move (a test simulates a crash
-    there).
+    there). Once the archive is full (INTERORG_ARCHIVE_MAX_BYTES), the rest stays in the folder
+    for a later poll, as the SMTP receiver answers 452.
     """
     result = Poll()
     client = connect(mailbox)
@@ -85,10 +93,15 @@ def poll(mailbox: Mailbox, after_archive=None) -> Poll:
         if not client.folder_exists(processed):
             client.create_folder(processed)
         client.select_folder(mailbox.folder)
+        stored = archive.usage()
         for uid in client.search(["UNDELETED"]):
+            if stored >= settings.INTERORG_ARCHIVE_MAX_BYTES:
+                log.warning("message archive full: the rest of %s stays for later", mailbox.folder)
+                break
             message = _archive(client, uid, mailbox)
             if message is None:
                 continue
+            stored += 0 if message.body_dropped else message.size
             result.archived.append(message)
             if after_archive is not None:
                 after_archive(message)

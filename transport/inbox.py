@@ -8,12 +8,18 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from transport import dispatch, holds, signing, wire
+from transport import archive, dispatch, holds, signing, wire
 from transport.constants import Direction, MessageKind, Status
-from transport.exceptions import MessageDeferred, MessageHeld, MessageRejected, MessageReplayed
+from transport.exceptions import (
+    MessageDeferred,
+    MessageHeld,
+    MessageRejected,
+    MessageReplayed,
+    MessageUnverified,
+)
 from transport.models import Message
 from transport.outbox import deliver_pending
-from transport.registry import agent_at, delivery_failed, organization_at
+from transport.registry import agent_at, delivery_failed, not_allowed, organization_at
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +144,7 @@ def process_message(pk: int) -> bool:
         message.next_attempt_at = None
         refused = False
         held = None
+        body_fields = []
         try:
             _dispatch(message)
         except MessageHeld as exc:
@@ -147,12 +154,14 @@ def process_message(pk: int) -> bool:
             message.status, message.error = Status.REJECTED, str(exc)
             log.warning("message %s rejected: %s", pk, exc)
             refused = not isinstance(exc, MessageReplayed)
+            if isinstance(exc, MessageUnverified):
+                body_fields = archive.drop_body(message)
         except MessageDeferred as exc:
             message.status, message.error = Status.DEFERRED, str(exc)
         else:
             message.status = Status.PROCESSED
-        # Not the payload: it is megabytes, and unchanged.
-        message.save(update_fields=PROCESSED_FIELDS)
+        # Not the payload (megabytes, and unchanged), unless it was dropped.
+        message.save(update_fields=PROCESSED_FIELDS + body_fields)
         if held is not None:
             holds.record(message, getattr(held, "document", None), held)
         if refused:
@@ -207,19 +216,16 @@ def _dispatch(message: Message) -> None:
 def _verify_sender(agent, message: Message) -> None:
     keys = agent.trusted_keys(message.recipient, message.sender)
     if keys is None:
-        raise MessageRejected(
-            f"{message.sender} may not send to {message.recipient}: it is not on the list of "
-            "senders this agent accepts."
-        )
+        raise MessageUnverified(not_allowed(message.sender, message.recipient))
     if not message.signature:
-        raise MessageRejected("The message is not signed; every InterOrg message must be.")
+        raise MessageUnverified("The message is not signed; every InterOrg message must be.")
     if not keys:
         # Allowed, and no key configured: a sender inside this installation is known anyway.
         sender_organization = organization_at(message.sender)
         if sender_organization is not None:
             keys = signing.local_public_keys(sender_organization)
     if not keys:
-        raise MessageRejected(
+        raise MessageUnverified(
             f"No public key is configured for {message.sender}; paste the key that "
             "`manage.py keys show` prints in the sender's organization."
         )
@@ -232,7 +238,7 @@ def _verify_sender(agent, message: Message) -> None:
             keys,
         )
     except signing.SignatureError as exc:
-        raise MessageRejected(str(exc)) from None
+        raise MessageUnverified(str(exc)) from None
 
 
 def _refuse_replays(message: Message) -> None:
@@ -312,9 +318,12 @@ def _describe(message: Message, document: wire.Document) -> None:
 def retry_deferred(organization_id: int) -> int:
     """Give deferred messages of an organization another go after an earlier part was applied."""
     deferred = Message.objects.filter(
-        direction=Direction.INBOUND, status=Status.DEFERRED, organization_id=organization_id
+        direction=Direction.INBOUND,  # pragma: no mutate (only received messages are deferred)
+        status=Status.DEFERRED,
+        organization_id=organization_id,
     )
-    pks = list(deferred.values_list("pk", flat=True))
+    # (values_list(flat=True) without a field gives the pk too: no mutants of this line.)
+    pks = list(deferred.values_list("pk", flat=True))  # pragma: no mutate
     Message.objects.filter(pk__in=pks, status=Status.DEFERRED).update(status=Status.RECEIVED)
     for pk in pks:
         dispatch.message_received(pk)

@@ -28,7 +28,7 @@ from django.core import mail as django_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from transport import outbox
+from transport import archive, outbox
 from transport.bounces import Bounce, apply_bounce, read_bounce
 from transport.constants import (
     ATTACHMENT_NAME,
@@ -39,7 +39,7 @@ from transport.constants import (
     Status,
 )
 from transport.models import Message
-from transport.registry import is_local_address
+from transport.registry import is_local_address, sender_refusal
 
 log = logging.getLogger(__name__)
 
@@ -272,36 +272,44 @@ def accept_mime(
     """Archive a received mail (committed when this returns) and return its archive entry.
 
     Without an envelope (IMAP), the sender is the From (or Return-Path) address and the recipient
-    the first agent address of this installation among To, Cc and Delivered-To. A mail that is
-    not a usable InterOrg message (or comes with a `problem` found by the caller) is archived
-    with the raw bytes as payload, then rejected.
+    the first agent address of this installation among To, Cc and Delivered-To. A mail from a
+    sender the recipient's agent does not take, or that is not a usable InterOrg message (or
+    comes with a `problem` found by the caller), is archived by its header, size and digest,
+    then rejected; its body is not kept (transport.archive).
     """
     parsed = parse(raw)
     sender = one_line(envelope_sender, MAX_ADDRESS + 1) or parsed.from_address
     recipient = one_line(envelope_recipient, MAX_ADDRESS + 1) or _recipient(parsed)
-    problem = problem or parsed.problem
     if not sender or not recipient:
         problem = problem or "The mail names no sender or no recipient address."
     if len(sender) > MAX_ADDRESS or len(recipient) > MAX_ADDRESS:
         problem = problem or "The sender or recipient address is too long."
         sender, recipient = sender[:MAX_ADDRESS], recipient[:MAX_ADDRESS]
+    # Who sent it comes first: what a stranger's mail contains does not matter.
+    if parsed.bounce is None and not problem:
+        problem = sender_refusal(sender, recipient) or ""
+    problem = problem or parsed.problem
+    arrival = {"digest": archive.digest_of(raw), "headers": archive.header_of(raw)}
     with transaction.atomic():
         earlier = _earlier_copy(sender, recipient, parsed.message_id)
         if earlier is not None:
             log.info("mail %s from %s is message %s again", parsed.message_id, sender, earlier.pk)
             return earlier
         if parsed.bounce is not None and sender and recipient:
-            return _archive_bounce(raw, sender, recipient, parsed)
+            return _archive_bounce(raw, sender, recipient, parsed, arrival)
+        if problem:
+            arrival.update(archive.rejected(raw))
         try:
             with transaction.atomic():
                 message = outbox.receive(
                     sender,
                     recipient,
-                    raw if problem else parsed.payload,
+                    arrival.pop("payload", parsed.payload),
                     AddressType.SMTP,
                     signature=parsed.signature,
                     key_fingerprint=parsed.key_fingerprint,
                     message_id=parsed.message_id,
+                    **arrival,
                 )
         except IntegrityError:
             # Another copy was archived at the same moment (the unique constraint waited for it).
@@ -320,17 +328,23 @@ def accept_mime(
     return message
 
 
-def _archive_bounce(raw: bytes, sender: str, recipient: str, parsed: Parsed) -> Message:
+def _archive_bounce(
+    raw: bytes, sender: str, recipient: str, parsed: Parsed, arrival: dict
+) -> Message:
     """A delivery report: archived as such, and the message it reports on failed if the
-    failure is permanent and this agent sent it."""
+    failure is permanent and this agent sent it. Only a report on a message this agent sent
+    keeps its body: anyone can write one."""
     bounce = parsed.bounce
     failed = apply_bounce(bounce, recipient)
     if failed is not None:
         status, error = Status.PROCESSED, ""
-    elif bounce.permanent:
-        status, error = Status.REJECTED, "A delivery report on no message this agent sent."
+        arrival.update(payload=raw, size=len(raw))
     else:
-        status, error = Status.PROCESSED, ""
+        arrival.update(archive.rejected(raw))
+        if bounce.permanent:
+            status, error = Status.REJECTED, "A delivery report on no message this agent sent."
+        else:
+            status, error = Status.PROCESSED, ""
     return Message.objects.create(
         direction=Direction.INBOUND,
         status=status,
@@ -338,8 +352,6 @@ def _archive_bounce(raw: bytes, sender: str, recipient: str, parsed: Parsed) -> 
         sender=sender,
         recipient=recipient,
         address_type=AddressType.SMTP,
-        size=len(raw),
-        payload=raw,
         message_id=parsed.message_id,
         error=error,
         processed_at=timezone.now(),
@@ -350,6 +362,7 @@ def _archive_bounce(raw: bytes, sender: str, recipient: str, parsed: Parsed) -> 
             "status": one_line(bounce.status, 40),
             "diagnostic": one_line(bounce.diagnostic, 500),
         },
+        **arrival,
     )
 
 

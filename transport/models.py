@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower, Upper
 
+from interorg_site.encryption import EncryptedTextField
 from transport.constants import AddressType, Direction, MessageKind, Status
 
 
@@ -32,8 +33,28 @@ class Message(models.Model):
     sequence = models.BigIntegerField(null=True, blank=True)
     usn_from = models.BigIntegerField("USN after", null=True, blank=True)
     usn_through = models.BigIntegerField("USN through", null=True, blank=True)
-    size = models.PositiveIntegerField(default=0, help_text="Size of the payload in bytes.")
-    payload = models.BinaryField(help_text="The gzip-compressed JSON document, as on the wire.")
+    size = models.PositiveIntegerField(
+        default=0,
+        help_text="Size of the payload in bytes (of the whole mail, for one rejected on arrival).",
+    )
+    payload = models.BinaryField(
+        help_text="The gzip-compressed JSON document, as on the wire; the whole mail for one "
+        "rejected on arrival whose body is kept; empty once its body is dropped."
+    )
+    digest = models.CharField(
+        "SHA-256", max_length=64, blank=True, help_text="Digest of the mail as it arrived."
+    )
+    headers = models.TextField(blank=True, help_text="The mail's header, as it arrived (cut).")
+    body_dropped = models.BooleanField(
+        default=False,
+        help_text="Rejected before a signature vouched for it: only its header, size and digest "
+        "are kept (transport.archive).",
+    )
+    body_kept_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A rejected body kept by INTERORG_KEEP_REJECTED_BODIES is dropped then.",
+    )
     summary = models.JSONField(default=dict, blank=True)
     signature = models.TextField(
         blank=True, help_text="Ed25519 signature of the payload by the sender's key (base64)."
@@ -89,7 +110,9 @@ class SigningKey(models.Model):
         "directory.Organization", on_delete=models.CASCADE, related_name="signing_keys"
     )
     public_key = models.CharField(max_length=64, help_text="Raw public key, base64.")
-    private_key = models.CharField(max_length=64, editable=False)
+    private_key = EncryptedTextField(
+        editable=False, help_text="Raw private key, base64; encrypted at rest."
+    )
     fingerprint = models.CharField(max_length=64, unique=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

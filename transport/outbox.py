@@ -68,17 +68,20 @@ def receive(
     signature: str = "",
     key_fingerprint: str = "",
     message_id: str = "",
+    **fields,
 ) -> Message:
-    """Archive an inbound message before anything else looks at it; processing follows commit."""
+    """Archive an inbound message before anything else looks at it; processing follows commit.
+    `fields` are further Message fields (the mail's digest and header, for one)."""
+    fields.setdefault("size", len(payload))
     message = _archive_inbound(
         sender,
         recipient,
         address_type,
-        size=len(payload),
         payload=payload,
         signature=signature,
         key_fingerprint=key_fingerprint,
         message_id=message_id,
+        **fields,
     )
     dispatch.message_received(message.pk)
     return message

@@ -61,6 +61,24 @@ def is_local_address(address: str) -> bool:
     return organization_at(address) is not None
 
 
+def not_allowed(sender: str, recipient: str) -> str:
+    return (
+        f"{sender} may not send to {recipient}: it is not on the list of senders this agent "
+        "accepts."
+    )
+
+
+def sender_refusal(sender: str, recipient: str) -> str | None:
+    """Why mail from `sender` to `recipient` is refused before anything else is looked at, or
+    None when an agent here receives at `recipient` and takes mail from `sender`."""
+    agent = agent_at(recipient)
+    if agent is None:
+        return f"No agent of this installation receives mail at {recipient}."
+    if agent.trusted_keys(recipient, sender) is None:
+        return not_allowed(sender, recipient)
+    return None
+
+
 # What to tell an agent when a message it sent can never arrive (refused by the relay with a
 # 5xx, bounced, or refused by the receiving agent), by the kind of the message.
 _failure_listeners: dict[str, Callable] = {}

@@ -1,8 +1,9 @@
 """Message authenticity: every payload is signed with its organization's Ed25519 key.
 
 The signature covers the recipient address as well as the payload, so a message signed for one
-requestor cannot be replayed to another. Private keys stay in the database: they are never
-logged, shown or returned by anything here.
+requestor cannot be replayed to another. Private keys stay in the database, encrypted with the
+secrets key (interorg_site/encryption.py): they are never logged, shown or returned by anything
+here.
 """
 
 import base64

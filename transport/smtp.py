@@ -8,23 +8,29 @@ keeps it queued with a growing delay, a refusal of the sender or recipient (5xx)
 
 import asyncio
 import base64
+import hmac
 import logging
 import smtplib
 import socket
+import ssl
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import BadHeaderError
 from django.core.mail.message import sanitize_address
 from django.db import close_old_connections, connections
 from django.db.models import Q
 from django.utils import timezone
 
-from transport import registry
+from transport import archive, registry
 from transport.constants import Direction, Status
 from transport.inbox import process_safely
+from transport.limits import Connections, Gate, Limits
 from transport.mail import (
     CONTROL_CHARACTERS,
     accept_mime,
@@ -33,7 +39,7 @@ from transport.mail import (
     one_line,
 )
 from transport.models import Message
-from transport.registry import is_local_address
+from transport.registry import is_local_address, sender_refusal
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +193,11 @@ def _update(message: Message, **fields) -> None:
 
 # --- inbound --------------------------------------------------------------------------------
 
+# The archive's size is counted in the database at most this often; between two counts the
+# receiver adds what it let in itself.
+ARCHIVE_RECOUNT_SECONDS = 10
+ARCHIVE_FULL = "452 4.3.1 The message archive is full; try again later"
+
 
 def _with_db(func, *args):
     """Run database work in a worker thread the way Django runs a request."""
@@ -197,13 +208,35 @@ def _with_db(func, *args):
         close_old_connections()
 
 
+def _declared_size(mail_options: list[str]) -> int:
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _check_recipient(address: str, sender: str) -> tuple[bool, bool]:
+    """(an agent here receives at `address`, it takes mail from `sender`)."""
+    if not is_local_address(address):
+        return False, False
+    return True, sender_refusal(sender, address) is None
+
+
 class Handler:
     """aiosmtpd handler: only agent addresses of this installation are accepted, and a message
-    is in the archive before the client hears 250; processing follows (inline or by a task)."""
+    is in the archive before the client hears 250; processing follows (inline or by a task).
+
+    Before that, the limits (transport.limits) and the archive's size cap may answer 4xx. A
+    sender the recipient's agent does not take is known at RCPT; its mail is recorded without
+    its body (transport.archive) and counts against the limit of unknown senders."""
 
     def __init__(self, process_inline: bool):
         self.process_inline = process_inline
+        self.gate = Gate(Limits.from_settings())
         self.closed = False
+        self._archive_bytes = 0
+        self._archive_counted_at: float | None = None
         # SMTP sessions run concurrently on the event loop; their database work goes to one
         # thread: inbound InterOrg mail is a few messages per cycle, and SQLite wants one writer.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtpd-db")
@@ -212,26 +245,77 @@ class Handler:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, _with_db, func, *args)
 
+    async def _archive_full(self, adding: int) -> bool:
+        now = time.monotonic()
+        if (
+            self._archive_counted_at is None
+            or now - self._archive_counted_at >= ARCHIVE_RECOUNT_SECONDS
+        ):
+            self._archive_bytes = await self._db(archive.usage)
+            self._archive_counted_at = now
+        full = self._archive_bytes + adding > settings.INTERORG_ARCHIVE_MAX_BYTES
+        if full:
+            log.warning(
+                "message archive full (%s of %s bytes): mail refused with 452",
+                self._archive_bytes,
+                settings.INTERORG_ARCHIVE_MAX_BYTES,
+            )
+        return full
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        size = _declared_size(mail_options)
+        refusal = self.gate.at_mail(address, size)
+        if refusal:
+            log.info("mail from %s refused: %s", one_line(address), refusal)
+            return refusal
+        try:
+            if await self._archive_full(0):
+                return ARCHIVE_FULL
+        except Exception:
+            log.exception("could not count the message archive")
+            return "451 4.3.0 Cannot take mail now; try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.allowed_sender = False
+        return "250 2.1.0 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         try:
-            local = await self._db(is_local_address, address)
+            local, allowed = await self._db(_check_recipient, address, envelope.mail_from)
         except Exception:
             log.exception("could not check recipient %s", one_line(address))
             return "451 4.3.0 Cannot check the recipient now; try again later"
         if not local:
             return "550 5.1.1 No InterOrg agent of this installation has this address"
+        if not allowed and not envelope.allowed_sender:
+            refusal = self.gate.for_unknown()
+            if refusal:
+                return refusal
+        envelope.allowed_sender = envelope.allowed_sender or allowed
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        sender, size = envelope.mail_from, len(envelope.original_content)
+        unknown = not envelope.allowed_sender
+        refusal = self.gate.at_data(sender, size, unknown)
+        if refusal:
+            log.info("mail from %s refused: %s", one_line(sender), refusal)
+            return refusal
+        # A stranger's mail leaves no body behind; anyone else's may, once per recipient.
+        adding = 0 if unknown else size * len(envelope.rcpt_tos)
         try:
+            if await self._archive_full(adding):
+                return ARCHIVE_FULL
             messages = await self._db(
-                _archive, envelope.original_content, envelope.mail_from, list(envelope.rcpt_tos)
+                _archive, envelope.original_content, sender, list(envelope.rcpt_tos)
             )
         except Exception:
-            log.exception("could not archive mail from %s", one_line(envelope.mail_from))
+            log.exception("could not archive mail from %s", one_line(sender))
             return "451 4.3.0 The message could not be stored; try again later"
+        self.gate.record(sender, size, unknown)
+        self._archive_bytes += adding
         if self.process_inline:
             for message in messages:
                 if message.status == Status.RECEIVED:
@@ -250,10 +334,108 @@ def _archive(raw: bytes, mail_from: str, recipients: list[str]) -> list[Message]
     return [accept_mime(raw, mail_from, recipient) for recipient in recipients]
 
 
+class Session(SMTP):
+    """One SMTP connection; beyond INTERORG_SMTPD_MAX_CONNECTIONS open at once, a new one hears
+    421 and is closed before anything else happens."""
+
+    def __init__(self, handler, *, slots: Connections, **kwargs):
+        super().__init__(handler, **kwargs)
+        self.slots = slots
+        self.counted = False
+        self.turned_away = False
+
+    def connection_made(self, transport) -> None:
+        # Called again after STARTTLS, on the same connection: counted once.
+        if self.transport is None and not self.counted:
+            if not self.slots.take():
+                self.turned_away = True
+                log.warning("connection from %s refused: too many open", _peer(transport))
+                transport.write(b"421 4.7.0 Too many connections; try again later\r\n")
+                transport.close()
+                return
+            self.counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, error) -> None:
+        if self.turned_away:
+            return  # the SMTP session never started
+        if self.counted:
+            self.counted = False
+            self.slots.give_back()
+        super().connection_lost(error)
+
+
+def _peer(transport) -> str:
+    peer = transport.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if peer else "?"
+
+
+class _Controller(Controller):
+    def __init__(self, handler, *, slots: Connections, **kwargs):
+        self.slots = slots
+        super().__init__(handler, **kwargs)
+
+    def factory(self):
+        return Session(self.handler, slots=self.slots, **self.SMTP_kwargs)
+
+
+class Password:
+    """aiosmtpd authenticator: AUTH PLAIN or LOGIN as INTERORG_SMTPD_AUTH_USER with
+    INTERORG_SMTPD_AUTH_PASSWORD (offered only after STARTTLS)."""
+
+    def __init__(self, user: str, password: str):
+        self.user, self.password = user.encode(), password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        # Both compared whatever the first gives: no timing tells which was wrong.
+        user_ok = hmac.compare_digest(auth_data.login, self.user)
+        password_ok = hmac.compare_digest(auth_data.password, self.password)
+        if not (user_ok and password_ok):
+            log.warning("SMTP AUTH failed from %s", _peer(server.transport))
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True)
+
+
+def tls_context() -> ssl.SSLContext | None:
+    """The server context for STARTTLS, from INTERORG_SMTPD_TLS_CERT_FILE and _KEY_FILE."""
+    cert, key = settings.INTERORG_SMTPD_TLS_CERT_FILE, settings.INTERORG_SMTPD_TLS_KEY_FILE
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ImproperlyConfigured(
+            f"Cannot load the SMTP receiver's certificate {cert} with the key {key}: {exc}"
+        ) from None
+    return context
+
+
+def security_options() -> dict:
+    """aiosmtpd's STARTTLS and AUTH options, from the settings."""
+    context = tls_context()
+    user = settings.INTERORG_SMTPD_AUTH_USER
+    options = {
+        "tls_context": context,
+        "require_starttls": bool(context) and settings.INTERORG_SMTPD_REQUIRE_STARTTLS,
+        "auth_require_tls": True,
+    }
+    if user:
+        options["auth_required"] = True
+        options["authenticator"] = Password(user, settings.INTERORG_SMTPD_AUTH_PASSWORD)
+    else:
+        # No account to log in to: offer no AUTH at all.
+        options["auth_exclude_mechanism"] = ["LOGIN", "PLAIN"]
+    return options
+
+
 class Receiver:
     """The SMTP receiver `run_smtpd` runs (and tests start): an aiosmtpd Controller on
     INTERORG_SMTPD_HOST:INTERORG_SMTPD_PORT refusing mail larger than
-    INTERORG_MAX_INBOUND_MESSAGE with 552."""
+    INTERORG_MAX_INBOUND_MESSAGE with 552, with the limits, STARTTLS and AUTH the settings
+    give (the README's Security section lists them)."""
 
     def __init__(
         self,
@@ -267,15 +449,18 @@ class Receiver:
         self.port = port or settings.INTERORG_SMTPD_PORT
         if process_inline is None:
             process_inline = not settings.INTERORG_DISPATCH_TASKS
+        security = security_options()
         self.handler = Handler(process_inline)
-        self.controller = Controller(
+        self.controller = _Controller(
             self.handler,
+            slots=Connections(settings.INTERORG_SMTPD_MAX_CONNECTIONS),
             hostname=self.host,
             port=self.port,
             data_size_limit=data_size_limit or settings.INTERORG_MAX_INBOUND_MESSAGE,
             # Once here rather than per connection: getfqdn() may wait for DNS.
             server_hostname=socket.getfqdn(),
             ident="InterOrg Sync",
+            **security,
         )
 
     def start(self) -> "Receiver":

@@ -11,7 +11,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from transport import holds, housekeeping, inbox, outbox
+from transport import faults, holds, housekeeping, inbox, outbox
 from transport.constants import Direction, Status
 from transport.models import Message
 
@@ -26,7 +26,7 @@ SWEEP_ROUNDS = 20
 @shared_task(
     bind=True,
     ignore_result=True,
-    autoretry_for=(OSError, smtplib.SMTPException),
+    autoretry_for=(OSError, smtplib.SMTPException, *faults.TRANSIENT_DB_ERRORS),
     retry_backoff=30,
     retry_backoff_max=1800,
     retry_jitter=True,
@@ -45,10 +45,11 @@ def deliver_message(self, pk: int) -> bool:
     return handled
 
 
-@shared_task(bind=True, ignore_result=True)
+@shared_task(bind=True, ignore_result=True, **faults.RETRY_ON_DATABASE_ERRORS)
 def process_message(self, pk: int) -> bool:
     """Process one received message (inbox.process_safely: a failure is archived, not raised;
-    after a brief database error the message is processed again when it is due)."""
+    after a brief database error the message is processed again when it is due; the task is
+    retried if not even that could be recorded)."""
     handled = inbox.process_safely(pk)
     retry_at = inbox.retry_at(pk)
     if retry_at is not None and retry_at - timezone.now() <= LONGEST_RETRY_WAIT:
@@ -64,6 +65,6 @@ def sweep_messages() -> int:
     return holds.release_stragglers() + inbox.pump(max_rounds=SWEEP_ROUNDS)
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, **faults.RETRY_ON_DATABASE_ERRORS)
 def purge_archive() -> int:
     return housekeeping.purge_archive()

@@ -252,6 +252,7 @@ class RunSerializer(serializers.ModelSerializer):
             "deleted",
             "conflicts",
             "error",
+            "attempts",
             "repair",
             "verification",
         ]

@@ -2,14 +2,16 @@
 organizations, and the requestor's actions. Lists only hold the user's organizations; objects
 of other organizations answer 404; an operator's change answers 403."""
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import ProtectedError, Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from console import actions, directory_settings, permissions
+from console import directory_settings, permissions
 from console import status as dashboard
 from console.api import serializers as s
 from console.api.asof import AddressBookAction
@@ -21,11 +23,13 @@ from directory import changes
 from directory.models import Container, LdapDirectory, Organization, Recipient
 from master import quarantine
 from master.models import AllowedRequestor, MasterConfig
+from requestor import actions
 from requestor.constants import RunStatus, Trigger
 from requestor.cycle import SyncError
 from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
 from transport import holds
 from transport.constants import Direction, Status
+from transport.dispatch import BrokerUnavailable
 from transport.models import Hold, Message
 
 
@@ -91,6 +95,12 @@ class Conflict409(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The object is still in use."
     default_code = "conflict"
+
+
+class ServiceUnavailable503(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The task queue (broker) does not answer."
+    default_code = "broker_unavailable"
 
 
 @extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
@@ -358,6 +368,9 @@ class ConflictViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
 
 
 ACTION_RESPONSES = {200: s.ActionResultSerializer, 202: s.ActionResultSerializer}
+# The buttons ask requestor.actions, which asks the one rule (console.permissions.may); the
+# viewset's own rule (administrators write) would refuse an operator the button allows.
+ACTION_PERMISSIONS = [IsAuthenticated]
 
 
 @extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
@@ -375,34 +388,43 @@ class RequestorConfigViewSet(PreviewAction, OrganizationScoped, viewsets.ModelVi
         self.check_can_administer(serializer.validated_data["organization"].pk)
         serializer.save()
 
-    def _act(self, request, operation, allowed) -> Response:
+    def _act(self, request, operation) -> Response:
+        # Outsiders find nothing (404); the action itself checks the rule (403 with the reason).
         config = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
-        if not allowed(request.user, config.organization):
-            raise exceptions.PermissionDenied(OrganizationAccess.message)
         try:
             outcome = operation(config, request.user, Trigger.API)
         except SyncError as exc:
             raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from None
+        except BrokerUnavailable as exc:
+            raise ServiceUnavailable503(str(exc)) from None
+        except DjangoPermissionDenied as exc:
+            raise exceptions.PermissionDenied(str(exc)) from None
         body = s.ActionResultSerializer(outcome).data
         return Response(body, status=status.HTTP_200_OK if outcome.run else 202)
 
-    @extend_schema(request=None, responses=ACTION_RESPONSES)
-    @action(detail=True, methods=["post"], url_path="execute-now")
+    @extend_schema(request=None, responses={**ACTION_RESPONSES, 503: None})
+    @action(
+        detail=True, methods=["post"], url_path="execute-now", permission_classes=ACTION_PERMISSIONS
+    )
     def execute_now(self, request, pk=None):
-        """Execute Now: run a cycle (inline, or queued for a worker)."""
-        return self._act(request, actions.execute_now, permissions.can_execute_now)
+        """Execute Now: run a cycle (inline, or queued for a worker; 503 if the broker is down)."""
+        return self._act(request, actions.execute_now)
 
-    @extend_schema(request=None, responses=ACTION_RESPONSES)
-    @action(detail=True, methods=["post"], url_path="import-all")
+    @extend_schema(request=None, responses={**ACTION_RESPONSES, 503: None})
+    @action(
+        detail=True, methods=["post"], url_path="import-all", permission_classes=ACTION_PERMISSIONS
+    )
     def import_all(self, request, pk=None):
         """Import All Recipients: master USN to 0, then a cycle."""
-        return self._act(request, actions.import_all, permissions.can_reset_usns)
+        return self._act(request, actions.import_all)
 
-    @extend_schema(request=None, responses=ACTION_RESPONSES)
-    @action(detail=True, methods=["post"], url_path="export-all")
+    @extend_schema(request=None, responses={**ACTION_RESPONSES, 503: None})
+    @action(
+        detail=True, methods=["post"], url_path="export-all", permission_classes=ACTION_PERMISSIONS
+    )
     def export_all(self, request, pk=None):
         """Export All Recipients: requestor USN to 0, then a cycle."""
-        return self._act(request, actions.export_all, permissions.can_reset_usns)
+        return self._act(request, actions.export_all)
 
 
 @extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))

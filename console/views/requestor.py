@@ -2,13 +2,12 @@
 (Import All Recipients, Export All Recipients, Execute Now)."""
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from console import actions, permissions
+from console import permissions
 from console.forms import (
     ConfirmForm,
     ExportConfigForm,
@@ -19,9 +18,10 @@ from console.forms import (
 )
 from console.permissions import Access
 from console.views.base import lock_for_readers, org_page, page, require_administrator
-from requestor import schedule
+from requestor import actions, schedule
 from requestor.cycle import SyncError
 from requestor.models import RequestorConfig, Run
+from transport.dispatch import BrokerUnavailable
 
 
 def _config(organization) -> RequestorConfig | None:
@@ -129,7 +129,7 @@ def _act(request, organization, action, back: str):
         return redirect(f"console:{back}", org=organization.name)
     try:
         outcome = action(config, request.user)
-    except SyncError as exc:
+    except (SyncError, BrokerUnavailable) as exc:
         messages.error(request, str(exc))
         return redirect(f"console:{back}", org=organization.name)
     level = messages.ERROR if outcome.run and outcome.run.status == "failed" else messages.SUCCESS
@@ -147,13 +147,13 @@ def execute_now(request, organization):
 RESETS = {
     "import-all": (
         actions.import_all,
-        "Import All Recipients",
+        permissions.IMPORT_ALL,
         "This resets the master USN to 0: the master sends this organization every entry of "
         "its database again, and contacts it no longer holds are removed.",
     ),
     "export-all": (
         actions.export_all,
-        "Export All Recipients",
+        permissions.EXPORT_ALL,
         "This resets the requestor USN to 0: every exported recipient of this organization is "
         "sent to the master again, and the master drops entries the export no longer holds.",
     ),
@@ -163,9 +163,9 @@ RESETS = {
 @org_page()
 def reset(request, organization, which: str):
     """Import/Export All Recipients: a confirmation page, then the action on POST."""
-    action, title, explanation = RESETS[which]
-    if not permissions.can_reset_usns(request.user, organization):
-        raise PermissionDenied(f"{title} needs the administrator role in this organization.")
+    action, button, explanation = RESETS[which]
+    permissions.require(request.user, organization, button)  # before the confirmation, too
+    title = permissions.BUTTONS[button].title
     if request.method == "POST":
         form = ConfirmForm(request.POST)
         if form.is_valid():

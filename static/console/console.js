@@ -1,11 +1,13 @@
-// Schedule page: while a run is running or waiting for the master's reply, ask the API for its
-// state every two seconds and reload the page once it has finished.
+// Schedule page: while a run is running, waiting for the master's reply or retrying after a
+// database error, ask the API for its state every two seconds and reload the page once it changed.
 (function () {
   "use strict";
   var table = document.getElementById("runs");
   if (!table) return;
   var api = table.getAttribute("data-api");
-  var pending = table.querySelectorAll('tr[data-status="running"], tr[data-status="waiting"]');
+  var pending = table.querySelectorAll(
+    'tr[data-status="running"], tr[data-status="waiting"], tr[data-status="retrying"]'
+  );
   var tries = 0;
   function poll() {
     tries += 1;

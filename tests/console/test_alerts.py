@@ -540,11 +540,11 @@ def test_an_administrator_sets_the_recipients(world, people, relay):
     ("addresses", "error"),
     [
         ("ops@org2.example\nnot an address", "Not an e-mail address: not an address."),
-        ("ops@org2.example\x00@evil", "Null characters are not allowed."),
+        # A NUL anywhere is refused before the page: tests/console/test_hostile_input.py.
         ("ops@org2.example\r\nBcc: x@evil.example", "Not an e-mail address: Bcc: x@evil.example."),
         ("\n".join(f"a{n}@org2.example" for n in range(51)), "At most 50 addresses"),
     ],
-    ids=["not-an-address", "nul", "header-injection", "too-many"],
+    ids=["not-an-address", "header-injection", "too-many"],
 )
 def test_bad_recipients_are_a_form_error(world, people, addresses, error):
     response = logged_in(people["alice"]).post(
@@ -616,11 +616,10 @@ def test_an_administrator_changes_the_recipients_in_the_api(world, people):
     "addresses",
     [
         ["not-an-address"],
-        ["ops@org2.example\x00"],
         "ops@org2.example",
         [f"a{n}@x.io" for n in range(51)],
     ],
-    ids=["not-an-address", "nul", "not-a-list", "too-many"],
+    ids=["not-an-address", "not-a-list", "too-many"],
 )
 def test_bad_recipients_are_a_400_in_the_api(world, people, addresses):
     response = token_client(people["alice"]).patch(

@@ -328,11 +328,10 @@ def test_the_page_searches_and_shows_each_list(synced):
     ("at", "message"),
     [
         ("soon", "is not a time"),
-        ("2025-03-14T09:30\x00", "Null characters"),
         ("2000-01-01T00:00", "kept for 90 days"),
         ("2999-01-01T00:00", "is in the future"),
     ],
-    ids=["malformed", "nul", "too-old", "future"],
+    ids=["malformed", "too-old", "future"],
 )
 def test_the_page_shows_a_form_error_for_a_bad_time(synced, at, message):
     response = logged_in(reader_of("ORG2")).get(page_url(), {"at": at})
@@ -346,11 +345,12 @@ def test_the_page_shows_a_form_error_for_a_bad_list_or_search(synced):
     client = logged_in(reader_of("ORG2"))
     at = picker(timezone.now())
 
-    for params in ({"at": at, "show": "everything"}, {"at": at, "q": "a\x00b"}):
-        response = client.get(page_url(), params)
-        assert response.status_code == 200
-        assert response.context["result"] is None
-        assert response.context["form"].errors
+    response = client.get(page_url(), {"at": at, "show": "everything"})
+    assert response.status_code == 200
+    assert response.context["result"] is None
+    assert response.context["form"].errors
+    # A NUL is refused before the page (tests/console/test_hostile_input.py).
+    assert client.get(page_url(), {"at": at, "q": "a\x00b"}).status_code == 400
 
 
 def test_the_page_without_a_time_says_where_the_history_starts(synced):
@@ -415,13 +415,12 @@ def test_the_api_pages_a_list(synced):
     [
         ({}, "at"),
         ({"at": "not a time"}, "at"),
-        ({"at": "2025-01-01T00:00\x00"}, "at"),
         ({"at": "2000-01-01T00:00:00Z"}, "at"),
         ({"at": "2999-01-01T00:00:00Z"}, "at"),
         ({"at": "now", "show": "all"}, "show"),
         ({"at": "now", "q": "x" * 300}, "q"),
     ],
-    ids=["missing", "malformed", "nul", "too-old", "future", "bad-list", "long-search"],
+    ids=["missing", "malformed", "too-old", "future", "bad-list", "long-search"],
 )
 def test_the_api_refuses_bad_input_with_400(synced, params, field):
     response = token_client(reader_of("ORG2")).get(api_url(), params)

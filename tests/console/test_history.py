@@ -476,8 +476,8 @@ def test_the_api_lists_the_matches_when_the_question_names_several(key):
 
 @pytest.mark.parametrize(
     "query",
-    [{}, {"q": ""}, {"q": "a\x00b"}, {"q": "z" * 257}],
-    ids=["none", "empty", "nul", "long"],
+    [{}, {"q": ""}, {"q": "z" * 257}],
+    ids=["none", "empty", "long"],
 )
 def test_the_api_refuses_a_bad_question_with_400(key, query):
     response = token_client(reader_of("ORG2")).get(api_url(), query)
@@ -545,7 +545,7 @@ def test_the_history_page_finds_an_entry_and_lists_several_matches(key):
 
     found = client.get(search_page(), {"q": "ann example-smith"}).content.decode()
     several = client.get(search_page(), {"q": "ORG3 User"}).content.decode()
-    bad = client.get(search_page(), {"q": "a\x00b"})
+    bad = client.get(search_page(), {"q": "z" * 257})
 
     assert 'id="history-events"' in found and 'class="history-master' not in found
     assert "Not shown: what ORG1 and ORG3 hold of it" in found

@@ -4,6 +4,7 @@ Threads and processes other than the test's touch the database here, so the test
 `transactional_db` (committed data, no wrapping transaction).
 """
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -252,6 +253,13 @@ def _dovecot_users() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def dovecot():
     """A throwaway Dovecot IMAP server on a free loopback port, for the whole session."""
+    with running_dovecot() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_dovecot(ssl: str = "ssl = no"):
+    """Dovecot on a free loopback port; `ssl` replaces its `ssl = no` line."""
     if not os.path.exists(DOVECOT):
         pytest.skip("Dovecot is not installed; run bin/ensure-test-tools (dovecot-imapd)")
     root = Path(tempfile.mkdtemp(prefix="interorg-dovecot-"))
@@ -262,7 +270,8 @@ def dovecot():
     os.chown(root / "home", users["uid"], users["gid"])
     root.chmod(0o755)
     conf = root / "dovecot.conf"
-    conf.write_text(DOVECOT_CONF.format(root=root, port=port, **users))
+    text = DOVECOT_CONF.format(root=root, port=port, **users)
+    conf.write_text(text.replace("ssl = no", ssl))
     process = subprocess.Popen(
         [DOVECOT, "-F", "-c", str(conf)],
         stdout=subprocess.PIPE,

@@ -94,7 +94,7 @@ def test_poll_imap_archives_moves_and_processes(box, password_file, capsys):
     assert bytes(export.payload) == bytes(sent.payload)
     assert (export.status, export.error) == (Status.PROCESSED, "")
     assert (junk.sender, junk.status) == ("someone@elsewhere.example", Status.REJECTED)
-    assert "no attachment" in junk.error
+    assert "someone@elsewhere.example may not send" in junk.error
     assert (box.count("INBOX"), box.count(box.processed)) == (0, 2)
     assert capsys.readouterr().out == f"INBOX: 2 archived, 2 moved to {PROCESSED}.\n"
 
@@ -166,6 +166,6 @@ def test_an_oversize_mail_is_archived_by_its_header_and_rejected(box, settings):
     message = inbound().get()
     assert message.status == Status.REJECTED
     assert "more than the 2048 accepted" in message.error
-    assert bytes(message.payload).startswith(b"From: someone@elsewhere.example")
-    assert b"yyyy" not in bytes(message.payload)
+    assert message.headers.startswith("From: someone@elsewhere.example")
+    assert bytes(message.payload) == b"" and "yyyy" not in message.headers
     assert result.moved == 1 and box.count("INBOX") == 0

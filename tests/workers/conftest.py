@@ -22,6 +22,7 @@ from django.db import connection
 
 from directory.constants import Role
 from directory.models import Recipient
+from interorg_site import encryption
 from interorg_site.celery import app as celery_app
 from interorg_site.settings import prepare_filesystem_broker
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry
@@ -153,6 +154,8 @@ class Processes:
             "DJANGO_SETTINGS_MODULE": "interorg_site.settings",
             "DATABASE_URL": database_url(),
             "INTERORG_VAR_DIR": str(self.folder / "var"),
+            # The key of this process: the workers open the secrets it stores, and it theirs.
+            "INTERORG_SECRETS_KEYS": ",".join(encryption.keys()),
             "INTERORG_DISPATCH_TASKS": "true",
             # The server notices at once when a killed worker's connection is gone, even while
             # that connection waits for a lock, and rolls its transaction back.

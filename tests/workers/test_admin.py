@@ -5,6 +5,8 @@ from django.contrib.auth.models import Permission, User
 from django.test import TestCase
 from django.urls import reverse
 
+from console.constants import ConsoleRole
+from console.models import OrganizationRole
 from requestor import schedule
 from requestor.models import RequestorConfig
 from requestor.tasks import run_requestor_cycle
@@ -14,10 +16,16 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = "admin:requestor_requestorconfig_changelist"
 
 
-def staff(username: str, *codenames: str) -> User:
+def staff(username: str, *codenames: str, operator_of=None) -> User:
+    """A staff user with these Django permissions, and the operator role in `operator_of`
+    (the buttons follow console.permissions' rule: the role, then the permission)."""
     user = User.objects.create_user(username, is_staff=True)
     codenames = ("view_requestorconfig", "change_requestorconfig", *codenames)
     user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    if operator_of is not None:
+        OrganizationRole.objects.create(
+            user=user, organization=operator_of, role=ConsoleRole.OPERATOR
+        )
     return user
 
 
@@ -52,7 +60,7 @@ def test_it_offers_execute_now_only_with_the_permission(client, scenario, queued
 
 def test_it_queues_execute_now_with_who_asked(client, scenario, queued):
     config = scenario["ORG2"].config
-    operator = staff("operator", "execute_now")
+    operator = staff("operator", "execute_now", operator_of=config.organization)
     client.force_login(operator)
 
     response = post_action(client, "execute_now", config)
@@ -64,7 +72,7 @@ def test_it_queues_execute_now_with_who_asked(client, scenario, queued):
 def test_it_resets_a_usn_then_queues_a_cycle(client, scenario, queued):
     config = scenario["ORG2"].config
     RequestorConfig.objects.filter(pk=config.pk).update(requestor_usn=7, master_usn=9)
-    operator = staff("operator", "reset_usns")
+    operator = staff("operator", "reset_usns", operator_of=config.organization)
     client.force_login(operator)
 
     post_action(client, "export_all", config)
@@ -75,7 +83,7 @@ def test_it_resets_a_usn_then_queues_a_cycle(client, scenario, queued):
     post_action(client, "import_all", config)
     assert RequestorConfig.objects.get(pk=config.pk).master_usn == 0
     assert queued == [(config.pk, "manual", operator.pk)] * 2
-    client.force_login(staff("viewer", "execute_now"))
+    client.force_login(staff("viewer", "execute_now", operator_of=config.organization))
     post_action(client, "import_all", config)
     assert len(queued) == 2
 

@@ -9,6 +9,8 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import connection
 
+from console.constants import ConsoleRole
+from console.models import OrganizationRole
 from directory import changes
 from directory.models import Organization, Recipient
 from master.models import GlobalEntry, LedgerEntry
@@ -114,6 +116,9 @@ def test_a_worker_killed_mid_cycle_leaves_nothing_and_the_next_run_completes_it(
     org2 = three_orgs["ORG2"]
     operator = User.objects.create_user("operator")
     operator.user_permissions.add(Permission.objects.get(codename="execute_now"))
+    OrganizationRole.objects.create(
+        user=operator, organization=org2.organization, role=ConsoleRole.OPERATOR
+    )
     operator = User.objects.get(pk=operator.pk)
     processes = celery_processes(fs_broker)
     worker = processes.worker(concurrency=1)
@@ -124,7 +129,7 @@ def test_a_worker_killed_mid_cycle_leaves_nothing_and_the_next_run_completes_it(
     blocker = psycopg.connect(dbname=connection.settings_dict["NAME"], **_credentials())
     try:
         blocker.execute("LOCK TABLE requestor_run IN SHARE MODE")
-        actions.execute_now(org2.config, operator)
+        actions.execute_now(org2.config, operator, queue=True)
         [backend] = wait_for(backends_waiting_to_insert_a_run, 20, "the cycle to block")
         [child] = children(worker.pid)
         os.kill(child, signal.SIGKILL)

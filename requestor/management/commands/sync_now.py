@@ -4,7 +4,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from directory.commands import organization_named
-from requestor.cycle import SyncError, run_cycle
+from requestor.cycle import SyncError, run_cycle_now
 from requestor.management.commands._preview import preview_lines
 from requestor.management.commands._summary import HEADER, run_line
 from requestor.models import RequestorConfig, Run
@@ -40,7 +40,7 @@ class Command(BaseCommand):
             self.stdout.write("\n".join(preview_lines(preview)))
             return
         try:
-            run = run_cycle(config.pk)
+            run = run_cycle_now(config.pk)
         except SyncError as exc:
             raise CommandError(str(exc)) from None
         # When the master is in this installation the reply comes back at once.

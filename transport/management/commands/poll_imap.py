@@ -4,6 +4,7 @@ import argparse
 import logging
 import os
 import signal
+import ssl
 import threading
 from pathlib import Path
 
@@ -38,6 +39,12 @@ class Command(BaseCommand):
                 f"--{name}", dest="security", action="store_const", const=name, help=text
             )
         parser.set_defaults(security="ssl")
+        parser.add_argument(
+            "--ca-file",
+            default="",
+            help="PEM file of the CA certificates to trust for the server's certificate, "
+            "instead of the system's. Default: INTERORG_IMAP_CA_FILE.",
+        )
         parser.add_argument("--user", required=True)
         parser.add_argument(
             "--password-file",
@@ -72,6 +79,7 @@ class Command(BaseCommand):
             folder=options["folder"],
             processed_folder=options["processed_folder"],
             recipient=options["recipient"],
+            ca_file=self._ca_file(options["ca_file"] or settings.INTERORG_IMAP_CA_FILE),
         )
         inline = options["process_inline"]
         if inline is None:
@@ -97,6 +105,15 @@ class Command(BaseCommand):
             # A long-running process: drop a database connection that broke or grew too old.
             close_old_connections()
             stop.wait(options["interval"])
+
+    def _ca_file(self, path: str) -> str:
+        """The CA file, checked once here: a wrong one is a setup error, not a failed poll."""
+        if path:
+            try:
+                ssl.create_default_context(cafile=path)
+            except (OSError, ssl.SSLError) as exc:
+                raise CommandError(f"Cannot use the CA file {path}: {exc}") from None
+        return path
 
     def _password(self, path: Path | None) -> str:
         if path is not None:

@@ -5,6 +5,7 @@ import logging
 import signal
 import threading
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from transport.smtp import Receiver
@@ -13,7 +14,8 @@ from transport.smtp import Receiver
 class Command(BaseCommand):
     help = (
         "Listen for InterOrg mail over SMTP: refuse addresses that are not agents of this "
-        "installation, archive each message before answering 250, then process it."
+        "installation, archive each message before answering 250, then process it. Limits, "
+        "STARTTLS and AUTH come from the INTERORG_SMTPD_* settings."
     )
 
     def add_arguments(self, parser):
@@ -30,7 +32,10 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, process_inline, **options):
         # aiosmtpd logs every connection at INFO; our own log says what happened to each message.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
-        receiver = Receiver(host, port, process_inline=process_inline)
+        try:
+            receiver = Receiver(host, port, process_inline=process_inline)
+        except ImproperlyConfigured as exc:  # a certificate that cannot be loaded
+            raise CommandError(str(exc)) from None
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())

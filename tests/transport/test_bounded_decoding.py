@@ -1,0 +1,288 @@
+"""How much memory a large signed payload may cost: the decoder reads it a piece at a time, and
+refuses a part with more items than INTERORG_MAX_ENTRIES_PER_PART before holding them all. Each
+test fails under the mistake named in its docstring."""
+
+import copy
+import gzip
+import json
+import re
+import tracemalloc
+import uuid
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.engine.conftest import MASTER_DN
+from tests.transport.documents import NOW_MS, SENDER_2, export_doc, gz, reply_doc
+from tests.transport.test_inbox import export_of, processed, receive, state
+from tests.transport.test_wire import (
+    BASE_EXPORT,
+    BASE_REPLY,
+    FUZZ,
+    document_shapes,
+    encoded,
+    mutate,
+)
+from transport import wire
+from transport.constants import Status
+
+MIB = 1024 * 1024
+
+
+def change_text(index: int) -> bytes:
+    """The JSON of a typical change: a person with most General attributes filled in."""
+    return wire.json_bytes(
+        {
+            "id": str(uuid.UUID(int=index + 1)),
+            "op": "upsert",
+            "kind": "mailbox",
+            "usn": index + 1,
+            "attrs": {
+                "display_name": f"Person Number {index} (ORG2)",
+                "alias": f"person{index}",
+                "first_name": "Person",
+                "last_name": f"Number{index}",
+                "title": "Clerk",
+                "company": "Org Two Ltd",
+                "department": "Accounts",
+                "phone": "+44 20 7946 0000",
+                "address": f"{index} High Street\nLondon",
+                "city": "London",
+                "country": "United Kingdom",
+                "primary_smtp": f"person{index}@org2.example",
+            },
+        }
+    )
+
+
+def deletion_text(index: int) -> bytes:
+    """The JSON of the smallest change there is: the most items per byte."""
+    return b'{"id":"%s","op":"delete","kind":"mailbox","usn":%d,"attrs":{}}' % (
+        str(uuid.UUID(int=index + 1)).encode(),
+        index + 1,
+    )
+
+
+def large_export(decoded_size: int, item=change_text) -> tuple[bytes, int]:
+    """An export part whose JSON is about `decoded_size` bytes, and how many changes it holds."""
+    texts, size = [], 0
+    while size < decoded_size - 1024:
+        texts.append(item(len(texts)))
+        size += len(texts[-1]) + 1
+    header = export_doc(full=True, master_epoch=None, usn_from=0, usn_through=len(texts))
+    del header["changes"]
+    raw = wire.json_bytes(header)[:-1] + b',"changes":[' + b",".join(texts) + b"]}"
+    return gzip.compress(raw, compresslevel=1, mtime=0), len(texts)
+
+
+def traced(function) -> tuple[object, int, int]:
+    """Run `function`; return its result, the memory it still holds, and the most it held."""
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        result = function()
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, after - before, peak - before
+
+
+def decode_or_error(payload: bytes):
+    try:
+        return wire.decode(payload)
+    except wire.WireError as exc:
+        return exc
+
+
+@override_settings(INTERORG_MAX_DECODED_PAYLOAD=24 * MIB, INTERORG_MAX_ENTRIES_PER_PART=100_000)
+def test_a_large_part_is_never_held_whole_as_text():
+    """Mistake: inflating the whole payload into one buffer and parsing that: the decoded text,
+    as large as the limit allows, is held on top of the document made from it."""
+    payload, count = large_export(16 * MIB)
+
+    document, kept, peak = traced(lambda: wire.decode(payload))
+
+    assert isinstance(document, wire.ExportDocument) and len(document.changes) == count
+    # What decoding needs beyond the document it returns: a window on the text, not the text.
+    assert peak - kept < 4 * MIB, f"{(peak - kept) / MIB:.1f} MiB beyond the document"
+
+
+@override_settings(INTERORG_MAX_DECODED_PAYLOAD=48 * MIB, INTERORG_MAX_ENTRIES_PER_PART=2000)
+def test_a_part_over_the_entry_cap_is_refused_in_memory_near_the_cap():
+    """Mistake: counting the items once the whole part is parsed: a part of hundreds of
+    thousands of small changes takes the memory of all of them first."""
+    payload, count = large_export(40 * MIB, item=deletion_text)
+    assert count > 400_000
+
+    error, _kept, peak = traced(lambda: decode_or_error(payload))
+
+    assert isinstance(error, wire.WireError)
+    assert str(error) == (
+        "The part holds more than 2000 changes, the most this installation accepts in one part "
+        "(INTERORG_MAX_ENTRIES_PER_PART); nothing of it was applied."
+    )
+    # About what 2,000 changes and a window on the text take; not the 40 MiB of the payload.
+    assert peak < 6 * MIB, f"peak {peak / MIB:.1f} MiB"
+
+
+@pytest.mark.parametrize(("build", "key"), [(export_doc, "changes"), (reply_doc, "entries")])
+def test_the_entry_cap_counts_the_items_of_either_kind_of_part(build, key):
+    """Mistake: capping the changes of an export and not the entries of a reply."""
+    document = build()
+    items = document[key]
+    with override_settings(INTERORG_MAX_ENTRIES_PER_PART=len(items)):
+        assert len(getattr(wire.decode(wire.encode(document)), key)) == len(items)
+    with (
+        override_settings(INTERORG_MAX_ENTRIES_PER_PART=len(items) - 1),
+        pytest.raises(wire.WireError, match=f"more than {len(items) - 1} {key}"),
+    ):
+        wire.decode(wire.encode(document))
+
+
+def test_a_part_over_the_entry_cap_is_refused_with_its_reason_and_nothing_applied(scenario):
+    """Mistake: refusing the part without saying why, or after applying some of it."""
+    org2 = scenario["ORG2"]
+    document, _ = export_of(org2)
+    assert len(document["changes"]) >= 2
+    before = state()
+
+    with override_settings(INTERORG_MAX_ENTRIES_PER_PART=len(document["changes"]) - 1):
+        message = processed(receive(org2.config.dn, MASTER_DN, wire.encode(document)))
+
+    assert message.status == Status.REJECTED
+    assert f"more than {len(document['changes']) - 1} changes" in message.error
+    assert "INTERORG_MAX_ENTRIES_PER_PART" in message.error
+    assert state() == before
+
+
+def test_the_same_part_under_the_entry_cap_is_applied(scenario):
+    """Mistake: a cap that refuses a part holding exactly as many items as it allows."""
+    org2 = scenario["ORG2"]
+    document, payload = export_of(org2)
+
+    with override_settings(INTERORG_MAX_ENTRIES_PER_PART=len(document["changes"])):
+        message = processed(receive(org2.config.dn, MASTER_DN, payload))
+
+    assert message.status == Status.PROCESSED, message.error
+
+
+def test_no_exported_part_holds_more_items_than_a_receiver_accepts(monkeypatch):
+    """Mistake: a sender that cuts parts by size only: small items (deletions) can make a part
+    of more items than the receiver's default cap, and legitimate traffic is refused."""
+    assert settings.INTERORG_MAX_ENTRIES_PER_PART >= 2 * wire.MAX_ITEMS_PER_PART
+    monkeypatch.setattr(wire, "MAX_ITEMS_PER_PART", 7)
+    items = [json.loads(deletion_text(index)) for index in range(30)]
+
+    parts = wire.split(items, 2 * MIB, render_export)
+
+    assert [len(document["changes"]) for document, _ in parts] == [7, 7, 7, 7, 2]
+    with override_settings(INTERORG_MAX_ENTRIES_PER_PART=7):
+        assert [len(wire.decode(payload).changes) for _, payload in parts] == [7, 7, 7, 7, 2]
+
+
+def render_export(chunks: list[list[dict]], index: int) -> dict:
+    return {
+        "protocol": 1,
+        "type": "export",
+        "sender": dict(SENDER_2),
+        "batch": str(uuid.UUID(int=99)),
+        "part": index + 1,
+        "parts": len(chunks),
+        "sequence": NOW_MS + index,
+        "full": True,
+        "master_usn": 0,
+        "master_epoch": None,
+        "usn_from": 0,
+        "usn_through": 10_000,
+        "changes": chunks[index],
+    }
+
+
+@override_settings(INTERORG_MAX_DECODED_PAYLOAD=64 * MIB)
+def test_a_value_longer_than_any_item_can_be_is_refused_before_it_is_read_whole():
+    """Mistake: buffering a single value however long it grows: one string of the whole
+    payload's size would be held whole (and parsed again at every piece read)."""
+    document = export_doc()
+    document["changes"][0]["attrs"]["address"] = "x" * (32 * MIB)
+    payload = wire.encode(document)
+
+    error, _kept, peak = traced(lambda: decode_or_error(payload))
+
+    assert isinstance(error, wire.WireError)
+    assert "longer than" in str(error) and "changes" in str(error)
+    assert peak < 8 * MIB, f"peak {peak / MIB:.1f} MiB"
+
+
+def test_the_checks_keep_their_order_when_the_payload_is_read_in_pieces():
+    """Mistake: reporting the first problem met while reading, whatever it is: a gzip or UTF-8
+    fault later in the payload must still be named before a JSON or schema one earlier."""
+    bad_json = b'{"protocol": 1, "changes": [oops' + b" " * (2 * MIB) + b"]}"
+    with pytest.raises(wire.WireError, match="gzip data is truncated"):
+        wire.decode(gzip.compress(bad_json, mtime=0)[:-100])
+    with pytest.raises(wire.WireError, match="not valid UTF-8"):
+        wire.decode(gzip.compress(bad_json + b"\xff", mtime=0))
+    with pytest.raises(wire.WireError, match="not valid JSON"):
+        wire.decode(gzip.compress(bad_json, mtime=0))
+
+
+# How much the decoder reads at a time (transport.wire): as configured, and a few bytes, so
+# that every value is cut somewhere between pieces.
+AT_ONCE = (wire.READ_SIZE, wire.FEED_SIZE, wire.BATCH_LENGTH)
+IN_PIECES = (5, 3, 40)
+
+
+def outcome(payload: bytes, sizes: tuple[int, int, int]):
+    """The document decoded reading `sizes` at a time, or the reason it is refused."""
+    wire.READ_SIZE, wire.FEED_SIZE, wire.BATCH_LENGTH = sizes
+    try:
+        return wire.decode(payload)
+    except wire.WireError as exc:
+        # Where a JSON fault is reported inside a batch of items depends on the batch.
+        return re.sub(r"line \d+ column \d+", "…", str(exc))
+    finally:
+        wire.READ_SIZE, wire.FEED_SIZE, wire.BATCH_LENGTH = AT_ONCE
+
+
+@FUZZ
+@given(st.data())
+def test_reading_in_pieces_decodes_or_refuses_as_reading_at_once(data):
+    """Mistake: taking a value cut short by the end of a piece for the whole value (a number
+    "1" of "12", a literal, an escape cut in two), or a cut at `},{` inside a string for the
+    end of an item."""
+    document = copy.deepcopy(data.draw(st.sampled_from([BASE_EXPORT, BASE_REPLY])))
+    key = "changes" if document["type"] == "export" else "entries"
+    document[key] = copy.deepcopy(document[key] * data.draw(st.integers(1, 8)))
+    document[key][0]["attrs"]["display_name"] = data.draw(
+        st.sampled_from(["},{", '"},{"', "\\u00e9},{", "Ada"])
+    )
+    for _ in range(data.draw(st.integers(min_value=0, max_value=3))):
+        mutate(document, data)
+    indent = data.draw(st.sampled_from([None, 1]))
+    payload = gz(json.dumps(document, ensure_ascii=False, indent=indent).encode())
+
+    assert outcome(payload, IN_PIECES) == outcome(payload, AT_ONCE)
+
+
+@FUZZ
+@given(document_shapes)
+def test_reading_random_shapes_in_pieces_decodes_or_refuses_as_at_once(value):
+    """Mistake: a reader whose answer depends on where the pieces are cut."""
+    payload = encoded(value)
+
+    assert outcome(payload, IN_PIECES) == outcome(payload, AT_ONCE)
+
+
+def test_the_items_of_an_accepted_part_are_read_again_one_at_a_time(monkeypatch):
+    """Mistake: reading a part's items again by inflating and parsing the whole part (the
+    importer reads the keys of a full reply's other parts)."""
+    for name, size in zip(["READ_SIZE", "FEED_SIZE", "BATCH_LENGTH"], IN_PIECES, strict=True):
+        monkeypatch.setattr(wire, name, size)
+    document = reply_doc()
+    document["entries"] *= 5
+
+    assert list(wire.iter_items(wire.encode(document), "entries")) == document["entries"]
+    assert list(wire.iter_items(wire.encode(document), "changes")) == []
