@@ -9,7 +9,6 @@ master holds (requestor.verify).
 """
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -327,7 +326,7 @@ def import_filter(
     addresses, organizations = excluded
     if domains is None and not addresses and not organizations:
         return None
-    smtp = entry.attrs.get("primary_smtp", "").lower()
+    smtp = _address(entry)
     if organizations and entry.origin.lower() in organizations:
         return FilteredEntry.Reason.ORGANIZATION
     if addresses and smtp in addresses:
@@ -335,6 +334,12 @@ def import_filter(
     if domains is not None and smtp.rpartition("@")[2] not in domains:
         return FilteredEntry.Reason.DOMAIN
     return None
+
+
+def _address(entry: wire.Entry) -> str:
+    """An entry's primary SMTP address in lower case, as addresses are compared here ("" for an
+    entry without one: it is set aside as a conflict, or filtered out by a domain filter)."""
+    return entry.attrs.get("primary_smtp", "").lower()
 
 
 def _filtered(config: RequestorConfig, entry: wire.Entry, reason: str) -> FilteredEntry:
@@ -381,7 +386,7 @@ def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, se
     """In one query, who holds the entries' addresses and their aliases (lower case) in the
     organization: for an address, (global key, pk), the key None for a recipient of the
     organization's own; for an alias, the set of global keys holding it."""
-    addresses = {entry.attrs.get("primary_smtp", "").lower() for entry, _ in upserts}
+    addresses = {_address(entry) for entry, _ in upserts}
     aliases = {base.lower() for base in bases.values()}
     by_address, by_alias = {}, {}
     if not upserts:
@@ -406,7 +411,7 @@ def _release(upserts, removals, addresses: dict, alias_holders: dict, bases: dic
     leaving = [(contact, None, None) for contact in removals]
     for entry, contact in upserts:
         if contact is not None:
-            leaving.append((contact, entry.attrs.get("primary_smtp", "").lower(), bases[entry.key]))
+            leaving.append((contact, _address(entry), bases[entry.key]))
     for contact, new_address, new_alias in leaving:
         old_address = contact.primary_smtp.lower()
         if (
@@ -426,7 +431,7 @@ def _set_conflicts_aside(config, upserts, removals, counts, addresses: dict) -> 
     local_ids = {smtp: pk for smtp, (key, pk) in addresses.items() if key is None}
     kept, claimed = [], {}
     for entry, contact in upserts:
-        smtp = entry.attrs.get("primary_smtp", "").lower()
+        smtp = _address(entry)
         reason = _conflict_reason(entry, smtp, holders, claimed)
         if reason is None:
             claimed[smtp] = entry.key
@@ -437,7 +442,9 @@ def _set_conflicts_aside(config, upserts, removals, counts, addresses: dict) -> 
                 config=config,
                 global_key=entry.key,
                 origin=entry.origin,
-                display_name=entry.attrs.get("display_name", "")[:256],
+                # (The wire allows 256 characters: this slice only guards the column.)
+                display_name=entry.attrs.get("display_name", "")[:256],  # pragma: no mutate
+                # Lower case can lengthen an address (İ becomes i and a combining dot).
                 address=smtp[:256],
                 reason=reason,
                 local_recipient_id=local_ids.get(smtp),
@@ -486,26 +493,37 @@ def _conflict_reason(entry, smtp: str, holders: dict, claimed: dict) -> str | No
 
 def _choose_aliases(config, wanted: dict[str, str], holders: dict[str, set]) -> dict[str, str]:
     """A unique alias for each contact: the source alias (`wanted`, by key), or one made unique
-    with a key hash. `holders` holds at least the holders of the wanted aliases (lower case)."""
+    with a key hash. `holders` holds at least the holders of the wanted aliases (lower case).
+    A fallback someone already holds is passed over for the next one: one more query a round,
+    only for the contacts whose candidates were all taken (in practice never)."""
     # Fallbacks only for the aliases someone else holds, or that recur in this part.
     seen: dict[str, int] = {}
     for base in wanted.values():
         seen[base.lower()] = seen.get(base.lower(), 0) + 1
-    fallback = {
-        key: _fallback_alias(base, key)
+    candidates: dict[str, tuple[str, ...]] = {
+        key: (base,)
+        if seen[base.lower()] == 1 and not holders.get(base.lower(), set()) - {key}
+        else (base, _fallback_alias(base, key))
         for key, base in wanted.items()
-        if seen[base.lower()] > 1 or holders.get(base.lower(), set()) - {key}
     }
-    holders.update(_alias_holders(config, {alias.lower() for alias in fallback.values()}))
+    ask = {aliases[1].lower() for aliases in candidates.values() if len(aliases) > 1}
     chosen: dict[str, str] = {}
     used: set[str] = set()
-    for key, base in wanted.items():
-        for alias in (base, fallback.get(key, base)):
-            others = holders.get(alias.lower(), set()) - {key}
-            if not others and alias.lower() not in used:
-                break
-        used.add(alias.lower())
-        chosen[key] = alias
+    attempts: dict[str, int] = {}
+    while candidates:
+        holders.update(_alias_holders(config, ask))
+        left: dict[str, tuple[str, ...]] = {}
+        for key, aliases in candidates.items():
+            for alias in aliases:
+                if not holders.get(alias.lower(), set()) - {key} and alias.lower() not in used:
+                    used.add(alias.lower())
+                    chosen[key] = alias
+                    break
+            else:
+                attempts[key] = attempts.get(key, 0) + 1
+                left[key] = (_fallback_alias(wanted[key], key, attempts[key]),)
+        candidates = left
+        ask = {aliases[0].lower() for aliases in left.values()}
     return chosen
 
 
@@ -535,8 +553,11 @@ def _base_alias(entry: wire.Entry) -> str:
 NOT_FOR_SECURITY = {"usedforsecurity": False}
 
 
-def _fallback_alias(base: str, key: str) -> str:
-    digest = hashlib.sha1(key.encode(), **NOT_FOR_SECURITY).hexdigest()[:8]
+def _fallback_alias(base: str, key: str, attempt: int = 0) -> str:
+    """`base` made unique with 8 hex digits of a hash of the key (and of the attempt, after the
+    first: the first fallback stays what it always was, so existing aliases do not change)."""
+    seed = key if not attempt else f"{key}#{attempt}"
+    digest = hashlib.sha1(seed.encode(), **NOT_FOR_SECURITY).hexdigest()[:8]
     return f"{base[: 64 - 9]}-{digest}"
 
 
@@ -649,6 +670,7 @@ def _make_room(update: list[Recipient], before: dict[int, tuple[str, str]]) -> N
     each contact's (address, alias) in lower case as they were."""
     held_smtp = {smtp: pk for pk, (smtp, _alias) in before.items()}
     held_alias = {alias: pk for pk, (_smtp, alias) in before.items()}
+    # (Held by nobody in the update, or by the contact itself: no placeholder needed.)
     moving = [
         Recipient(
             pk=contact.pk,
@@ -656,8 +678,8 @@ def _make_room(update: list[Recipient], before: dict[int, tuple[str, str]]) -> N
             alias=f"{contact.guid}.swap",
         )
         for contact in update
-        if held_smtp.get(contact.primary_smtp.lower(), contact.pk) != contact.pk
-        or held_alias.get(contact.alias.lower(), contact.pk) != contact.pk
+        if held_smtp.get(contact.primary_smtp.lower()) not in (None, contact.pk)
+        or held_alias.get(contact.alias.lower()) not in (None, contact.pk)
     ]
     update_objects(Recipient, moving, ["primary_smtp", "alias"])
 
@@ -710,7 +732,8 @@ def sweep_absent(
     present = set(_full_reply_keys(document))
     shown = _contacts(config).filter(master_usn__lte=document.through, hidden_at__isnull=True)
     pks = [pk for pk, key in shown.values_list("pk", "global_key") if key not in present]
-    stale = list(Recipient.objects.filter(OneOf("pk", pks))) if pks else []
+    # (No query for nothing stale: the list is empty either way.)
+    stale = list(Recipient.objects.filter(OneOf("pk", pks))) if pks else []  # pragma: no mutate
     counts = counts if counts is not None else Counts()
     before = counts.deleted
     _delete(config, stale, counts)
@@ -743,11 +766,10 @@ def _full_reply_keys(document: wire.ReplyDocument):
     others = Message.objects.filter(
         direction=Direction.INBOUND, status=Status.PROCESSED, batch=document.batch
     ).exclude(part=document.part)  # pragma: no mutate (its keys again change no set of keys)
-    # Those parts were decoded and validated when they were applied: only their keys matter now.
+    # Those parts were decoded and validated when they were applied: only their keys matter now,
+    # read a piece at a time.
     for payload in others.values_list("payload", flat=True):
-        yield from (
-            entry["key"] for entry in json.loads(wire.decompress(bytes(payload)))["entries"]
-        )
+        yield from (entry["key"] for entry in wire.iter_items(bytes(payload), "entries"))
 
 
 def retry_conflicts(config: RequestorConfig, counts: Counts) -> None:
