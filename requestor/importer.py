@@ -545,7 +545,9 @@ def _alias_holders(config, aliases: set[str]) -> dict[str, set]:
 
 
 def _base_alias(entry: wire.Entry) -> str:
-    alias = entry.attrs.get("alias") or entry.attrs.get("primary_smtp", "").partition("@")[0]
+    # The local part is what comes before the last "@" ("a@b"@example.org is quoted "a@b").
+    local, at, domain = entry.attrs.get("primary_smtp", "").rpartition("@")
+    alias = entry.attrs.get("alias") or (local if at else domain)
     return wire.sanitize_value("alias", alias.strip()) or "contact"
 
 

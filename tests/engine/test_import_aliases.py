@@ -306,11 +306,13 @@ def test_the_alias_of_an_entry_without_one(org):
         org,
         entry("x", "first.last@org1.example"),
         entry("y", "blank@org1.example", "   "),
+        entry("z", '"a@b"@org1.example'),
     )
 
     assert held(org) == {
         "x": ("first.last@org1.example", "first.last"),
         "y": ("blank@org1.example", "contact"),
+        "z": ('"a@b"@org1.example', '"a@b"'),
     }
 
 
