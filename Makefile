@@ -29,16 +29,14 @@ demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty
 
-# The console, a Celery worker, beat and the SMTP receiver (Procfile); the demo organizations sync
-# by themselves on their schedules. Ctrl-C stops all four. A .env file is not read: it is for
-# docker-compose; export variables in the shell to change this setup.
+# The console, a Celery worker, beat and the SMTP receiver (Procfile, run by bin/run-procfile,
+# which shows the address and login in a box once the console answers); the demo organizations
+# sync by themselves on their schedules. Ctrl-C stops all four, and make with them. A .env file is
+# not read: it is for docker-compose; export variables in the shell to change this setup.
 run: demo
-	@echo
-	@echo "  InterOrg Sync console: http://$(HOST):$(PORT)/   (log in as shown above; Ctrl-C stops)"
-	@echo "  The demo organizations sync every minute by themselves: watch their Runs."
-	@echo
-	INTERORG_DISPATCH_TASKS=true INTERORG_WEB_ADDRESS=$(HOST):$(PORT) \
-		$(VENV)/bin/honcho --no-colour -e /dev/null -f Procfile start
+	@INTERORG_DISPATCH_TASKS=true INTERORG_WEB_ADDRESS=$(HOST):$(PORT) $(PY) bin/run-procfile \
+		--url "http://$(HOST):$(PORT)/" --login "$$($(PY) manage.py seed_demo --login-only)" \
+		--login "The demo organizations sync every minute by themselves: watch their Runs."
 
 # Flower, the Celery monitor, on http://127.0.0.1:5555/ against the same broker as `make run`.
 flower: install

@@ -14,8 +14,6 @@ ADMINISTRATORS_GROUP = "InterOrg administrators"
 
 # A requestor whose last successful run is older than this is "stale" on the dashboard.
 STALE_AFTER_HOURS = 26
-# A run still waiting for the master's reply after this long is reported as stale.
-REPLY_OVERDUE_MINUTES = 60
 
 # Alert e-mails (console.alerts): a mail the relay did not take is tried again at later checks,
 # waiting twice as long each time up to the longest wait, for as long as the retry window; a

@@ -4,15 +4,16 @@ and the master's view of its requestors. Read-only; shared by the console and th
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
-from console.constants import REPLY_OVERDUE_MINUTES, STALE_AFTER_HOURS
+from console.constants import STALE_AFTER_HOURS
 from directory.models import LdapDirectory, Organization
 from master.models import AllowedRequestor, MasterConfig
 from requestor import schedule
 from requestor.constants import RunStatus
 from requestor.models import RequestorConfig, Run, Verification
-from transport.constants import Direction, Status
+from transport.constants import Direction, MessageKind, Status
 from transport.models import Hold, Message
 from transport.registry import at_address
 
@@ -73,7 +74,12 @@ SIDE_NAMES = {
 
 
 def sync_check(config: RequestorConfig) -> SyncCheck:
-    sides = {check.side: check for check in Verification.objects.filter(config=config)}
+    return sync_check_of(Verification.objects.filter(config=config))
+
+
+def sync_check_of(checks) -> SyncCheck:
+    """What the digest checks of one requestor (its Verification rows) say together."""
+    sides = {check.side: check for check in checks}
     by_state = {state: [c for c in sides.values() if c.state == state] for state in State_}
     for state in (State_.DIVERGED, State_.REPAIRING):
         if by_state[state]:
@@ -93,6 +99,9 @@ class OrgStatus:
     last_run: Run | None = None
     last_ok_at: datetime | None = None
     next_run: datetime | None = None
+    # Why there is no next run (requestor.schedule.upcoming): not scheduled, disabled, expired.
+    next_run_note: str = ""
+    next_run_due: bool = False
     state: str = State.OK
     reason: str = ""
     master_current_usn: int | None = None
@@ -145,7 +154,9 @@ def _requestor_state(status: OrgStatus, now: datetime) -> None:
     status.last_run = runs.first()
     last_ok = runs.filter(status=RunStatus.OK).first()
     status.last_ok_at = last_ok and (last_ok.finished_at or last_ok.started_at)
-    status.next_run = schedule.next_run(config)
+    upcoming = schedule.upcoming(config, now)
+    status.next_run, status.next_run_note = upcoming.at, upcoming.note
+    status.next_run_due = upcoming.due
     master = master_of(config)
     status.master_current_usn = master.usn if master is not None else None
     status.sync = sync_check(config)
@@ -174,9 +185,11 @@ def requestor_state(
     sync: SyncCheck | None = None,
     last_failed: Run | None = None,
 ) -> tuple[str, str]:
-    """(state, reason): failing when the latest run to finish failed, or a reply is overdue;
-    diverged or repairing as the digests say; stale when no run completed lately; ok
-    otherwise."""
+    """(state, reason): failing when the latest run to finish failed (an export refused by the
+    master or bounced fails its run at once), when the master's reply to the waiting run was
+    refused here, or when that reply is overdue (INTERORG_STALLED_RUN_MINUTES, after which
+    housekeeping fails the run anyway); diverged or repairing as the digests say; stale when no
+    run completed lately; ok otherwise."""
     if not config.enabled:
         return State.DISABLED, "The requestor is disabled."
     if last_run is None:
@@ -189,18 +202,48 @@ def requestor_state(
     failed_at = last_failed and (last_failed.finished_at or last_failed.started_at)
     if failed_at and (last_ok_at is None or failed_at > last_ok_at):
         return State.FAILING, last_failed.error or "The last run failed."
-    overdue = now - timedelta(minutes=REPLY_OVERDUE_MINUTES)
-    if last_run.status == RunStatus.WAITING and last_run.started_at < overdue:
+    if last_run.status in (RunStatus.RUNNING, RunStatus.WAITING):
+        refused = refused_reply(config, last_run)
+        if refused is not None:
+            return State.FAILING, (
+                f"The master's reply to run {last_run.pk} was refused here: {refused.error}"
+            )
+    minutes = settings.INTERORG_STALLED_RUN_MINUTES
+    if last_run.status == RunStatus.WAITING and last_run.started_at < now - timedelta(
+        minutes=minutes
+    ):
         return State.FAILING, (
-            f"No reply from the master for {REPLY_OVERDUE_MINUTES} minutes: check the master "
-            "address (Import Config), this requestor on the master's allowlist and its key, "
-            "and the message archive."
+            f"No reply from the master for {minutes} minutes to run {last_run.pk}: check the "
+            "master address (Import Config), this requestor on the master's allowlist and its "
+            "key, and the message archive."
         )
     if sync is not None and sync.state == State_.REPAIRING:
         return State.REPAIRING, sync.detail
     if last_ok_at is None or last_ok_at < now - timedelta(hours=STALE_AFTER_HOURS):
         return State.STALE, f"No run completed in the last {STALE_AFTER_HOURS} hours."
     return State.OK, ""
+
+
+def refused_reply(config: RequestorConfig, run: Run) -> Message | None:
+    """The newest reply of the master to `run` that this requestor refused or could not
+    process: the run waits for a reply that will not come. A refused copy of a part accepted
+    otherwise (a replay) does not count."""
+    if run.batch is None:
+        return None
+    replies = Message.objects.filter(
+        direction=Direction.INBOUND,
+        kind=MessageKind.REPLY,
+        organization_id=config.organization_id,
+        created_at__gte=run.started_at,
+        summary__in_reply_to=str(run.batch),
+    )
+    refused = list(replies.filter(status__in=[Status.REJECTED, Status.FAILED]).order_by("-pk"))
+    if not refused:
+        return None
+    accepted = set(
+        replies.exclude(status__in=[Status.REJECTED, Status.FAILED]).values_list("batch", "part")
+    )
+    return next((m for m in refused if (m.batch, m.part) not in accepted), None)
 
 
 def recent_errors(

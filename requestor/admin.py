@@ -3,7 +3,9 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils.dateformat import format as date_format
 from django.utils.text import Truncator
+from django.utils.timezone import localtime
 from django_celery_beat.models import (
     ClockedSchedule,
     CrontabSchedule,
@@ -105,6 +107,7 @@ class RequestorConfigAdmin(admin.ModelAdmin):
         "master_address",
         "enabled",
         "schedule_summary",
+        "next_run_summary",
         "requestor_usn",
         "master_usn",
         "trust_level",
@@ -160,6 +163,13 @@ class RequestorConfigAdmin(admin.ModelAdmin):
     @admin.display(description="schedule")
     def schedule_summary(self, obj: RequestorConfig) -> str:
         return schedule.describe(obj)
+
+    @admin.display(description="next run")
+    def next_run_summary(self, obj: RequestorConfig) -> str:
+        upcoming = schedule.upcoming(obj)
+        if upcoming.at is None:
+            return upcoming.note
+        return "due now" if upcoming.due else date_format(localtime(upcoming.at), "Y-m-d H:i")
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
@@ -288,8 +298,43 @@ class VerificationAdmin(OrganizationColumn, ReadOnlyAdmin):
     list_select_related = ("config__organization",)
 
 
-# Each requestor's schedule is edited on its own page; beat's raw tables (and the periodic
-# housekeeping registered in settings.CELERY_BEAT_SCHEDULE) are wiring, not console pages.
+# Beat's schedule tables are wiring: each requestor's entries are edited on its Schedule page,
+# the housekeeping's in settings.CELERY_BEAT_SCHEDULE (beat writes them back when it starts).
 for model in (PeriodicTask, IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
     if admin.site.is_registered(model):
         admin.site.unregister(model)
+
+
+@admin.register(PeriodicTask)
+class PeriodicTaskAdmin(ReadOnlyAdmin):
+    """What beat runs, and when it last did: every requestor's cycles and the housekeeping,
+    shown to be read; each is changed where it is kept (above)."""
+
+    list_display = (
+        "name",
+        "requestor",
+        "task",
+        "runs",
+        "enabled",
+        "last_run_at",
+        "total_run_count",
+    )
+    list_filter = ("enabled", "task")
+    search_fields = ("name", "task")
+    ordering = ("name",)
+    list_select_related = ("interval", "crontab", "solar", "clocked")
+    exclude = ("interval", "crontab", "solar", "clocked")
+    readonly_fields = ("runs",)
+
+    @admin.display(description="requestor")
+    def requestor(self, obj) -> str:
+        config = (
+            RequestorConfig.objects.filter(schedule_tasks=obj)
+            .select_related("organization")
+            .first()
+        )
+        return config.organization.name if config else "—"
+
+    @admin.display(description="runs")
+    def runs(self, obj) -> str:
+        return str(obj.scheduler or "—")

@@ -76,6 +76,9 @@ class UnstrippedCharField(models.CharField):
         return super().formfield(**{"strip": False, **kwargs})
 
 
+NEEDS_DN = "needs its own EX address (DN)"
+
+
 class RequestorConfig(models.Model):
     """The requestor service of an organization: what it exports, where it imports, its USNs."""
 
@@ -90,12 +93,15 @@ class RequestorConfig(models.Model):
         validators=[validate_smtp_address],
         help_text="The requestor agent's mailbox; the master replies here.",
     )
+    # Replies come back to it only from a master in this installation (reached by its EX
+    # address); a requestor that reaches its master by SMTP never uses one (model clean()).
     dn = models.CharField(
         "EX address",
         max_length=1024,
-        unique=True,
+        blank=True,
         validators=[validate_ex_address],
-        help_text="DN of the requestor agent, e.g. /o=ORG1/ou=Site1/cn=Recipients/cn=REQUESTOR.",
+        help_text="DN of the requestor agent, e.g. /o=ORG1/ou=Site1/cn=Recipients/cn=REQUESTOR; "
+        "needed only when the master runs in this installation (reached by its EX address).",
     )
 
     # Export Config
@@ -241,6 +247,15 @@ class RequestorConfig(models.Model):
 
     class Meta:
         verbose_name = "requestor configuration"
+        constraints = [
+            # Unique when given; any number of requestors reached over SMTP go without one.
+            models.UniqueConstraint(
+                fields=["dn"],
+                condition=~models.Q(dn=""),
+                name="requestor_dn_unique_when_given",
+                violation_error_message="Another requestor already has this EX address.",
+            )
+        ]
         permissions = [
             ("execute_now", "Can run a requestor cycle now (Execute Now)"),
             ("reset_usns", "Can reset USNs (Import All / Export All Recipients)"),
@@ -290,6 +305,14 @@ class RequestorConfig(models.Model):
         return None if self.import_all_domains else parse_domains(self.import_domains)
 
     def clean(self) -> None:
+        if self.master_address and self.master_address_type == AddressType.EX and not self.dn:
+            # Not tied to a field: the pages edit the two addresses on different forms.
+            raise ValidationError(
+                f"The master is reached by its EX address, so its replies come back to this "
+                f"requestor's EX address: the requestor {NEEDS_DN}, such as "
+                f"/o=ORG2/ou=Site2/cn=Recipients/cn=REQUESTOR (Export Config), or give the "
+                f"master's SMTP address."
+            )
         container = self.import_container
         if container is not None:
             if container.organization_id != self.organization_id:

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -84,16 +85,96 @@ def describe(config: RequestorConfig) -> str:
     return str(get(config))
 
 
-def next_run(config: RequestorConfig) -> datetime | None:
-    """When beat starts the next scheduled cycle (None: no schedule, or all entries disabled)."""
-    now = timezone.now()
-    upcoming = []
-    for task in config.schedule_tasks.all():
-        if not task.enabled:
-            continue
-        last = task.last_run_at or task.date_changed or now
-        upcoming.append(now + task.schedule.remaining_estimate(last))
-    return min(upcoming, default=None)
+@dataclass(frozen=True)
+class NextRun:
+    """When beat next starts the requestor's cycle, or (`at` None) why it will not."""
+
+    at: datetime | None
+    note: str = ""
+    # Due already: beat sends it at its next tick, within seconds.
+    due: bool = False
+
+    def __str__(self) -> str:
+        return self.at.isoformat() if self.at else self.note
+
+
+NOT_SCHEDULED = "not scheduled (Execute Now only)"
+SCHEDULE_DISABLED = "schedule disabled"
+SCHEDULE_EXPIRED = "schedule expired"
+REQUESTOR_DISABLED = "requestor disabled"
+
+
+def upcoming(config: RequestorConfig, now: datetime | None = None) -> NextRun:
+    """The next time beat's DatabaseScheduler sends the requestor's cycle, as it decides it: the
+    earliest of its entries, each judged like beat's ModelEntry.is_due (celery's own
+    remaining_estimate from the entry's last run). A cycle already due (its last run long ago,
+    or beat was stopped) goes at beat's next tick, within seconds: its next run is now, never
+    in the past. A disabled requestor's cycles start nothing."""
+    now = now or timezone.now()
+    tasks = list(config.schedule_tasks.all())
+    if not tasks:
+        return NextRun(None, NOT_SCHEDULED)
+    if not config.enabled:
+        return NextRun(None, REQUESTOR_DISABLED)
+    started = _last_scheduled_start(config)
+    times = [_next_run_of(task, now, started) for task in tasks]
+    if any(times):
+        at = min(t for t in times if t is not None)
+        return NextRun(at, due=at <= now)
+    if any(task.enabled for task in tasks):
+        return NextRun(None, SCHEDULE_EXPIRED)
+    return NextRun(None, SCHEDULE_DISABLED)
+
+
+def next_run(config: RequestorConfig, now: datetime | None = None) -> datetime | None:
+    """When beat starts the next scheduled cycle (None: none will start; upcoming() says why)."""
+    return upcoming(config, now).at
+
+
+def _last_scheduled_start(config: RequestorConfig) -> datetime | None:
+    return (
+        config.runs.filter(trigger=Trigger.SCHEDULE)
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+
+
+def _next_run_of(task: PeriodicTask, now: datetime, started: datetime | None) -> datetime | None:
+    """When beat first finds `task` due at or after `now` (None: never, disabled or expired).
+
+    Mirrors django_celery_beat.schedulers.ModelEntry: an entry never run counts from when it
+    was last changed (from long ago if it has a start time); it waits for its start time and
+    stops at its expiry. Beat writes the last run of each entry back only every few minutes,
+    and saving an entry marks it changed: a scheduled run started after that is a later last
+    run beat already holds in memory."""
+    if not task.enabled or (task.one_off and task.total_run_count > 0):
+        return None
+    if task.expires is not None and now >= task.expires:
+        return None
+    if task.start_time is not None and now < task.start_time:
+        return _next_run_of(task, task.start_time, started)
+    last = task.last_run_at
+    if last is None:
+        last = task.date_changed or now
+        if task.start_time is not None:
+            last -= timedelta(days=365 * 30)
+    if started is not None and task.date_changed and started > task.date_changed:
+        last = max(last, started)
+    rule = task.schedule
+    rule.nowfun = lambda: now
+    last = last.astimezone(current_app.timezone)
+    remaining = rule.remaining_estimate(last)
+    deadline = current_app.conf.beat_cron_starting_deadline
+    if remaining <= timedelta(0) and deadline is not None and task.crontab_id:
+        # A missed daily time older than the deadline is not caught up: the next one counts.
+        missed_since = now - timedelta(seconds=deadline)
+        if rule.remaining_estimate(missed_since) > timedelta(0):
+            remaining = rule.remaining_estimate(now)
+    at = now + max(remaining, timedelta(0))
+    if task.expires is not None and at >= task.expires:
+        return None
+    return at
 
 
 def set_every_minutes(

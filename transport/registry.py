@@ -36,6 +36,8 @@ _agents: dict[str, Agent] = {}
 def at_address(address: str) -> Q:
     """The agent configuration (a master's or a requestor's) receiving at `address`: its SMTP
     address or, inside this installation, its DN, whatever their case."""
+    if not address:
+        return Q(pk__in=[])  # a requestor reached over SMTP only has an empty DN: not this
     return Q(address__iexact=address) | Q(dn__iexact=address)
 
 

@@ -13,6 +13,7 @@ import logging
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -240,6 +241,11 @@ class Handler:
         # SMTP sessions run concurrently on the event loop; their database work goes to one
         # thread: inbound InterOrg mail is a few messages per cycle, and SQLite wants one writer.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtpd-db")
+        # Processing inline, and sending what it queued (replies), happen on a thread of their
+        # own: a slow relay or a large payload never keeps another client waiting for 250.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtpd-work")
+        self._sweep_lock = threading.Lock()
+        self._sweep_queued = False
 
     async def _db(self, func, *args):
         loop = asyncio.get_running_loop()
@@ -319,15 +325,38 @@ class Handler:
         if self.process_inline:
             for message in messages:
                 if message.status == Status.RECEIVED:
-                    self.executor.submit(_with_db, process_safely, message.pk)
+                    self.worker.submit(_with_db, process_safely, message.pk)
+            self.sweep()
         return "250 2.0.0 OK: archived as " + ", ".join(f"message {m.pk}" for m in messages)
 
+    def sweep(self) -> None:
+        """Without Celery workers nothing else sends what processing queued (a master's
+        replies) or retries a delivery that failed: queue the sweep the workers' beat would run
+        (transport.tasks.sweep_messages), unless one is already waiting."""
+        with self._sweep_lock:
+            if self._sweep_queued or self.closed:
+                return
+            self._sweep_queued = True
+        self.worker.submit(self._sweep)
+
+    def _sweep(self) -> None:
+        from transport.tasks import sweep_messages
+
+        with self._sweep_lock:
+            self._sweep_queued = False
+        try:
+            _with_db(sweep_messages)
+        except Exception:
+            # Left queued or received in the database: the next sweep tries again.
+            log.exception("could not deliver and process the messages waiting")
+
     def close(self) -> None:
-        """Let queued work finish, then close the worker thread's database connection."""
+        """Let queued work finish, then close the threads' database connections."""
         if not self.closed:
             self.closed = True
-            self.executor.submit(connections.close_all)
-            self.executor.shutdown(wait=True)
+            for executor in (self.worker, self.executor):
+                executor.submit(connections.close_all)
+                executor.shutdown(wait=True)
 
 
 def _archive(raw: bytes, mail_from: str, recipients: list[str]) -> list[Message]:
@@ -480,6 +509,12 @@ class Receiver:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(address)
+
+    def sweep(self) -> None:
+        """Deliver and process what waits in the database (Handler.sweep), when this receiver
+        processes inline; `run_smtpd` calls it at start and every INTERORG_SWEEP_SECONDS."""
+        if self.handler.process_inline:
+            self.handler.sweep()
 
     def stop(self) -> None:
         """Stop listening (sessions in progress end without 250, so senders retry), then let

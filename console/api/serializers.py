@@ -303,7 +303,15 @@ class StatusSerializer(serializers.Serializer):
     lag = serializers.IntegerField(allow_null=True)
     last_run = RunSerializer(allow_null=True)
     last_ok_at = serializers.DateTimeField(allow_null=True)
-    next_run = serializers.DateTimeField(allow_null=True)
+    next_run = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When beat next starts the requestor's cycle (now, when it is due already); "
+        "null when none will start: next_run_note says why.",
+    )
+    next_run_note = serializers.CharField(
+        help_text="Why there is no next run: not scheduled, schedule disabled, schedule "
+        "expired, requestor disabled (empty otherwise)."
+    )
     errors = ErrorLineSerializer(many=True)
     sync = SyncCheckSerializer(allow_null=True, help_text="The last verification (or null).")
     master_current_usn = serializers.SerializerMethodField()

@@ -10,8 +10,8 @@ from rest_framework.routers import DefaultRouter
 
 from console.api import alerts, batch, views
 
+# /api/v1/ itself answers with the address of each collection (authenticated like the rest).
 router = DefaultRouter()
-router.include_root_view = False
 router.register("status", views.StatusViewSet, basename="status")
 router.register("organizations", views.OrganizationViewSet, basename="organization")
 router.register("containers", views.ContainerViewSet, basename="container")

@@ -118,7 +118,7 @@ def schedule_page(request, organization):
         config=config,
         form=form,
         described=schedule.describe(config),
-        next_run=schedule.next_run(config),
+        next_run=schedule.upcoming(config),
         runs=runs,
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.mail.conftest import MASTER_SMTP, export_mail, free_port, smtp_scenario
+from tests.mail.conftest import MASTER_SMTP, Relay, export_mail, free_port, smtp_scenario
 from transport.constants import Direction, Status
 from transport.models import Message
 
@@ -67,6 +67,62 @@ def test_run_smtpd_archives_processes_and_stops_on_sigterm(transactional_db):
             process.communicate()
     assert process.returncode == 0, stderr
     assert stdout == "Stopped.\n"
+
+
+def test_run_smtpd_without_workers_sends_the_replies_itself(transactional_db):
+    """A master run without Celery workers (runserver and run_smtpd alone): the reply to an
+    export that arrived by SMTP leaves through the relay with no sync command or beat."""
+    url = database_url()
+    scenario = smtp_scenario()
+    raw, sent = export_mail(scenario["ORG2"])
+    relay = Relay(free_port()).start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "INTERORG_DISPATCH_TASKS": "false",
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(relay.controller.port),
+        "EMAIL_USE_TLS": "false",
+        "EMAIL_USE_SSL": "false",
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(MANAGE), "run_smtpd", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline(), process.communicate(timeout=10)[1]
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            refused = client.sendmail("requestor@org2.example", [MASTER_SMTP], raw)
+        assert refused == {}
+
+        replies = Message.objects.filter(
+            direction=Direction.OUTBOUND, sender=MASTER_SMTP, recipient="requestor@org2.example"
+        )
+        deadline = time.monotonic() + 30
+        while not relay.received and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[1]
+            time.sleep(0.1)
+        [reply] = replies
+        assert (reply.kind, reply.status, reply.error) == ("reply", Status.SENT, "")
+        [mail] = relay.received
+        assert (mail.mail_from, mail.rcpt_tos) == (MASTER_SMTP, ["requestor@org2.example"])
+        assert reply.message_id.encode() in mail.data
+        export = Message.objects.get(message_id=sent.message_id, direction=Direction.INBOUND)
+        assert export.status == Status.PROCESSED
+
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        relay.stop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
 
 
 def test_run_smtpd_says_so_when_the_port_is_taken(db, relay):

@@ -45,8 +45,16 @@ class Command(BaseCommand):
             action="store_true",
             help="Do nothing (but print the login) if any organization exists.",
         )
+        parser.add_argument(
+            "--login-only",
+            action="store_true",
+            help="Seed nothing; print only how to log in (`make run` shows it once started).",
+        )
 
-    def handle(self, *args, if_empty: bool = False, **options) -> None:
+    def handle(self, *args, if_empty: bool = False, login_only: bool = False, **options) -> None:
+        if login_only:
+            self.stdout.write(admin_login(url=None))
+            return
         if if_empty and Organization.objects.exists():
             self.stdout.write("Organizations exist already: nothing seeded.")
         else:
@@ -168,8 +176,9 @@ def seed_requestor(spec: OrgSpec, org: Organization) -> RequestorConfig:
     return config
 
 
-def admin_login() -> str:
-    """Make sure the demo superuser exists; return the line telling how to log in."""
+def admin_login(url: str | None = ADMIN_URL) -> str:
+    """Make sure the demo superuser exists; return the line telling how to log in (at `url`)."""
+    where = f" at {url}" if url else ""
     password = demo_password()
     User = get_user_model()
     user = User.objects.filter(username=ADMIN_USERNAME).first()
@@ -177,10 +186,10 @@ def admin_login() -> str:
         User.objects.create_superuser(ADMIN_USERNAME, "admin@org1.example", password)
     elif not user.check_password(password):
         return (
-            f"Log in at {ADMIN_URL} as {ADMIN_USERNAME} (its password was changed since; "
+            f"Log in{where} as {ADMIN_USERNAME} (its password was changed since; "
             f"`manage.py changepassword {ADMIN_USERNAME}` sets a new one)."
         )
-    return f"Log in at {ADMIN_URL} as {ADMIN_USERNAME} / {password}"
+    return f"Log in{where} as {ADMIN_USERNAME} / {password}"
 
 
 def demo_password() -> str:

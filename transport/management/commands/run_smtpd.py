@@ -4,7 +4,9 @@ import argparse
 import logging
 import signal
 import threading
+import time
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
@@ -14,7 +16,8 @@ from transport.smtp import Receiver
 class Command(BaseCommand):
     help = (
         "Listen for InterOrg mail over SMTP: refuse addresses that are not agents of this "
-        "installation, archive each message before answering 250, then process it. Limits, "
+        "installation, archive each message before answering 250, then process it (and, "
+        "without Celery workers, send the replies and retry deliveries itself). Limits, "
         "STARTTLS and AUTH come from the INTERORG_SMTPD_* settings."
     )
 
@@ -51,8 +54,14 @@ class Command(BaseCommand):
         self.stdout.write(f"Listening for InterOrg mail on {where} ({mode}).")
         self.stdout.flush()
         try:
-            while not stop.wait(1):
-                pass
+            # Without workers (processing inline) this process is also what sends the replies
+            # and retries deliveries: at start, after each message, and every sweep interval.
+            next_sweep = 0.0
+            while not stop.is_set():
+                if time.monotonic() >= next_sweep:
+                    receiver.sweep()
+                    next_sweep = time.monotonic() + settings.INTERORG_SWEEP_SECONDS
+                stop.wait(1)
         finally:
             receiver.stop()
         self.stdout.write("Stopped.")
