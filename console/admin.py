@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from console.models import AlertEvent, AlertSettings, OrganizationRole
+from console.models import AlertEvent, AlertSettings, ConsoleProfile, OrganizationRole
 
 
 @admin.register(OrganizationRole)
@@ -34,3 +34,23 @@ class AlertEventAdmin(ReadOnlyAdmin):
     list_filter = ("state", "organization")
     list_select_related = ("organization",)
     date_hierarchy = "at"
+
+
+@admin.register(ConsoleProfile)
+class ConsoleProfileAdmin(admin.ModelAdmin):
+    """The zone is chosen from the same list as on the console's Time zone page."""
+
+    list_display = ("user", "time_zone")
+    search_fields = ("user__username", "time_zone")
+    autocomplete_fields = ("user",)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "time_zone":
+            from django import forms
+
+            from console.timezones import zone_choices
+
+            return forms.ChoiceField(
+                choices=[("", "The browser's zone")] + zone_choices(), required=False
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)

@@ -154,3 +154,19 @@ class AlertEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.subject}"
+
+
+class ConsoleProfile(models.Model):
+    """A console user's own settings: the time zone the pages show times in."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_profile"
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="An IANA zone such as Europe/Paris; empty: the browser's zone.",
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.time_zone or 'browser zone'}"

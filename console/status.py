@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from console.constants import STALE_AFTER_HOURS
@@ -39,6 +40,8 @@ class ErrorLine:
     at: datetime
     source: str
     text: str
+    # The page of the failed run or refused message, when there is one.
+    url: str = ""
 
 
 @dataclass
@@ -46,7 +49,9 @@ class RequestorView:
     """One allowlisted requestor as its master sees it."""
 
     requestor: AllowedRequestor
-    lag: int
+    # Master changes not yet sent to it (AllowedRequestor.unsent): not called "lag", which is
+    # what a requestor has not yet imported, known only to the requestor itself.
+    unsent: int
 
 
 @dataclass
@@ -114,7 +119,9 @@ class OrgStatus:
 
     @property
     def lag(self) -> int | None:
-        """How many master USNs this requestor has yet to apply (None: master not local)."""
+        """Master USN lag: how many master changes this requestor has not yet imported, the
+        master's current USN minus the master USN its imported replies went through (None: the
+        master does not run here). Right after a completed cycle it is 0."""
         if self.config is None or self.master_current_usn is None:
             return None
         return max(0, self.master_current_usn - self.config.master_usn)
@@ -132,7 +139,7 @@ def organization_status(org: Organization, now: datetime | None = None) -> OrgSt
     status.master = MasterConfig.objects.filter(organization=org).first()
     if status.master is not None:
         status.requestors = [
-            RequestorView(r, max(0, status.master.usn - r.reported_master_usn))
+            RequestorView(r, r.unsent)
             for r in status.master.requestors.select_related("master__organization")
         ]
     status.held = Hold.objects.filter(organization=org, decision=Hold.Decision.PENDING).count()
@@ -253,7 +260,12 @@ def recent_errors(
     with the LDAP directory's error while it lasts."""
     runs = Run.objects.filter(config__organization=org, status=RunStatus.FAILED)
     lines = [
-        ErrorLine(run.finished_at or run.started_at, f"Run {run.pk}", run.error)
+        ErrorLine(
+            run.finished_at or run.started_at,
+            f"Run {run.pk}",
+            run.error,
+            reverse("console:run", kwargs={"org": org.name, "pk": run.pk}),
+        )
         for run in runs.only("pk", "error", "started_at", "finished_at")[:limit]
     ]
     messages = Message.objects.filter(
@@ -266,6 +278,7 @@ def recent_errors(
                 message.processed_at or message.created_at,
                 f"Message {message.pk} ({direction}, {message.get_status_display().lower()})",
                 message.error,
+                reverse("console:message", kwargs={"org": org.name, "pk": message.pk}),
             )
         )
     if ldap is not None and ldap.last_error:

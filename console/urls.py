@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 
 from console.views import (
+    activity,
     alerts,
     archive,
     asof,
@@ -11,18 +12,22 @@ from console.views import (
     dashboard,
     directory,
     explain,
+    follow,
     held,
     history,
     master,
     organizations,
     preview,
+    profile,
     requestor,
+    setup,
 )
 
 app_name = "console"
 
 organization_pages = [
     path("", dashboard.overview, name="overview"),
+    path("history.json", activity.organization_history, name="organization-history-json"),
     path("server-type/", organizations.server_type, name="server-type"),
     path("directory-service/", organizations.directory_service, name="directory-service"),
     path("master/", master.master_config, name="master-config"),
@@ -47,6 +52,10 @@ organization_pages = [
     path("directory/", directory.containers, name="containers"),
     path("directory/as-of/", asof.address_book_as_of, name="address-book-as-of"),
     path("directory/containers/new/", directory.container_edit, name="container-add"),
+    path("directory/sites/new/", setup.site_edit, name="site-add"),
+    path("directory/sites/<int:pk>/edit/", setup.site_edit, name="site-edit"),
+    path("directory/sites/<int:pk>/delete/", setup.site_delete, name="site-delete"),
+    path("pairing/", setup.pairing_page, name="pairing"),
     path("directory/containers/<int:pk>/", directory.container_detail, name="container"),
     path("directory/containers/<int:pk>/edit/", directory.container_edit, name="container-edit"),
     path(
@@ -78,9 +87,11 @@ organization_pages = [
     ),
     path("runs/", archive.runs, name="runs"),
     path("runs/<int:pk>/", archive.run_detail, name="run"),
+    path("runs/<int:pk>/status.json", follow.run_status, name="run-status"),
     path("batches/<uuid:batch>/", batch.batch_page, name="batch"),
     path("messages/", archive.messages_list, name="messages"),
     path("messages/<int:pk>/", archive.message_detail, name="message"),
+    path("messages/<int:pk>/eml/", archive.message_eml, name="message-eml"),
     path("conflicts/", archive.conflicts, name="conflicts"),
     path("explain/", explain.explain_page, name="explain"),
     path("history/", history.history_page, name="history"),
@@ -106,6 +117,9 @@ def _login_required(patterns: list) -> list:
 
 urlpatterns = [
     path("", login_required(dashboard.dashboard), name="dashboard"),
+    path("time-zone/", login_required(profile.time_zone), name="time-zone"),
+    path("history.json", login_required(activity.all_history), name="history-json"),
     path("explain/", login_required(explain.search), name="explain-search"),
+    path("organizations/new/", login_required(setup.organization_add), name="organization-add"),
     path("o/<str:org>/", include(_login_required(organization_pages))),
 ]

@@ -3,12 +3,14 @@
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.html import format_html
 
-from directory import changes
+from directory import changes, setup
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.models import (
     Container,
@@ -44,8 +46,18 @@ def pretty_json(value) -> str:
     return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
 
 
+class SiteFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        # A site deleted here would take its containers with it: the rule of directory.setup.
+        for form in self.deleted_forms:
+            if form.instance.pk and (problem := setup.site_in_use(form.instance)):
+                raise ValidationError(problem)
+
+
 class SiteInline(admin.TabularInline):
     model = Site
+    formset = SiteFormSet
     extra = 0
     fields = ("name",)
     show_change_link = True
@@ -67,11 +79,39 @@ class OrganizationAdmin(admin.ModelAdmin):
             else:
                 site.save()
         for site in formset.deleted_objects:
-            site.delete()
+            setup.delete_site(site)
+
+
+class RefusesInUse:
+    """Deleting a site or container that still holds something is refused with the message of
+    directory.setup (the same as on the console and in the API), not deleted along."""
+
+    in_use = staticmethod(lambda obj: None)
+    delete_one = staticmethod(lambda obj: None)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, admin.utils.unquote(object_id))
+        if obj is not None and (problem := self.in_use(obj)):
+            self.message_user(request, problem, messages.ERROR)
+            info = (self.opts.app_label, self.opts.model_name)
+            return redirect(reverse("admin:{}_{}_change".format(*info), args=[obj.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj) -> None:
+        self.delete_one(obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            if problem := self.in_use(obj):
+                self.message_user(request, problem, messages.ERROR)
+            else:
+                self.delete_one(obj)
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin):
+class SiteAdmin(RefusesInUse, admin.ModelAdmin):
+    in_use = staticmethod(setup.site_in_use)
+    delete_one = staticmethod(setup.delete_site)
     list_display = ("dn", "organization")
     list_filter = ("organization",)
     list_select_related = ("organization",)
@@ -83,13 +123,15 @@ class SiteAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj: Site, form, change) -> None:
         if change:
-            changes.rename_site(obj, obj.name)
+            setup.rename_site(obj, obj.name)
         else:
             obj.save()
 
 
 @admin.register(Container)
-class ContainerAdmin(admin.ModelAdmin):
+class ContainerAdmin(RefusesInUse, admin.ModelAdmin):
+    in_use = staticmethod(setup.container_in_use)
+    delete_one = staticmethod(setup.delete_container)
     list_display = ("dn", "organization", "recipient_count")
     list_filter = ("organization",)
     list_select_related = ("organization",)
@@ -111,7 +153,7 @@ class ContainerAdmin(admin.ModelAdmin):
         if change:
             # The DNs of everything inside follow; the next export finds what moved in or out
             # of its scope.
-            changes.move_container(obj)
+            setup.move_container(obj)
         else:
             obj.save()
 

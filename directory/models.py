@@ -5,6 +5,7 @@ from contextvars import ContextVar
 
 from django.core.exceptions import ValidationError
 from django.core.validators import (
+    DomainNameValidator,
     EmailValidator,
     MaxValueValidator,
     MinValueValidator,
@@ -38,6 +39,10 @@ alias_validator = RegexValidator(
     "Use 1-64 characters without spaces, '/', '=' or control characters.",
 )
 smtp_validator = EmailValidator("Enter a valid SMTP address, such as jane.doe@example.com.")
+# An organization's mail domain ends up in its agents' addresses and in Postfix transport maps.
+mail_domain_validator = DomainNameValidator(
+    message="Enter a domain such as org1.example: letters, digits and hyphens between dots."
+)
 
 # Set while directory.changes writes recipients: every change takes a local USN there and keeps
 # the organization's digests, so a save, update or delete from anywhere else is refused.
@@ -93,7 +98,10 @@ class Organization(models.Model):
     display_name = models.CharField(max_length=256)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.REQUESTOR)
     mail_domain = models.CharField(
-        max_length=253, blank=True, help_text="Default SMTP domain of this organization's agents."
+        max_length=253,
+        blank=True,
+        validators=[mail_domain_validator],
+        help_text="Default SMTP domain of this organization's agents, such as org1.example.",
     )
     usn = models.BigIntegerField(
         default=0, editable=False, help_text="Highest local USN handed out so far."

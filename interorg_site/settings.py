@@ -86,6 +86,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Times in the user's zone (saved on the Time zone page, else the browser's).
+    "console.timezones.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a login refused for a lockout into the "too many failed logins" page (429).
@@ -285,6 +287,9 @@ INTERORG_TOMBSTONE_RETENTION_DAYS = envint("INTERORG_TOMBSTONE_RETENTION_DAYS", 
 # address book as of a time); older, only each entry's latest state (requestor.housekeeping).
 INTERORG_HISTORY_RETENTION_DAYS = envint("INTERORG_HISTORY_RETENTION_DAYS", 90, minimum=1)
 INTERORG_STALLED_RUN_MINUTES = envint("INTERORG_STALLED_RUN_MINUTES", 60, minimum=1)
+# A run Execute Now queued that no worker started within this many minutes (its task lost with
+# the broker's queue, or no worker running) is closed as failed (requestor.housekeeping).
+INTERORG_QUEUED_RUN_MINUTES = envint("INTERORG_QUEUED_RUN_MINUTES", 15, minimum=1)
 INTERORG_SWEEP_SECONDS = envint("INTERORG_SWEEP_SECONDS", 60, minimum=5)
 # Alert e-mails (console/alerts.py): how often states are compared with the last alerted one,
 # and how long a new state must last before its alert goes out (a run failing once between

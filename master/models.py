@@ -170,7 +170,16 @@ class AllowedRequestor(models.Model):
         default=0, editable=False, help_text="Highest requestor USN held contiguously."
     )
     pending_ranges = models.JSONField(default=list, blank=True, editable=False)
-    reported_master_usn = models.BigIntegerField(default=0, editable=False)
+    reported_master_usn = models.BigIntegerField(
+        default=0,
+        editable=False,
+        help_text="The master USN the requestor said, in its latest export, it had imported.",
+    )
+    sent_master_usn = models.BigIntegerField(
+        default=0,
+        editable=False,
+        help_text="The master USN the latest reply to it went through.",
+    )
     last_sequence = models.BigIntegerField(default=0, editable=False)
     last_contact_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Digests of this requestor's live entries (transport.digest): as (global key, master USN),
@@ -192,6 +201,13 @@ class AllowedRequestor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization_name} <{self.address}>"
+
+    @property
+    def unsent(self) -> int:
+        """Master changes not yet sent to this requestor: the master's USN minus the USN its
+        latest reply (or, if further, its latest export's report) went through. Once that reply
+        is imported, this is the requestor's own lag (console.status.OrgStatus.lag)."""
+        return max(0, self.master.usn - max(self.sent_master_usn, self.reported_master_usn))
 
     @property
     def address_type(self) -> str:

@@ -522,3 +522,4 @@ def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: Receive
     for document, payload in parts:
         outbox.queue(master.organization_id, sender, requestor.address, document, payload)
     master.sequence = first_sequence + len(parts) - 1
+    requestor.sent_master_usn = through

@@ -12,7 +12,17 @@ class Trigger(models.TextChoices):
     API = "api", "API"
 
 
+class RunAction(models.TextChoices):
+    """The button a run answers, when it is more than Execute Now: the run history labels it."""
+
+    CYCLE = "", "Cycle"
+    IMPORT_ALL = "import_all", "Import All Recipients"
+    EXPORT_ALL = "export_all", "Export All Recipients"
+
+
 class RunStatus(models.TextChoices):
+    # Execute Now (or Import All / Export All) recorded it; a worker has not started it yet.
+    QUEUED = "queued", "Queued for a worker"
     RUNNING = "running", "Running"
     WAITING = "waiting", "Waiting for the master's reply"
     OK = "ok", "Completed"
@@ -23,6 +33,10 @@ class RunStatus(models.TextChoices):
     HELD = "held", "Held for an administrator"
     # A brief database error interrupted it before anything was applied: tried again soon.
     RETRYING = "retrying", "Retrying after a database error"
+
+
+# A run still to finish: the console follows it, and a second Execute Now points to it.
+PENDING_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING)
 
 
 # The import guard (transport.holds): a reply that would remove more contacts than this is held.

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from directory import backends
 from directory.models import Organization
-from requestor.constants import RunStatus, Trigger
+from requestor.constants import PENDING_RUN_STATUSES, RunStatus, Trigger
 from requestor.export import build_export
 from requestor.models import RequestorConfig, Run
 from transport import faults, outbox
@@ -31,60 +31,112 @@ class CycleRunning(SyncError):
     """Another cycle of the same organization holds its requestor right now."""
 
 
+class RunNotFound(SyncError):
+    """The queued run a task was sent for is not there (yet): the request that queued it has not
+    committed, or it rolled back."""
+
+
+class RunDone(SyncError):
+    """The queued run a task was sent for no longer waits: another cycle of the organization
+    took it over (or housekeeping closed it), so there is nothing left to do."""
+
+
 def run_cycle(
     config_id: int,
     trigger: str = Trigger.COMMAND,
     user=None,
     max_attempts: int = faults.MAX_ATTEMPTS,
+    action: str = "",
+    run_id: int | None = None,
 ) -> Run:
     """Queue this organization's next export batch and record the run waiting for its reply.
 
-    A brief database error rolls the cycle back whole and leaves its run retrying (the
-    caller runs the cycle again after `faults.pause(run.attempts)` seconds; any later cycle of
-    the organization takes that run over); at `max_attempts` the run fails, saying why."""
+    A run queued by Execute Now (run_id, when this is its task) is this one: any cycle of the
+    organization takes it over, and says it is running while it exports. A brief database error
+    rolls the cycle back whole and leaves its run retrying (the caller runs the cycle again after
+    `faults.pause(run.attempts)` seconds; any later cycle of the organization takes that run
+    over); at `max_attempts` the run fails, saying why."""
+    claimed = _claim_queued(config_id)
     try:
         _refresh_directory(config_id)
         with transaction.atomic():
-            return _start(config_id, trigger, user)
+            return _start(config_id, trigger, user, action, run_id)
     except SyncError:
+        # Not started after all (another cycle holds the requestor, or a disabled requestor's
+        # schedule): the queued run waits for its own task again.
+        if claimed:
+            Run.objects.filter(pk__in=claimed, status=RunStatus.RUNNING).update(
+                status=RunStatus.QUEUED
+            )
         raise
     except faults.TRANSIENT_DB_ERRORS as exc:
-        return _interrupted(config_id, trigger, user, exc, max_attempts)
+        return _interrupted(config_id, trigger, user, exc, max_attempts, action)
     except Exception as exc:
         log.exception("requestor cycle of config %s failed", config_id)
-        run = _retrying(config_id) or Run(config_id=config_id, trigger=trigger, requested_by=user)
+        run = _to_take_over(config_id) or Run(
+            config_id=config_id, trigger=trigger, requested_by=user, action=action
+        )
         run.status, run.finished_at = RunStatus.FAILED, timezone.now()
         run.error = f"{exc.__class__.__name__}: {exc}"
         run.save()
         return run
 
 
-def run_cycle_now(config_id: int, trigger: str = Trigger.COMMAND, user=None) -> Run:
+def run_cycle_now(
+    config_id: int, trigger: str = Trigger.COMMAND, user=None, action: str = ""
+) -> Run:
     """run_cycle for a caller that waits for the run: a brief database error is tried again
     at once, up to INLINE_ATTEMPTS attempts in all, before the run is recorded as failed."""
-    run = run_cycle(config_id, trigger, user, max_attempts=INLINE_ATTEMPTS)
+    run = run_cycle(config_id, trigger, user, max_attempts=INLINE_ATTEMPTS, action=action)
     while run.status == RunStatus.RETRYING:
         time.sleep(INLINE_PAUSE_SECONDS * run.attempts)
-        run = run_cycle(config_id, trigger, user, max_attempts=INLINE_ATTEMPTS)
+        run = run_cycle(config_id, trigger, user, max_attempts=INLINE_ATTEMPTS, action=action)
     return run
 
 
-def _retrying(config_id: int) -> Run | None:
-    """The organization's run that a database error interrupted, waiting to be tried again."""
+def _to_take_over(config_id: int) -> Run | None:
+    """The organization's run still to carry out: queued by Execute Now, or interrupted by a
+    database error and waiting to be tried again (or left running by a worker that died)."""
     return (
-        Run.objects.filter(config_id=config_id, status=RunStatus.RETRYING).order_by("-pk").first()
+        Run.objects.filter(config_id=config_id, status__in=PENDING_RUN_STATUSES)
+        .order_by("-pk")
+        .first()
     )
 
 
-def _interrupted(config_id: int, trigger: str, user, exc: Exception, max_attempts: int) -> Run:
+def _claim_queued(config_id: int) -> list[int]:
+    """Mark the organization's queued runs running, committed at once so that their pages show
+    it while the cycle exports (the cycle's own transaction commits only at its end)."""
+    queued = list(
+        Run.objects.filter(config_id=config_id, status=RunStatus.QUEUED).values_list(
+            "pk", flat=True
+        )
+    )
+    if queued:
+        Run.objects.filter(pk__in=queued, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING)
+    return queued
+
+
+def close_queued_run(run_id: int, reason: str) -> None:
+    """A queued run its task gives up on fails now, saying why, instead of staying queued."""
+    Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.FAILED, finished_at=timezone.now(), error=reason
+    )
+
+
+def _interrupted(
+    config_id: int, trigger: str, user, exc: Exception, max_attempts: int, action: str = ""
+) -> Run:
     """Record that a database error interrupted the cycle (nothing of it was applied: its
     transaction rolled back), on the run that waits for the retry."""
     # The connection may have gone with the error: the next query opens a new one.
     if connection.connection is not None and not connection.is_usable():
         connection.close()
-    run = _retrying(config_id)
+    run = _to_take_over(config_id)
     if run is None:
-        run = Run(config_id=config_id, trigger=trigger, requested_by=user, attempts=0)
+        run = Run(
+            config_id=config_id, trigger=trigger, requested_by=user, attempts=0, action=action
+        )
     run.attempts += 1
     what = faults.describe(exc)
     if run.attempts >= max_attempts:
@@ -139,12 +191,18 @@ def lock_config(config_id: int) -> RequestorConfig | None:
         ) from None
 
 
-def _start(config_id: int, trigger: str, user) -> Run:
+def _start(config_id: int, trigger: str, user, action: str = "", run_id: int | None = None) -> Run:
     config = lock_config(config_id)
     if config is None:
         raise SyncError(f"There is no requestor configuration {config_id}.")
     if not config.enabled and trigger == Trigger.SCHEDULE:
         raise SyncError(f"The requestor of {config.organization} is disabled.")
+    # Asked under the requestor's lock: a cycle that took this run over has committed by now.
+    queued = Run.objects.filter(pk=run_id).first() if run_id is not None else None
+    if run_id is not None and queued is None:
+        raise RunNotFound(f"Run {run_id} of {config.organization} is not recorded (yet).")
+    if queued is not None and queued.status not in PENDING_RUN_STATUSES:
+        raise RunDone(f"Run {run_id} of {config.organization} is {queued.status} already.")
     follow_import_options(config)
     export = build_export(config)
     for document, payload in export.parts:
@@ -154,10 +212,11 @@ def _start(config_id: int, trigger: str, user) -> Run:
     config.sequence = export.parts[-1][0]["sequence"]
     config.last_export_batch = export.batch
     config.save(update_fields=["sequence", "last_export_batch", "exported_scope", "imported_under"])
-    # A run a database error interrupted is this one, tried again: it carries the same request.
-    run = _retrying(config.pk)
+    # A run queued by Execute Now, or one a database error interrupted, is this one: it carries
+    # the same request.
+    run = queued or _to_take_over(config.pk)
     if run is None:
-        run = Run(config=config, trigger=trigger, requested_by=user, attempts=0)
+        run = Run(config=config, trigger=trigger, requested_by=user, attempts=0, action=action)
     run.attempts += 1
     run.status, run.error = RunStatus.WAITING, ""
     run.batch, run.full_export, run.parts_sent = export.batch, export.full, len(export.parts)

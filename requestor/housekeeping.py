@@ -66,6 +66,28 @@ def fail_stalled_runs(minutes: int | None = None) -> int:
         error=f"Interrupted by a database error and not tried again within {minutes} minutes; "
         "nothing of it was applied, and the next cycle sends its changes.",
     )
+    return count + fail_queued_runs(now)
+
+
+def fail_queued_runs(now=None) -> int:
+    """Close the runs Execute Now queued that no worker started within
+    INTERORG_QUEUED_RUN_MINUTES: their task was lost (the broker's queue emptied) or no worker
+    runs. Nothing of them was done; return how many."""
+    minutes = settings.INTERORG_QUEUED_RUN_MINUTES
+    now = now or timezone.now()
+    count = Run.objects.filter(
+        status=RunStatus.QUEUED, started_at__lt=now - timedelta(minutes=minutes)
+    ).update(
+        status=RunStatus.FAILED,
+        finished_at=now,
+        error=f"No worker started this run within {minutes} minutes: its task was lost (the "
+        "broker restarted or its queue was emptied) or no worker is running. Nothing was sent; "
+        "check that the workers run (the Status page, /healthz) and press Execute Now again.",
+    )
+    if count:
+        log.warning(
+            "closed %s queued requestor runs no worker started in %s minutes", count, minutes
+        )
     return count
 
 

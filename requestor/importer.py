@@ -838,7 +838,11 @@ def _record(run: Run, document: wire.ReplyDocument, counts: Counts) -> None:
     run.deleted += counts.deleted
     run.conflicts += len(counts.conflicts)
     run.acknowledged = document.ack
+    # The parts chain (each one's `after` is the previous one's `through`): their spans add up
+    # to the master USNs the reply covered (the history's lag, console.activity).
+    run.master_lag = (run.master_lag or 0) + max(0, document.through - document.after)
     run.reply_parts = document.parts
+    run.full_reply = run.full_reply or document.full
     run.reply_parts_applied += 1
     if run.reply_parts_applied >= document.parts:
         if run.status == RunStatus.HELD:

@@ -19,6 +19,7 @@ from requestor.constants import (
     DEFAULT_IMPORT_DELETE_PERCENT,
     DEFAULT_MAX_MESSAGE_SIZE,
     MAX_GRACE_DAYS,
+    RunAction,
     RunStatus,
     Trigger,
 )
@@ -463,6 +464,11 @@ class Run(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
     batch = models.UUIDField(null=True, blank=True, db_index=True)
     full_export = models.BooleanField(default=False)
+    # Import All or Export All, when an administrator pressed one of them (requestor.actions).
+    action = models.CharField(max_length=16, choices=RunAction.choices, default="", blank=True)
+    full_reply = models.BooleanField(
+        default=False, help_text="The master's reply to it was full (it listed every entry)."
+    )
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     parts_sent = models.PositiveIntegerField(default=0)
@@ -471,6 +477,12 @@ class Run(models.Model):
         null=True, blank=True, help_text="Highest local USN the export covered."
     )
     acknowledged = models.BigIntegerField(null=True, blank=True)
+    master_lag = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Master USNs the reply to this run covered: how far behind its master the "
+        "requestor was when the master answered (the dashboard's lag, before this run applied).",
+    )
     reply_parts = models.PositiveIntegerField(null=True, blank=True)
     reply_parts_applied = models.PositiveIntegerField(default=0)
     imported = models.PositiveIntegerField(default=0)

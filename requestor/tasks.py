@@ -11,7 +11,14 @@ from django.contrib.auth import get_user_model
 
 from requestor import grace, housekeeping
 from requestor.constants import RunStatus, Trigger
-from requestor.cycle import CycleRunning, SyncError, run_cycle
+from requestor.cycle import (
+    CycleRunning,
+    RunDone,
+    RunNotFound,
+    SyncError,
+    close_queued_run,
+    run_cycle,
+)
 from transport import faults
 
 log = logging.getLogger(__name__)
@@ -21,27 +28,51 @@ log = logging.getLogger(__name__)
 # wants to send. A scheduled cycle is skipped instead: the running one does its work.
 MANUAL_RETRY_SECONDS = 5
 MANUAL_RETRIES = 12
+# A task may reach a worker before the request that queued its run has committed: it looks for
+# the run again shortly, a few times (a request that rolled back leaves no run to look for).
+QUEUED_RUN_RETRY_SECONDS = 1
+QUEUED_RUN_RETRIES = 10
 
 
 @shared_task(bind=True, ignore_result=True, max_retries=None)
 def run_requestor_cycle(
-    self, config_id: int, trigger: str = Trigger.SCHEDULE, user_id: int | None = None
+    self,
+    config_id: int,
+    trigger: str = Trigger.SCHEDULE,
+    user_id: int | None = None,
+    action: str = "",
+    run_id: int | None = None,
 ) -> int | None:
     """One requestor cycle of an organization; return the run's id, or None if not started.
+
+    Execute Now (and Import All, Export All) send the id of the run they queued: the cycle takes
+    that run over, and the task does nothing if another cycle already did.
 
     After a brief database error the run says it is retrying and the task runs again after a
     growing pause (the run itself counts the attempts); if not even the run could be recorded,
     the task is retried all the same, counting its own retries."""
     try:
         user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
-        run = run_cycle(config_id, trigger, user)
+        run = run_cycle(config_id, trigger, user, action=action, run_id=run_id)
     except CycleRunning as exc:
         if trigger != Trigger.SCHEDULE and self.request.retries < MANUAL_RETRIES:
             raise self.retry(countdown=MANUAL_RETRY_SECONDS) from None
         log.info("%s", exc)
+        if run_id is not None:
+            close_queued_run(run_id, f"Not started: {exc}")
         return None
+    except RunNotFound as exc:
+        if self.request.retries < QUEUED_RUN_RETRIES:
+            raise self.retry(countdown=QUEUED_RUN_RETRY_SECONDS) from None
+        log.warning("requestor cycle not started: %s", exc)
+        return None
+    except RunDone as exc:
+        log.info("requestor cycle not needed: %s", exc)
+        return run_id
     except SyncError as exc:
         log.warning("requestor cycle not started: %s", exc)
+        if run_id is not None:
+            close_queued_run(run_id, f"Not started: {exc}")
         return None
     except faults.TRANSIENT_DB_ERRORS as exc:
         attempt = self.request.retries + 1

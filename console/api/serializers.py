@@ -9,8 +9,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from console import directory_settings, permissions
-from directory import changes
-from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES, Backend
+from directory import changes, setup
+from directory.constants import CUSTOM_ATTRIBUTE_COUNT, GENERAL_ATTRIBUTES, Backend, Role
 from directory.models import Container, LdapDirectory, Organization, Recipient, Site
 from master.models import AllowedRequestor, MasterConfig
 from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
@@ -217,7 +217,11 @@ class RequestorViewSerializer(serializers.Serializer):
     last_contact_at = serializers.DateTimeField(source="requestor.last_contact_at", allow_null=True)
     acked_usn = serializers.IntegerField(source="requestor.acked_usn")
     reported_master_usn = serializers.IntegerField(source="requestor.reported_master_usn")
-    lag = serializers.IntegerField()
+    sent_master_usn = serializers.IntegerField(source="requestor.sent_master_usn")
+    unsent = serializers.IntegerField(
+        help_text="Master changes not yet sent to this requestor: the master's USN minus the "
+        "USN its latest reply went through (the requestor's lag once it imports that reply)."
+    )
     quarantined = serializers.BooleanField(source="requestor.quarantined")
     quarantined_at = serializers.DateTimeField(source="requestor.quarantined_at", allow_null=True)
     quarantine_reason = serializers.CharField(source="requestor.quarantine_reason")
@@ -239,6 +243,8 @@ class RunSerializer(serializers.ModelSerializer):
             "status",
             "batch",
             "full_export",
+            "action",
+            "full_reply",
             "started_at",
             "finished_at",
             "parts_sent",
@@ -300,7 +306,11 @@ class StatusSerializer(serializers.Serializer):
     reason = serializers.CharField()
     requestor_usn = serializers.IntegerField(source="config.requestor_usn", allow_null=True)
     master_usn = serializers.IntegerField(source="config.master_usn", allow_null=True)
-    lag = serializers.IntegerField(allow_null=True)
+    lag = serializers.IntegerField(
+        allow_null=True,
+        help_text="Master USN lag: master changes this requestor has not yet imported (the "
+        "master's USN minus master_usn); null when the master does not run here.",
+    )
     last_run = RunSerializer(allow_null=True)
     last_ok_at = serializers.DateTimeField(allow_null=True)
     next_run = serializers.DateTimeField(
@@ -326,6 +336,84 @@ class StatusSerializer(serializers.Serializer):
         return status.master.usn if status.master else None
 
 
+class SiteSerializer(CleanedModelSerializer):
+    """A site (/o=ORG/ou=NAME). Create one with its organization and name; change `name` to
+    rename it (its containers' DNs follow); delete it once it holds no container."""
+
+    organization = OrganizationNameField()
+    dn = serializers.CharField(read_only=True)
+    containers = serializers.IntegerField(source="containers.count", read_only=True)
+
+    class Meta:
+        model = Site
+        fields = ["id", "organization", "name", "dn", "containers"]
+        validators = []
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None and not isinstance(self.instance, list | tuple):
+            fields["organization"].read_only = True  # a site stays in its organization
+        return fields
+
+    def create(self, validated_data):
+        return setup.create_site(validated_data["organization"], validated_data["name"])
+
+    def update(self, instance, validated_data):
+        return setup.rename_site(instance, validated_data.get("name", instance.name))
+
+
+class NamesField(serializers.ListField):
+    """A list of names, or one text with a name per line (as the console's form takes them)."""
+
+    def to_internal_value(self, data):
+        return super().to_internal_value([data] if isinstance(data, str) else data)
+
+
+class OrganizationSetupSerializer(serializers.Serializer):
+    """A new organization with its site, containers, services and signing key, made at once by
+    directory.setup.create_organization (the console's New organization page)."""
+
+    name = serializers.CharField(max_length=64)
+    display_name = serializers.CharField(max_length=256, required=False, allow_blank=True)
+    mail_domain = serializers.CharField(max_length=253)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.REQUESTOR)
+    site = serializers.CharField(max_length=64, default=setup.DEFAULT_SITE)
+    containers = NamesField(
+        child=serializers.CharField(max_length=1024),
+        default=list(setup.DEFAULT_CONTAINERS),
+        help_text="Container names (a list, or one per line); a requestor imports into the "
+        "last one by default.",
+    )
+    requestor_address = serializers.CharField(max_length=256, required=False, allow_blank=True)
+    requestor_dn = serializers.CharField(max_length=1024, required=False, allow_blank=True)
+    master_address = serializers.CharField(max_length=1024, required=False, allow_blank=True)
+    master_public_key = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    import_container = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    master_agent_address = serializers.CharField(max_length=256, required=False, allow_blank=True)
+    master_dn = serializers.CharField(max_length=1024, required=False, allow_blank=True)
+
+    def create(self, validated_data):
+        try:
+            return setup.create_organization(**validated_data)
+        except DjangoValidationError as exc:
+            raise drf_error(exc) from None
+
+
+class AgentSerializer(serializers.Serializer):
+    service = serializers.CharField()
+    address = serializers.CharField()
+
+
+class PairingSerializer(serializers.Serializer):
+    """What the other installation's administrator needs: the agents' addresses and the
+    organization's public key with its SHA-256 fingerprint."""
+
+    organization = serializers.CharField(source="organization.name")
+    agents = AgentSerializer(many=True)
+    public_key = serializers.CharField()
+    fingerprint = serializers.CharField()
+
+
 class ContainerSerializer(CleanedModelSerializer):
     """A container. Create one with its site (id) and name, inside `parent` or at the top of
     the site; change `name` or `parent` (or `site`, for a container at the top) to rename or
@@ -343,14 +431,14 @@ class ContainerSerializer(CleanedModelSerializer):
         validators = []
 
     def create(self, validated_data):
-        container = Container(**validated_data)
-        container.save()
-        return container
+        return setup.create_container(
+            validated_data["site"], validated_data["name"], validated_data.get("parent")
+        )
 
     def update(self, instance, validated_data):
         for name, value in validated_data.items():
             setattr(instance, name, value)
-        return changes.move_container(instance)
+        return setup.move_container(instance)
 
 
 CUSTOM_FIELDS = [f"custom_attribute_{n}" for n in range(1, CUSTOM_ATTRIBUTE_COUNT + 1)]
@@ -561,7 +649,7 @@ class AllowedRequestorSerializer(CleanedModelSerializer):
     quarantined = serializers.BooleanField(read_only=True)
     master_organization = serializers.CharField(source="master.organization.name", read_only=True)
     key_fingerprint = serializers.SerializerMethodField()
-    lag = serializers.SerializerMethodField()
+    unsent = serializers.SerializerMethodField()
 
     class Meta:
         model = AllowedRequestor
@@ -578,8 +666,9 @@ class AllowedRequestorSerializer(CleanedModelSerializer):
             "acked_usn",
             "reported_master_usn",
             "pending_ranges",
+            "sent_master_usn",
             "last_contact_at",
-            "lag",
+            "unsent",
             "delete_limit",
             "delete_percent",
             "delete_floor",
@@ -592,6 +681,7 @@ class AllowedRequestorSerializer(CleanedModelSerializer):
         read_only_fields = [
             "acked_usn",
             "reported_master_usn",
+            "sent_master_usn",
             "pending_ranges",
             "last_contact_at",
             "quarantined_at",
@@ -612,8 +702,8 @@ class AllowedRequestorSerializer(CleanedModelSerializer):
         return fingerprint(requestor.public_key) if requestor.public_key else ""
 
     @extend_schema_field(OpenApiTypes.INT)
-    def get_lag(self, requestor) -> int:
-        return max(0, requestor.master.usn - requestor.reported_master_usn)
+    def get_unsent(self, requestor) -> int:
+        return requestor.unsent
 
 
 class MasterConfigSerializer(CleanedModelSerializer):
@@ -692,5 +782,14 @@ class QuarantineSerializer(serializers.Serializer):
 
 
 class ActionResultSerializer(serializers.Serializer):
+    """What a button did, and the run that carries it (queued for a worker, or ended when the
+    cycle ran inside the request); `url` is the run's, also in the Location header."""
+
     detail = serializers.CharField()
-    run = RunSerializer(allow_null=True)
+    id = serializers.IntegerField(source="run.pk", help_text="The run's id.")
+    url = serializers.SerializerMethodField(help_text="The run's URL: GET it to follow the run.")
+    run = RunSerializer()
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, outcome) -> str:
+        return self.context["url"]

@@ -14,6 +14,7 @@ from console.api import alerts, batch, views
 router = DefaultRouter()
 router.register("status", views.StatusViewSet, basename="status")
 router.register("organizations", views.OrganizationViewSet, basename="organization")
+router.register("sites", views.SiteViewSet, basename="site")
 router.register("containers", views.ContainerViewSet, basename="container")
 router.register("recipients", views.RecipientViewSet, basename="recipient")
 router.register("runs", views.RunViewSet, basename="run")

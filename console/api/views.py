@@ -5,13 +5,15 @@ of other organizations answer 404; an operator's change answers 403."""
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import ProtectedError, Q
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from console import directory_settings, permissions
+from console import activity, directory_settings, permissions
 from console import status as dashboard
 from console.api import serializers as s
 from console.api.asof import AddressBookAction
@@ -19,8 +21,10 @@ from console.api.explain import ExplainAction
 from console.api.history import HistoryAction, RecipientHistoryAction
 from console.api.permissions import OrganizationAccess
 from console.api.preview import PreviewAction
-from directory import changes
-from directory.models import Container, LdapDirectory, Organization, Recipient
+from console.filters import ORIGIN_OWN, MessageFilter, RunFilter
+from directory import changes, setup
+from directory.constants import Kind
+from directory.models import Container, LdapDirectory, Organization, Recipient, Site
 from master import quarantine
 from master.models import AllowedRequestor, MasterConfig
 from requestor import actions
@@ -28,7 +32,7 @@ from requestor.constants import RunStatus, Trigger
 from requestor.cycle import SyncError
 from requestor.models import Conflict, ExportedContainer, RequestorConfig, Run
 from transport import holds
-from transport.constants import Direction, Status
+from transport.constants import Direction, MessageKind, Status
 from transport.dispatch import BrokerUnavailable
 from transport.models import Hold, Message
 
@@ -38,6 +42,31 @@ def _param(name: str, description: str, enum=None, type_=str) -> OpenApiParamete
 
 
 ORGANIZATION = _param("organization", "Only this organization (its short name, such as ORG2).")
+
+
+DATE_RANGE = [
+    _param("since", "Only from this day on (YYYY-MM-DD).", type_=OpenApiTypes.DATE),
+    _param("until", "Only up to this day, included (YYYY-MM-DD).", type_=OpenApiTypes.DATE),
+]
+
+
+def filtered(request, form_class, queryset, **renamed):
+    """The queryset narrowed by a console.filters form read from the query string (the
+    console's list pages use the same forms); a value that is not valid answers 400 with the
+    form's errors. `renamed` maps a form field to the API's name for it."""
+    names = {name: renamed.get(name, name) for name in form_class.base_fields}
+    for name in names.values():
+        query_param(request, name)  # refuses a NUL character
+    data = {
+        name: request.query_params[api]
+        for name, api in names.items()
+        if api in request.query_params
+    }
+    form = form_class(data)
+    if not form.is_valid():
+        errors = {names.get(name, name): messages for name, messages in form.error_text().items()}
+        raise exceptions.ValidationError(errors)
+    return form.apply(queryset)
 
 
 def query_param(request, name: str) -> str:
@@ -134,12 +163,50 @@ class OrganizationViewSet(
             raise exceptions.PermissionDenied("Only installation administrators remove them.")
         super().perform_destroy(instance)
 
+    @extend_schema(request=s.OrganizationSetupSerializer, responses={201: s.PairingSerializer})
+    @action(detail=False, methods=["post"], url_path="setup")
+    def setup_organization(self, request):
+        """Add an organization with its site, containers, services and signing key at once;
+        the answer is its pairing information (agent addresses, public key, fingerprint)."""
+        if not permissions.is_installation_administrator(request.user):
+            raise exceptions.PermissionDenied(
+                "Only administrators of the whole installation add organizations."
+            )
+        serializer = s.OrganizationSetupSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        made = serializer.save()
+        return Response(s.PairingSerializer(made).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.PairingSerializer)
+    @action(detail=True, methods=["get"])
+    def pairing(self, request, name=None):
+        """What the other installation's administrator needs: agent addresses, public key
+        and its fingerprint (as `manage.py keys show ORG` prints them)."""
+        return Response(s.PairingSerializer(setup.pairing(self.get_object())).data)
+
     @extend_schema(responses=s.StatusSerializer)
     @action(detail=True, methods=["get"])
     def status(self, request, name=None):
         """The dashboard line of one organization."""
         organization = self.get_object()
         return Response(s.StatusSerializer(dashboard.organization_status(organization)).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("window", OpenApiTypes.STR, enum=list(activity.WINDOWS)),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    @action(detail=True, methods=["get"])
+    def activity(self, request, name=None):
+        """The dashboard's history of one organization (console.activity): per hour of the
+        last 24 hours (window=24h, the default) or per day of the last 30 days (window=30d)."""
+        organization = self.get_object()
+        try:
+            window = activity.window_of(request.query_params.get("window"))
+        except activity.BadWindow as error:
+            raise exceptions.ValidationError({"window": [str(error)]}) from error
+        return Response(activity.history([organization], window))
 
     def _directory(self, organization) -> LdapDirectory:
         directory = LdapDirectory.objects.filter(organization=organization).first()
@@ -225,13 +292,51 @@ class ContainerViewSet(OrganizationScoped, viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         self._refuse_ldap(instance.organization)
-        super().perform_destroy(instance)
+        try:
+            setup.delete_container(instance)
+        except setup.InUse as exc:
+            raise Conflict409(exc.messages[0]) from None
 
     def _refuse_ldap(self, organization) -> None:
         if organization.uses_ldap:
             raise exceptions.PermissionDenied(
                 f"The containers of {organization.name} are the organizational units of its "
                 "LDAP server: add, rename and move them there."
+            )
+
+
+@extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
+class SiteViewSet(OrganizationScoped, viewsets.ModelViewSet):
+    """Sites. Renaming one (PATCH name) renames the DNs of its containers; a site is deleted
+    only once it holds no container (409 otherwise). Organization administrators only."""
+
+    queryset = Site.objects.select_related("organization").order_by("organization__name", "name")
+    serializer_class = s.SiteSerializer
+
+    def perform_create(self, serializer):
+        organization = serializer.validated_data["organization"]
+        self.check_can_administer(organization.pk)
+        self._refuse_ldap(organization)
+        serializer.save()
+
+    def perform_update(self, serializer):
+        self.check_can_administer(serializer.instance.organization_id)
+        self._refuse_ldap(serializer.instance.organization)
+        serializer.save()
+
+    def perform_destroy(self, instance):
+        self.check_can_administer(instance.organization_id)
+        self._refuse_ldap(instance.organization)
+        try:
+            setup.delete_site(instance)
+        except setup.InUse as exc:
+            raise Conflict409(exc.messages[0]) from None
+
+    def _refuse_ldap(self, organization) -> None:
+        if organization.uses_ldap:
+            raise exceptions.PermissionDenied(
+                f"The sites of {organization.name} hold its LDAP server's organizational units: "
+                "change them there."
             )
 
 
@@ -242,6 +347,12 @@ class ContainerViewSet(OrganizationScoped, viewsets.ModelViewSet):
             _param("container", "Only recipients of this container (its id).", type_=int),
             _param("imported", "true: imported contacts only; false: own recipients only."),
             _param("search", "Part of the display name, alias or primary SMTP address."),
+            _param("kind", "Only recipients of this kind.", Kind.values),
+            _param(
+                "origin",
+                "own: the organization's own recipients; else the short name of the "
+                "organization imported contacts come from.",
+            ),
         ]
     )
 )
@@ -267,6 +378,16 @@ class RecipientViewSet(RecipientHistoryAction, OrganizationScoped, viewsets.Mode
                 | Q(alias__icontains=search)
                 | Q(primary_smtp__icontains=search)
             )
+        kind = query_param(self.request, "kind")
+        if kind:
+            if kind not in Kind.values:
+                raise exceptions.ValidationError({"kind": f"Give one of {', '.join(Kind.values)}."})
+            queryset = queryset.filter(kind=kind)
+        origin = query_param(self.request, "origin")
+        if origin.lower() == ORIGIN_OWN:
+            queryset = queryset.filter(global_key__isnull=True)
+        elif origin:
+            queryset = queryset.filter(origin_organization__iexact=origin)
         return queryset.order_by("display_name", "pk")
 
     def perform_create(self, serializer):
@@ -324,7 +445,12 @@ def _changed(recipient, validated: dict) -> set[str]:
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[ORGANIZATION, _param("status", "Only runs in this state.", RunStatus.values)]
+        parameters=[
+            ORGANIZATION,
+            _param("status", "Only runs in this state.", RunStatus.values),
+            _param("trigger", "Only runs started this way.", Trigger.values),
+            *DATE_RANGE,
+        ]
     )
 )
 class RunViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
@@ -333,8 +459,7 @@ class RunViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
     organization_field = "config__organization"
 
     def filter_queryset_params(self, queryset):
-        state = query_param(self.request, "status")
-        return queryset.filter(status=state) if state in RunStatus.values else queryset
+        return filtered(self.request, RunFilter, queryset)
 
 
 @extend_schema_view(
@@ -343,6 +468,10 @@ class RunViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
             ORGANIZATION,
             _param("direction", "in (received) or out (sent).", Direction.values),
             _param("status", "Only messages in this state.", Status.values),
+            _param("kind", "Only messages of this kind.", MessageKind.values),
+            _param("origin", "Only messages from this organization's agent (its short name)."),
+            _param("search", "Part of the subject, the Message-ID or an address, or a batch id."),
+            *DATE_RANGE,
         ]
     )
 )
@@ -353,11 +482,7 @@ class MessageViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.MessageSerializer
 
     def filter_queryset_params(self, queryset):
-        direction = query_param(self.request, "direction")
-        if direction in Direction.values:
-            queryset = queryset.filter(direction=direction)
-        state = query_param(self.request, "status")
-        return queryset.filter(status=state) if state in Status.values else queryset
+        return filtered(self.request, MessageFilter, queryset, q="search")
 
 
 @extend_schema_view(list=extend_schema(parameters=[ORGANIZATION]))
@@ -367,7 +492,7 @@ class ConflictViewSet(OrganizationScoped, viewsets.ReadOnlyModelViewSet):
     organization_field = "config__organization"
 
 
-ACTION_RESPONSES = {200: s.ActionResultSerializer, 202: s.ActionResultSerializer}
+ACTION_RESPONSES = {202: s.ActionResultSerializer}
 # The buttons ask requestor.actions, which asks the one rule (console.permissions.may); the
 # viewset's own rule (administrators write) would refuse an operator the button allows.
 ACTION_PERMISSIONS = [IsAuthenticated]
@@ -399,8 +524,11 @@ class RequestorConfigViewSet(PreviewAction, OrganizationScoped, viewsets.ModelVi
             raise ServiceUnavailable503(str(exc)) from None
         except DjangoPermissionDenied as exc:
             raise exceptions.PermissionDenied(str(exc)) from None
-        body = s.ActionResultSerializer(outcome).data
-        return Response(body, status=status.HTTP_200_OK if outcome.run else 202)
+        # 202 and the run's URL, whether the run ended inside the request (without workers) or
+        # waits for a worker: a script follows it with GET on that URL until it ends.
+        url = request.build_absolute_uri(reverse("api:run-detail", kwargs={"pk": outcome.run.pk}))
+        body = s.ActionResultSerializer(outcome, context={"url": url}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
 
     @extend_schema(request=None, responses={**ACTION_RESPONSES, 503: None})
     @action(

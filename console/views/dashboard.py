@@ -2,7 +2,7 @@
 
 from django.shortcuts import render
 
-from console import permissions, status
+from console import activity, permissions, status
 from console.views.base import org_page, page
 from interorg_site import login_throttle
 from transport import archive
@@ -18,8 +18,33 @@ def dashboard(request):
     return render(
         request,
         "console/dashboard.html",
-        {"statuses": statuses, "lockouts": lockouts, "message_archive": message_archive},
+        {
+            "statuses": statuses,
+            "lockouts": lockouts,
+            "message_archive": message_archive,
+            **_history(request, [s.organization for s in statuses]),
+        },
     )
+
+
+def _history(request, organizations) -> dict:
+    """The charts' data (drawn by static/console/charts.js) and its table, for the window asked
+    for: an unknown one is named and the default shown instead."""
+    window_error = ""
+    try:
+        window = activity.window_of(request.GET.get("window"))
+    except activity.BadWindow as error:
+        window_error = str(error)
+        window = activity.window_of(None)
+    data = activity.history(organizations, window) if organizations else None
+    return {
+        "history": data,
+        "history_tables": activity.table_rows(data) if data else [],
+        "history_series": activity.SERIES,
+        "history_windows": activity.WINDOWS,
+        "history_window": window,
+        "history_window_error": window_error,
+    }
 
 
 @org_page()

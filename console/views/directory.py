@@ -4,19 +4,24 @@ contacts belong to the requestor's import and are read-only. An organization who
 an LDAP server is browsed live from the server (views/ldap_directory.py); its entries are
 changed with the LDAP tools, not here."""
 
+import uuid
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, ProtectedError, Q
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from console import permissions
+from console.filters import RecipientFilter
 from console.forms import ConfirmForm, ContainerForm, RecipientForm, TrustLevelForm
 from console.permissions import Access
 from console.views import ldap_directory
 from console.views.base import org_page, page, paginate
-from directory import changes
-from directory.models import Container, Recipient
+from directory import changes, setup
+from directory.models import Container, Organization, Recipient
+from requestor.models import RequestorConfig
 
 RECIPIENT_LIST_FIELDS = (
     "pk",
@@ -35,11 +40,13 @@ RECIPIENT_LIST_FIELDS = (
 )
 
 
-def _search(queryset, text: str):
-    if not text:
-        return queryset
-    return queryset.filter(
-        Q(display_name__icontains=text) | Q(alias__icontains=text) | Q(primary_smtp__icontains=text)
+def export_trust_level(organization) -> int | None:
+    """The trust level above which own recipients are not exported (the Export Config's), or
+    None when the organization has no requestor: the browser marks the recipients above it."""
+    return (
+        RequestorConfig.objects.filter(organization=organization)
+        .values_list("trust_level", flat=True)
+        .first()
     )
 
 
@@ -60,7 +67,25 @@ def containers(request, organization):
         .order_by("dn")
     )
     tree = [(container, container.dn.count("/cn=") - 1) for container in rows]
-    return page(request, "console/containers.html", organization, "directory", tree=tree)
+    filters = RecipientFilter(request.GET, organization=organization)
+    found = None
+    if request.GET.keys() - {"page"}:
+        # A search across the organization's containers lists what it finds instead of the tree.
+        found = filters.apply(
+            Recipient.objects.filter(organization=organization)
+            .select_related("container")
+            .only(*RECIPIENT_LIST_FIELDS, "container__name")
+        ).order_by("display_name", "pk")
+        found = paginate(request, found)
+    return page(
+        request,
+        "console/containers.html",
+        organization,
+        "directory",
+        tree=tree,
+        filters=filters,
+        found=found,
+    )
 
 
 @org_page()
@@ -68,9 +93,12 @@ def container_detail(request, organization, pk: int):
     container = get_object_or_404(Container, pk=pk, organization=organization)
     if organization.uses_ldap and container.ldap_uuid is not None:
         return ldap_directory.unit(request, organization, container)
+    filters = RecipientFilter(request.GET, organization=organization)
+    # The container is this page's own: the form's container choice is not offered here.
+    del filters.fields["container"]
     query = request.GET.get("q", "").strip()
-    recipients = _search(
-        Recipient.objects.filter(container=container).only(*RECIPIENT_LIST_FIELDS), query
+    recipients = filters.apply(
+        Recipient.objects.filter(container=container).only(*RECIPIENT_LIST_FIELDS)
     ).order_by("display_name", "pk")
     return page(
         request,
@@ -80,6 +108,8 @@ def container_detail(request, organization, pk: int):
         container=container,
         recipients=paginate(request, recipients),
         query=query,
+        filters=filters,
+        export_trust=export_trust_level(organization),
     )
 
 
@@ -107,6 +137,10 @@ def container_edit(request, organization, pk: int | None = None):
         "directory",
         form=form,
         container=container,
+        cancel=reverse(
+            "console:container" if container.pk else "console:containers",
+            kwargs={"org": organization.name, **({"pk": container.pk} if container.pk else {})},
+        ),
     )
 
 
@@ -115,18 +149,14 @@ def container_delete(request, organization, pk: int):
     _refuse_ldap_containers(organization)
     container = get_object_or_404(Container, pk=pk, organization=organization)
     back = reverse("console:container", kwargs={"org": organization.name, "pk": pk})
-    if container.recipients.exists() or container.children.exists():
-        messages.error(request, f"{container.dn} is not empty: move or delete what is in it first.")
+    if problem := setup.container_in_use(container):
+        messages.error(request, f"Not deleted, it is not empty: {problem}")
         return redirect(back)
     if request.method == "POST" and ConfirmForm(request.POST).is_valid():
         try:
-            container.delete()
-        except ProtectedError:
-            messages.error(
-                request,
-                f"{container.dn} is this organization's import container: choose another on the "
-                "Import Config page first.",
-            )
+            setup.delete_container(container)
+        except setup.InUse as exc:
+            messages.error(request, exc.messages[0])
             return redirect(back)
         messages.success(request, f"{container.dn} deleted.")
         return redirect("console:containers", org=organization.name)
@@ -171,7 +201,25 @@ def recipient_detail(request, organization, pk: int):
         "directory",
         recipient=recipient,
         members=members,
+        export_trust=export_trust_level(organization),
+        **origin_of(request.user, recipient),
     )
+
+
+def origin_of(user, recipient: Recipient) -> dict:
+    """For an imported contact: its origin organization and the recipient its entry comes
+    from, when that organization is in this installation and the user may see it."""
+    if not recipient.is_imported:
+        return {}
+    origin = Organization.objects.filter(name=recipient.origin_organization).first()
+    if origin is None or not permissions.can_view(user, origin):
+        return {"origin": None, "origin_recipient": None}
+    _, _, guid = (recipient.global_key or "").partition(":")
+    try:
+        source = Recipient.objects.filter(organization=origin, guid=uuid.UUID(guid)).first()
+    except ValueError:
+        source = None
+    return {"origin": origin, "origin_recipient": source}
 
 
 def _refuse_imported(recipient: Recipient) -> None:

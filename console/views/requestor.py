@@ -134,8 +134,10 @@ def _act(request, organization, action, back: str):
         return redirect(f"console:{back}", org=organization.name)
     level = messages.ERROR if outcome.run and outcome.run.status == "failed" else messages.SUCCESS
     messages.add_message(request, level, outcome.detail)
-    url = reverse(f"console:{back}", kwargs={"org": organization.name})
-    return redirect(f"{url}?run={outcome.run.pk}" if outcome.run else url)
+    if outcome.run is None:
+        return redirect(f"console:{back}", org=organization.name)
+    # The run's page follows it live until it ends (static/console/console.js).
+    return redirect("console:run", org=organization.name, pk=outcome.run.pk)
 
 
 @require_POST

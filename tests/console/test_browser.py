@@ -103,11 +103,12 @@ def test_it_syncs_from_the_console(page, shoot):
     flash = page.locator(".flash").inner_text()
     run = Run.objects.get(config=config)
     assert flash == f"Run {run.pk} of ORG2: Completed."
-    assert page.locator(f'tr[data-run="{run.pk}"] .run-status').inner_text() == "Completed"
-    shoot("04-schedule-after-execute-now")
+    assert page.url.endswith(f"/o/ORG2/runs/{run.pk}/")  # Execute Now leads to its run
+    assert page.locator("#run-live .state").inner_text() == "Completed"
+    shoot("04-run-after-execute-now")
 
     page.click('nav.tabs >> text="Directory"')
-    page.click("text=InterOrg Contacts")
+    page.click('a:has-text("InterOrg Contacts")')
     table = page.locator("#recipients").inner_text()
     assert "Person 0 of ORG1" in table and "Person 1 of ORG3" in table
     assert run.imported == 4

@@ -85,7 +85,7 @@ def test_it_shows_the_masters_view_of_each_requestor(world):
     views = {v.requestor.organization_name: v for v in s.requestors}
     assert set(views) == {"ORG1", "ORG2", "ORG3"}
     assert views["ORG2"].requestor.last_contact_at is not None
-    assert views["ORG2"].lag == 0
+    assert views["ORG2"].unsent == 0
 
 
 def test_it_shows_states_and_counts_on_the_dashboard(world, operator_client):

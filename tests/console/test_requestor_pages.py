@@ -254,9 +254,12 @@ def test_it_queues_execute_now_when_workers_run(
         django_capture_on_commit_callbacks(execute=True),
     ):
         response = admin_client_.post(org_url(world, "console:execute-now"), follow=True)
-    delay.assert_called_once_with(world.org2.config.pk, "manual", response.context["user"].pk)
-    assert "queued for the workers" in response.content.decode()
-    assert not Run.objects.exists()
+    run = Run.objects.get()
+    assert run.status == RunStatus.QUEUED
+    delay.assert_called_once_with(
+        world.org2.config.pk, "manual", response.context["user"].pk, "", run.pk
+    )
+    assert f"Run {run.pk} of ORG2 is queued for the workers." in response.content.decode()
 
 
 def test_it_lets_an_operator_with_the_permission_execute_now(world, operator, operator_client):

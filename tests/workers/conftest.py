@@ -284,7 +284,9 @@ def quiet() -> bool:
     """Nothing in flight: no message waiting to be sent or processed, no run waiting."""
     return not (
         Message.objects.filter(status__in=PENDING).exists()
-        or Run.objects.filter(status__in=[RunStatus.RUNNING, RunStatus.WAITING]).exists()
+        or Run.objects.filter(
+            status__in=[RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING]
+        ).exists()
     )
 
 

@@ -8,7 +8,8 @@ from django.urls import reverse
 from console.constants import ConsoleRole
 from console.models import OrganizationRole
 from requestor import schedule
-from requestor.models import RequestorConfig
+from requestor.constants import RunStatus
+from requestor.models import RequestorConfig, Run
 from requestor.tasks import run_requestor_cycle
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +66,9 @@ def test_it_queues_execute_now_with_who_asked(client, scenario, queued):
 
     response = post_action(client, "execute_now", config)
 
-    assert queued == [(config.pk, "manual", operator.pk)]
+    run = Run.objects.get(config=config)
+    assert (run.status, run.requested_by) == (RunStatus.QUEUED, operator)
+    assert queued == [(config.pk, "manual", operator.pk, "", run.pk)]
     assert "Execute Now for ORG2: a cycle is queued" in response.content.decode()
 
 
@@ -82,10 +85,12 @@ def test_it_resets_a_usn_then_queues_a_cycle(client, scenario, queued):
     )
     post_action(client, "import_all", config)
     assert RequestorConfig.objects.get(pk=config.pk).master_usn == 0
-    assert queued == [(config.pk, "manual", operator.pk)] * 2
+    # Import All joins the run Export All queued (not started yet, it reads both resets).
+    run = Run.objects.get(config=config)
+    assert queued == [(config.pk, "manual", operator.pk, "export_all", run.pk)]
     client.force_login(staff("viewer", "execute_now", operator_of=config.organization))
     post_action(client, "import_all", config)
-    assert len(queued) == 2
+    assert len(queued) == 1
 
 
 def form_data(client, config: RequestorConfig, **changes) -> dict:
