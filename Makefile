@@ -65,7 +65,7 @@ compose-check:
 	docker-compose --env-file .env.example -f docker-compose.yml config -q && \
 	  echo "docker-compose.yml is valid."
 
-# What the tests start or drive besides Python: swaks, Dovecot, slapd and the LDAP clients,
+# What the tests start or drive besides Python: swaks, Dovecot, Postfix, slapd and the LDAP clients,
 # Chromium, and python-ldap (installed when missing).
 test-tools:
 	@bin/ensure-test-tools

@@ -233,3 +233,11 @@ def release_stragglers() -> int:
 def held_messages(organization_id: int, sender: str):
     """The messages held from a sender, oldest first."""
     return _held_from(organization_id, sender).order_by("id")
+
+
+def waiting(hold: Hold) -> int:
+    """How many messages wait behind a pending hold: those held from its sender, its own batch's
+    included (the Held batches page and the API show this count); none once it is decided."""
+    if hold.decision != Hold.Decision.PENDING:
+        return 0
+    return held_messages(hold.organization_id, hold.sender).count()

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import generics, serializers, viewsets
 
 from console import alerts, permissions
-from console.api.views import ORGANIZATION, OrganizationScoped, _param, query_param
+from console.api.base import ORGANIZATION, OrganizationScoped, _param, query_param
 from console.models import MAX_ALERT_ADDRESSES, AlertEvent, AlertSettings, clean_addresses
 
 ORGANIZATION_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"

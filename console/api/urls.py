@@ -8,23 +8,39 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from console.api import alerts, batch, views
+from console.api import (
+    alerts,
+    batch,
+    conflicts,
+    containers,
+    holds,
+    masters,
+    messages,
+    organizations,
+    recipients,
+    requestors,
+    runs,
+    sites,
+    status,
+)
 
 # /api/v1/ itself answers with the address of each collection (authenticated like the rest).
 router = DefaultRouter()
-router.register("status", views.StatusViewSet, basename="status")
-router.register("organizations", views.OrganizationViewSet, basename="organization")
-router.register("sites", views.SiteViewSet, basename="site")
-router.register("containers", views.ContainerViewSet, basename="container")
-router.register("recipients", views.RecipientViewSet, basename="recipient")
-router.register("runs", views.RunViewSet, basename="run")
-router.register("messages", views.MessageViewSet, basename="message")
-router.register("conflicts", views.ConflictViewSet, basename="conflict")
-router.register("requestor-configs", views.RequestorConfigViewSet, basename="requestorconfig")
-router.register("exported-containers", views.ExportedContainerViewSet, basename="exportedcontainer")
-router.register("master-configs", views.MasterConfigViewSet, basename="masterconfig")
-router.register("allowed-requestors", views.AllowedRequestorViewSet, basename="allowedrequestor")
-router.register("held-batches", views.HoldViewSet, basename="hold")
+router.register("status", status.StatusViewSet, basename="status")
+router.register("organizations", organizations.OrganizationViewSet, basename="organization")
+router.register("sites", sites.SiteViewSet, basename="site")
+router.register("containers", containers.ContainerViewSet, basename="container")
+router.register("recipients", recipients.RecipientViewSet, basename="recipient")
+router.register("runs", runs.RunViewSet, basename="run")
+router.register("messages", messages.MessageViewSet, basename="message")
+router.register("conflicts", conflicts.ConflictViewSet, basename="conflict")
+router.register("requestor-configs", requestors.RequestorConfigViewSet, basename="requestorconfig")
+router.register(
+    "exported-containers", requestors.ExportedContainerViewSet, basename="exportedcontainer"
+)
+router.register("master-configs", masters.MasterConfigViewSet, basename="masterconfig")
+router.register("allowed-requestors", masters.AllowedRequestorViewSet, basename="allowedrequestor")
+router.register("held-batches", holds.HoldViewSet, basename="hold")
 router.register("alert-events", alerts.AlertEventViewSet, basename="alertevent")
 
 urlpatterns = [

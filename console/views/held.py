@@ -25,7 +25,7 @@ def held_batches(request, organization):
     )
     requestors = AllowedRequestor.objects.filter(master__organization=organization)
     for hold in pending:
-        hold.waiting = holds.held_messages(organization.pk, hold.sender).count()
+        hold.waiting = holds.waiting(hold)
     return page(
         request,
         "console/held.html",

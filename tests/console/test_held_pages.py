@@ -288,3 +288,20 @@ def test_the_command_quarantines_and_releases_a_requestor(synced_scenario):
         held_command("quarantine", "ORG1", "ORG3", "--reason", "a\x00b")
     with pytest.raises(CommandError, match="No organization named 'ORG7'"):
         held_command("list", "ORG7")
+
+
+def test_what_waits_behind_a_hold_is_one_count_for_the_console_and_the_api(held):
+    """transport.holds.waiting is the one count: the held messages from the sender while the
+    hold is pending, none once it is decided."""
+    from transport import holds
+
+    hold = Hold.objects.get()
+    admin = token_client(user("hub", "ORG1"))
+    url = f"{API}/held-batches/{hold.pk}/"
+
+    assert holds.waiting(hold) == 1 == admin.get(url).json()["waiting"]
+    assert "1 message" in logged_in(user("hub2", "ORG1")).get("/o/ORG1/held/").content.decode()
+
+    admin.post(f"{url}reject/")
+    hold.refresh_from_db()
+    assert holds.waiting(hold) == 0 == admin.get(url).json()["waiting"]
