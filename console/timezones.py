@@ -34,16 +34,27 @@ def zone_choices() -> list[tuple[str, str]]:
     return [(name, name) for name in sorted(zone_names())]
 
 
+def _profile_zone(user) -> str:
+    from console.models import ConsoleProfile
+
+    profile = ConsoleProfile.objects.filter(user=user).values_list("time_zone", flat=True)
+    return profile.first() or ""
+
+
+def remember_at_login(sender, request, user, **kwargs) -> None:
+    """At login (user_logged_in), the saved zone goes into the new session: the pages of the
+    session then cost no query for it, the first one included."""
+    if request is not None and hasattr(request, "session"):
+        request.session[SESSION_KEY] = _profile_zone(user)
+
+
 def saved_zone(request) -> str:
     user = getattr(request, "user", None)
     if not getattr(user, "is_authenticated", False) or not hasattr(request, "session"):
         return ""
     zone = request.session.get(SESSION_KEY)
-    if zone is None:
-        from console.models import ConsoleProfile
-
-        profile = ConsoleProfile.objects.filter(user=user).values_list("time_zone", flat=True)
-        zone = request.session[SESSION_KEY] = profile.first() or ""
+    if zone is None:  # a session opened before this setting existed
+        zone = request.session[SESSION_KEY] = _profile_zone(user)
     return zone if zone and is_zone(zone) else ""
 
 

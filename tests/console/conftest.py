@@ -2,6 +2,7 @@
 this installation, and the fixed personas: the administrator and the operator of ORG2, an
 outsider who administers ORG3 only, and an anonymous visitor."""
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -238,3 +239,13 @@ def add_history(org: Org) -> None:
         global_key="ORG9:00000000-0000-0000-0000-000000000001",
         master_usn=1,
     )
+
+
+# Screenshots for the README and docs/: written into docs/screenshots only when asked
+# (INTERORG_DOCS_SCREENSHOTS=1), so that a test run leaves the tree as it was; else beside the
+# other screenshots under var/.
+DOCS_SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("INTERORG_DOCS_SCREENSHOTS") == "1"
+    else Path(settings.VAR_DIR) / "screenshots" / "docs"
+)

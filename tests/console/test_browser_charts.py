@@ -2,19 +2,17 @@
 same numbers as the table under them, and refreshed by the page itself after a new run. Saves
 docs/screenshots/dashboard.png and docs/screenshots/dashboard-charts.png."""
 
-from pathlib import Path
-
 import pytest
 
 from console import activity
 from directory import changes
 from requestor.cycle import run_cycle, sync_all
 from requestor.models import Run
-from tests.console.conftest import make_user, make_world
+from tests.console.conftest import DOCS_SCREENSHOTS, make_user, make_world
 from tests.console.test_browser import CHROMIUM, browser, log_in, page  # noqa: F401 (fixtures)
 from transport.inbox import pump
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS = DOCS_SCREENSHOTS
 SERIES = list(activity.SERIES)
 
 pytestmark = [

@@ -4,7 +4,6 @@ itself: the page is never reloaded. The page mid-cycle is saved as docs/screensh
 for the README."""
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,7 @@ from requestor.constants import RunStatus, Trigger
 from requestor.cycle import run_cycle
 from requestor.models import Run
 from requestor.tasks import run_requestor_cycle
-from tests.console.conftest import make_user, make_world
+from tests.console.conftest import DOCS_SCREENSHOTS, make_user, make_world
 from tests.console.test_browser import CHROMIUM, browser, log_in, page, shoot  # noqa: F401
 from tests.workers.conftest import (  # noqa: F401 (fixtures)
     celery_processes,
@@ -22,7 +21,7 @@ from tests.workers.conftest import (  # noqa: F401 (fixtures)
 )
 from transport.inbox import pump
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS = DOCS_SCREENSHOTS
 
 pytestmark = [
     pytest.mark.skipif(

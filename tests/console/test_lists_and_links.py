@@ -408,9 +408,6 @@ def test_a_contact_of_an_organization_the_user_may_not_see_links_nowhere(world, 
 
 
 def count_queries(client, url: str, params=None) -> int:
-    # The session's first request reads the user's time zone once (console.timezones): the
-    # count is that of a request after it, as every later page of a session costs.
-    client.get(url, params or {})
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url, params or {})
     assert response.status_code == 200

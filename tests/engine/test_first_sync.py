@@ -69,7 +69,9 @@ def test_it_rejects_a_requestor_missing_from_the_allowlist(scenario):
     assert set(rejected.values_list("sender", flat=True)) == {org3.config.dn}
     for message in rejected:
         assert f"{org3.config.dn} may not send to {MASTER_DN}" in message.error
-        assert message.payload  # kept in the archive as it came
+        # Recorded by its size and digest, not its body: a stranger cannot fill the archive.
+        assert message.body_dropped and message.payload == b""
+        assert len(message.digest) == 64 and message.size > 0
     assert not GlobalEntry.objects.filter(origin="ORG3").exists()
     assert not org3.contacts().exists()
     assert "ORG3 User 1" not in scenario["ORG1"].contact_names()
