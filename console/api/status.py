@@ -117,16 +117,16 @@ class StatusSerializer(serializers.Serializer):
     )
     errors = ErrorLineSerializer(many=True)
     sync = SyncCheckSerializer(allow_null=True, help_text="The last verification (or null).")
-    master_current_usn = serializers.SerializerMethodField()
+    master_current_usn = serializers.IntegerField(
+        allow_null=True,
+        help_text="The current USN of the master this requestor sends to (null when it is not "
+        "in this installation); lag counts from it.",
+    )
     requestors = RequestorViewSerializer(many=True)
     held = serializers.IntegerField(
         help_text="Batches held for this organization's administrators."
     )
     ldap = LdapStateSerializer(allow_null=True, help_text="The LDAP directory's state (or null).")
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True))
-    def get_master_current_usn(self, status):
-        return status.master.usn if status.master else None
 
 
 class StatusViewSet(viewsets.ViewSet):

@@ -8,6 +8,7 @@ from django.utils import timezone
 from console import status
 from console.status import State
 from directory import changes
+from master.models import MasterConfig
 from requestor.constants import RunStatus, Trigger
 from requestor.cycle import run_cycle, sync_all
 from requestor.models import Run, Verification
@@ -103,6 +104,10 @@ def test_it_serves_the_dashboard_over_the_api(world, operator_api):
     assert rows[0]["last_run"]["status"] == "ok"
     one = operator_api.get("/api/v1/organizations/ORG2/status/").json()
     assert one["master_usn"] == rows[0]["master_usn"]
+    # The master ORG2 sends to is ORG1's: its USN, from which the lag is counted.
+    master = MasterConfig.objects.get(organization__name="ORG1")
+    assert one["master_current_usn"] == master.usn
+    assert one["lag"] == master.usn - one["master_usn"] == 0
 
 
 def test_it_shows_when_each_copy_was_verified_in_sync(world, operator_client, operator_api):
