@@ -14,10 +14,10 @@ from console.models import OrganizationRole
 from directory import changes
 from directory.models import Organization, Recipient
 from master.models import GlobalEntry, LedgerEntry
-from requestor import actions
 from requestor.constants import RunStatus, Trigger
 from requestor.cycle import run_cycle
 from requestor.models import RequestorConfig, Run
+from requestor.tasks import run_requestor_cycle
 from tests.workers.conftest import (
     add_orgs,
     assert_nothing_lost_or_duplicated,
@@ -125,11 +125,13 @@ def test_a_worker_killed_mid_cycle_leaves_nothing_and_the_next_run_completes_it(
     before = snapshot()
 
     # Another session holds the runs table: ORG2's cycle does all its writes (USN, export
-    # messages, sequence) and then waits to record its run, inside its transaction.
+    # messages, sequence) and then waits to record its run, inside its transaction. The task is
+    # sent as the schedule sends it, with no run recorded beforehand (Execute Now records a
+    # queued run first, which this lock would hold up in this very process).
     blocker = psycopg.connect(dbname=connection.settings_dict["NAME"], **_credentials())
     try:
         blocker.execute("LOCK TABLE requestor_run IN SHARE MODE")
-        actions.execute_now(org2.config, operator, queue=True)
+        run_requestor_cycle.delay(org2.config.pk, Trigger.MANUAL.value, operator.pk)
         [backend] = wait_for(backends_waiting_to_insert_a_run, 20, "the cycle to block")
         [child] = children(worker.pid)
         os.kill(child, signal.SIGKILL)
