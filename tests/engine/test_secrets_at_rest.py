@@ -19,6 +19,7 @@ from directory import bulk
 from directory.factories import OrganizationFactory
 from directory.models import LdapDirectory
 from interorg_site import encryption
+from tests.engine.test_upgrade import latest_schema_after, migrate  # noqa: F401 (fixture)
 from transport import signing
 from transport.models import SigningKey
 
@@ -238,22 +239,6 @@ def just_before(targets):
         next(parent for parent in graph.node_map[target].parents if parent.key[0] == target[0]).key
         for target in targets
     ]
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-@pytest.fixture
-def latest_schema_after():
-    """The tests after this one (same process) need every migration applied again."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 @pytest.mark.django_db(transaction=True)
