@@ -12,6 +12,7 @@ class Kind(models.TextChoices):
 class Backend(models.TextChoices):
     BUILTIN = "builtin", "Built-in directory"
     LDAP = "ldap", "LDAP server"
+    ACTIVE_DIRECTORY = "ad", "Active Directory"
 
 
 class Role(models.TextChoices):

@@ -133,7 +133,13 @@ class Organization(models.Model):
 
     @property
     def uses_ldap(self) -> bool:
-        return self.directory_backend == Backend.LDAP
+        """The directory is an LDAP server (OpenLDAP or Active Directory), mirrored in the
+        built-in tables."""
+        return self.directory_backend in (Backend.LDAP, Backend.ACTIVE_DIRECTORY)
+
+    @property
+    def uses_ad(self) -> bool:
+        return self.directory_backend == Backend.ACTIVE_DIRECTORY
 
     @property
     def runs_master(self) -> bool:
@@ -568,6 +574,41 @@ class LdapDirectory(models.Model):
         blank=True,
         editable=False,
         help_text="Latest modifyTimestamp read; the next scan reads entries changed since.",
+    )
+    # Active Directory only: the domain controller's own update sequence numbers.
+    unit_dns = models.TextField(
+        "organizational units",
+        blank=True,
+        help_text="Active Directory: the OUs whose people, groups and contacts are the "
+        "organization's recipients, one DN per line, each one a container; empty for every OU "
+        "under the base DN and its Users container.",
+    )
+    usn_watermark = models.BigIntegerField(
+        default=0,
+        editable=False,
+        help_text="Active Directory: the highest uSNChanged read; the next scan reads what "
+        "changed after it on the same domain controller.",
+    )
+    invocation_id = models.CharField(
+        max_length=36,
+        blank=True,
+        editable=False,
+        help_text="Active Directory: the invocationId of the domain controller the watermark "
+        "belongs to (a new one after a restore from backup).",
+    )
+    dc_service_name = models.CharField(
+        max_length=1024,
+        blank=True,
+        editable=False,
+        help_text="Active Directory: the dsServiceName (NTDS Settings DN) of that domain "
+        "controller.",
+    )
+    dc_host = models.CharField(max_length=255, blank=True, editable=False)
+    last_full_scan_at = models.DateTimeField(null=True, blank=True, editable=False)
+    full_scan_reason = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Why the last full comparison with the directory was made.",
     )
     published_usn = models.BigIntegerField(
         default=0,

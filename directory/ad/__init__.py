@@ -1,0 +1,1 @@
+"""Active Directory as an organization's directory: read by its own USNs, written as AD contacts."""
