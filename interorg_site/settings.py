@@ -92,6 +92,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a login refused for a lockout into the "too many failed logins" page (429).
     "axes.middleware.AxesMiddleware",
+    # A stored secret the keys cannot open: 503 saying what to do, not a server error.
+    "console.views.errors.UndecryptableSecretMiddleware",
 ]
 
 ROOT_URLCONF = "interorg_site.urls"

@@ -119,3 +119,28 @@ def test_a_signing_key_is_stored_encrypted_and_never_shown(world, admin_client, 
         assert page.status_code == 200
         body = page.content.decode()
         assert key.private_key not in body and raw not in body
+
+
+def test_a_secret_the_keys_cannot_open_is_a_clear_503_not_a_crash(
+    world, admin_client_, admin_api, settings
+):
+    """The keys were changed without rotate_secrets: the pages and the API that read the
+    secret say what happened and what to do, instead of a bare server error."""
+    LdapDirectory.objects.create(
+        organization=world.org2.organization,
+        uri="ldap://127.0.0.1:1389",
+        password=PASSWORD,
+        base_dn="dc=x",
+    )
+    settings.INTERORG_SECRETS_KEYS = [Fernet.generate_key().decode()]
+
+    page = admin_client_.get("/o/ORG2/directory-service/")
+    assert page.status_code == 503
+    body = page.content.decode()
+    assert "A stored secret cannot be opened" in body
+    assert "rotate_secrets" in body
+    assert PASSWORD not in body
+
+    answer = admin_api.get(f"{API}/organizations/ORG2/directory/")
+    assert answer.status_code == 503
+    assert "rotate_secrets" in answer.json()["detail"]
