@@ -125,6 +125,22 @@ try:
     }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
+# A transaction left open by a process that stopped without closing its connection holds its
+# row locks until PostgreSQL ends the session. The keepalives end it within about two minutes
+# when the peer is gone (a worker host that lost power or its network); the idle timeout, after
+# this many seconds (0: never), also when the host is up but the process hangs. It is longer
+# than any pause inside one of the application's transactions (the longest is a chunk of
+# contacts written to LDAP).
+INTERORG_DB_IDLE_TRANSACTION_SECONDS = envint(
+    "INTERORG_DB_IDLE_TRANSACTION_SECONDS", 600, minimum=0
+)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # PGOPTIONS, which libpq no longer reads once `options` is given, comes last and wins.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c idle_in_transaction_session_timeout={INTERORG_DB_IDLE_TRANSACTION_SECONDS}s "
+        "-c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 "
+        + os.environ.get("PGOPTIONS", "")
+    ).strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers wait for the database lock instead of failing at once; IMMEDIATE transactions take
     # the write lock at BEGIN, which serializes USN allocation with commit on SQLite.
