@@ -1,5 +1,5 @@
-"""Where an organization's directory lives (built-in or an LDAP server) and how to reach the
-server: the rules shared by the console's Directory Service page and the API.
+"""Where an organization's directory lives (built-in, an LDAP server or Active Directory) and how
+to reach the server: the rules shared by the console's Directory Service page and the API.
 
 The connection settings are kept even while the organization uses the built-in directory, so
 an administrator can enter and test them before switching.
@@ -15,6 +15,9 @@ from directory.backends import DirectoryUnavailable, ldap_missing
 from directory.constants import Backend
 from directory.models import LdapDirectory, Organization
 
+# The kinds of directory kept in a server, mirrored in the built-in tables.
+SERVER_BACKENDS = (Backend.LDAP, Backend.ACTIVE_DIRECTORY)
+
 # A test from the console waits at most this long whatever the directory's own timeout (up to
 # ten minutes for a slow server): a web request must not hang.
 TEST_TIMEOUT = 15
@@ -22,23 +25,49 @@ TEST_TIMEOUT = 15
 
 def validate(directory: LdapDirectory, backend: str) -> None:
     """Raise ValidationError (by field) unless `directory` can be saved for `backend`: the
-    model's own validation, and python-ldap installed when LDAP is chosen."""
+    model's own validation, the organizational units, and python-ldap installed when LDAP or
+    Active Directory is chosen."""
     errors: dict[str, list[str]] = {}
-    if backend == Backend.LDAP and ldap_missing():
+    if backend in SERVER_BACKENDS and ldap_missing():
         errors["directory_backend"] = [ldap_missing()]
     try:
         directory.full_clean(exclude=["organization"])
     except ValidationError as exc:
         for field, messages in exc.message_dict.items():
             errors.setdefault(field, []).extend(messages)
+    problem = unit_dns_problem(directory.unit_dns, directory.base_dn)
+    if problem:
+        errors.setdefault("unit_dns", []).append(problem)
     if errors:
         raise ValidationError(errors)
 
 
+def unit_dns_problem(unit_dns: str, base_dn: str) -> str:
+    """Why the organizational units (one DN per line) cannot be used ("" when they can): each
+    must be a DN under the base DN."""
+    lines = [line.strip() for line in unit_dns.splitlines() if line.strip()]
+    if not lines or ldap_missing():
+        return ""
+    import ldap.dn
+
+    try:
+        base = [[(a.lower(), v.lower(), f) for a, v, f in rdn] for rdn in ldap.dn.str2dn(base_dn)]
+    except ldap.DECODING_ERROR:
+        return ""  # the base DN's own error is reported
+    for line in lines:
+        try:
+            rdns = [[(a.lower(), v.lower(), f) for a, v, f in rdn] for rdn in ldap.dn.str2dn(line)]
+        except ldap.DECODING_ERROR:
+            return f"{line!r} is not a DN (such as OU=Staff,{base_dn or 'DC=example,DC=org'})."
+        if len(rdns) <= len(base) or rdns[len(rdns) - len(base) :] != base:
+            return f"{line} is not under the base DN {base_dn}."
+    return ""
+
+
 def keeps_settings(directory: LdapDirectory, backend: str) -> bool:
-    """Whether there are LDAP settings to validate and keep: always for LDAP; for the built-in
-    directory, only once some have been entered."""
-    return backend == Backend.LDAP or bool(
+    """Whether there are server settings to validate and keep: always for LDAP and Active
+    Directory; for the built-in directory, only once some have been entered."""
+    return backend in SERVER_BACKENDS or bool(
         directory.pk or directory.uri or directory.base_dn or directory.bind_dn
     )
 
@@ -59,11 +88,18 @@ class ConnectionCheck:
     ok: bool
     detail: str
     recipients: int | None = None
+    # Active Directory: the domain controller that answered, and the controls a scan uses.
+    dc_host: str | None = None
+    dc_service_name: str | None = None
+    highest_usn: int | None = None
+    show_deleted: bool | None = None
+    dirsync: bool | None = None
 
 
-def try_connection(directory: LdapDirectory) -> ConnectionCheck:
-    """Bind and count the recipients under the base DN, as the next scan would; the failure as
-    the message a scan would record. Nothing is saved."""
+def try_connection(directory: LdapDirectory, backend: str = Backend.LDAP) -> ConnectionCheck:
+    """Bind and count the recipients under the base DN, as the next scan would (for Active
+    Directory, with the domain controller's identity, USN and controls); the failure as the
+    message a scan would record. Nothing is saved."""
     if ldap_missing():
         return ConnectionCheck(False, ldap_missing())
     from directory.ldap.connection import check
@@ -71,6 +107,8 @@ def try_connection(directory: LdapDirectory) -> ConnectionCheck:
     trial = copy.copy(directory)
     trial.timeout = min(directory.timeout or TEST_TIMEOUT, TEST_TIMEOUT)
     try:
+        if backend == Backend.ACTIVE_DIRECTORY:
+            return _try_domain_controller(trial)
         count = check(trial)
     except DirectoryUnavailable as exc:
         return ConnectionCheck(False, str(exc))
@@ -80,4 +118,28 @@ def try_connection(directory: LdapDirectory) -> ConnectionCheck:
     found = "1 recipient" if count == 1 else f"{count} recipients"
     return ConnectionCheck(
         True, f"Connected to {directory.uri} as {who}: {found} under {directory.base_dn}.", count
+    )
+
+
+def _try_domain_controller(directory: LdapDirectory) -> ConnectionCheck:
+    from directory.ad.check import check
+
+    dc = check(directory)
+    found = "1 recipient" if dc.recipients == 1 else f"{dc.recipients} recipients"
+    controls = "; ".join(
+        f"{name} control {'supported' if supported else 'NOT supported'}"
+        for name, supported in (("Show Deleted", dc.show_deleted), ("DirSync", dc.dirsync))
+    )
+    who = directory.bind_dn or "anonymous"
+    return ConnectionCheck(
+        True,
+        f"Connected to domain controller {dc.host or directory.uri} as {who}: {found} under "
+        f"{directory.base_dn}. Highest committed USN {dc.highest_usn}; {controls}. NTDS "
+        f"Settings: {dc.service_name}.",
+        dc.recipients,
+        dc_host=dc.host,
+        dc_service_name=dc.service_name,
+        highest_usn=dc.highest_usn,
+        show_deleted=dc.show_deleted,
+        dirsync=dc.dirsync,
     )

@@ -25,7 +25,9 @@ class ServerTypeForm(forms.ModelForm):
 
 
 class DirectoryForm(forms.ModelForm):
-    """Directory Service: the built-in directory or an LDAP server, and how to reach it.
+    """Directory Service: the built-in directory, an LDAP server or Active Directory, and how
+    to reach it (the organizational units and the rules for disabled and hidden recipients are
+    Active Directory's).
 
     The password is never sent back to the browser: left blank, the stored one is kept. With
     `testing`, the settings are checked for a connection test even while the built-in directory
@@ -36,8 +38,8 @@ class DirectoryForm(forms.ModelForm):
         label="Directory",
         choices=Backend.choices,
         widget=forms.RadioSelect,
-        help_text="With an LDAP server, each cycle first reads its changes (people, groups and "
-        "units under the base DN) and writes the imported contacts into it.",
+        help_text="With an LDAP server or Active Directory, each cycle first reads its changes "
+        "(people, groups and units under the base DN) and writes the imported contacts into it.",
     )
     clear_password = forms.BooleanField(
         label="Bind without a password (forget the stored one)", required=False
@@ -45,8 +47,28 @@ class DirectoryForm(forms.ModelForm):
 
     class Meta:
         model = LdapDirectory
-        fields = ["uri", "start_tls", "ca_file", "bind_dn", "password", "base_dn", "timeout"]
-        widgets = {"password": forms.PasswordInput(render_value=False)}
+        fields = [
+            "uri",
+            "start_tls",
+            "ca_file",
+            "bind_dn",
+            "password",
+            "base_dn",
+            "timeout",
+            "unit_dns",
+            "disabled_accounts",
+            "hidden_entries",
+            "address_book_only",
+        ]
+        widgets = {
+            "password": forms.PasswordInput(render_value=False),
+            "unit_dns": forms.Textarea(attrs={"rows": 3}),
+        }
+        labels = {"bind_dn": "Bind DN or user"}
+        help_texts = {
+            "bind_dn": "A DN; for Active Directory also user@domain (the user principal name).",
+            "uri": "ldap://host:389 (with StartTLS) or ldaps://host:636.",
+        }
 
     field_order = ["directory_backend"]
 
@@ -59,6 +81,9 @@ class DirectoryForm(forms.ModelForm):
         self.initial.setdefault("directory_backend", organization.directory_backend)
         # Required for an LDAP directory only: clean() says so then.
         self.fields["uri"].required = self.fields["base_dn"].required = False
+        # Active Directory's rules: left out of a form, the stored ones (or the defaults) stay.
+        self.fields["disabled_accounts"].required = False
+        self.fields["hidden_entries"].required = False
         password = self.fields["password"]
         password.required, password.strip = False, False
         password.help_text = (
@@ -71,7 +96,7 @@ class DirectoryForm(forms.ModelForm):
 
     def clean_directory_backend(self) -> str:
         backend = self.cleaned_data["directory_backend"]
-        if backend == Backend.LDAP and directory_settings.ldap_missing():
+        if backend in directory_settings.SERVER_BACKENDS and directory_settings.ldap_missing():
             raise ValidationError(directory_settings.ldap_missing())
         return backend
 
@@ -85,13 +110,18 @@ class DirectoryForm(forms.ModelForm):
             for name in ("uri", "base_dn"):
                 if not cleaned.get(name) and name not in self.errors:
                     self.add_error(name, "Required for an LDAP directory.")
+            problem = directory_settings.unit_dns_problem(
+                cleaned.get("unit_dns", ""), cleaned.get("base_dn") or ""
+            )
+            if problem and "unit_dns" not in self.errors:
+                self.add_error("unit_dns", problem)
         return cleaned
 
     def keeps_settings(self) -> bool:
         """Whether the LDAP settings are to be checked (and saved)."""
         data = getattr(self, "cleaned_data", {})
         backend = data.get("directory_backend", self.organization.directory_backend)
-        if self.testing or backend == Backend.LDAP or self.instance.pk:
+        if self.testing or backend in directory_settings.SERVER_BACKENDS or self.instance.pk:
             return True
         return any(data.get(name) for name in ("uri", "base_dn", "bind_dn"))
 

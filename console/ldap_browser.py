@@ -1,6 +1,7 @@
 """The directory browser of an organization whose directory is an LDAP server: its units and
-entries read live from the server (the django-ldapdb models of directory.ldap.models), each
-beside its mirror recipient, which keeps what LDAP has no attribute for (the trust level).
+entries read live from the server (the django-ldapdb models of directory.ldap.models, or of
+directory.ad.models for Active Directory), each beside its mirror recipient, which keeps what
+LDAP has no attribute for (the trust level).
 
 Every LDAP failure becomes DirectoryUnavailable with the message a scan would record, so a page
 can say that the server cannot be reached instead of failing.
@@ -29,6 +30,14 @@ def _models():
     return models
 
 
+def _models_of(directory: LdapDirectory):
+    """The entries' models of the directory's kind (OpenLDAP's classes, or Active Directory's)."""
+    models = _models()
+    if directory.organization.uses_ad:
+        from directory.ad import models
+    return models
+
+
 def directory_of(organization: Organization) -> LdapDirectory:
     directory = LdapDirectory.objects.filter(organization=organization).first()
     if directory is None:
@@ -36,6 +45,7 @@ def directory_of(organization: Organization) -> LdapDirectory:
             f"{organization.name} has no LDAP server settings yet: enter them on its "
             "Directory Service page."
         )
+    directory.organization = organization
     return directory
 
 
@@ -87,10 +97,13 @@ class UnitRow:
 
 def units(directory: LdapDirectory) -> list[UnitRow]:
     """The base entry and every organizational unit under it, as a tree, each with its mirror
-    container (one LDAP search, one SQL query)."""
-    models = _models()
+    container (one LDAP search, one SQL query; in Active Directory, one more for the Users
+    container, and without the OU where hidden contacts wait)."""
+    models = _models_of(directory)
     with reading(directory):
         found = list(models.bound(models.Unit, directory).objects.all())
+        if directory.organization.uses_ad:
+            found = _ad_units(models, directory, found)
     containers = (
         Container.objects.filter(organization_id=directory.organization_id)
         .filter(ldap_uuid__isnull=False)
@@ -112,6 +125,27 @@ def units(directory: LdapDirectory) -> list[UnitRow]:
     return rows
 
 
+def _ad_units(models, directory: LdapDirectory, found: list) -> list:
+    import ldap
+
+    from directory.ad import schema
+
+    hidden = _normalize_dn(schema.hidden_unit_dn(directory.base_dn))
+    users = models.bound(
+        models.AdContainer,
+        directory,
+        base=schema.users_container_dn(directory.base_dn),
+        scope=ldap.SCOPE_BASE,
+    )
+    return [unit for unit in found if _normalize_dn(unit.dn) != hidden] + list(users.objects.all())
+
+
+def _normalize_dn(dn: str) -> str:
+    from directory.ldap.scan import normalize
+
+    return normalize(dn)
+
+
 def _uuid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
@@ -124,13 +158,19 @@ def unit_dn(directory: LdapDirectory, container: Container) -> str | None:
     the last scan is still found); None when it is gone from LDAP."""
     if container.parent_id is None:
         return directory.base_dn
-    models = _models()
+    models = _models_of(directory)
     with reading(directory):
         unit = (
             models.bound(models.Unit, directory)
             .objects.filter(entry_uuid=str(container.ldap_uuid))
             .first()
         )
+        if unit is None and directory.organization.uses_ad:  # the Users container
+            unit = (
+                models.bound(models.AdContainer, directory)
+                .objects.filter(entry_uuid=str(container.ldap_uuid))
+                .first()
+            )
     return unit.dn if unit else None
 
 
@@ -171,19 +211,28 @@ def unit_entries(directory: LdapDirectory, dn: str, query: str = "") -> Concaten
     name, uid or mail; LDAP compares them ignoring case). Nothing is read until paged."""
     import ldap
 
-    models = _models()
+    models = _models_of(directory)
     people = models.bound(models.Person, directory, base=dn, scope=ldap.SCOPE_ONELEVEL)
     groups = models.bound(models.Group, directory, base=dn, scope=ldap.SCOPE_ONELEVEL)
     people_qs, groups_qs = people.objects.all(), groups.objects.all()
     if query:
-        people_qs = people_qs.filter(
-            Q(cn__contains=query)
-            | Q(display_name__contains=query)
-            | Q(alias__contains=query)
-            | Q(primary_smtp__contains=query)
-        )
-        groups_qs = groups_qs.filter(Q(name__contains=query) | Q(primary_smtp__contains=query))
+        people_fields = getattr(models, "PEOPLE_SEARCH", PEOPLE_SEARCH)
+        group_fields = getattr(models, "GROUP_SEARCH", GROUP_SEARCH)
+        people_qs = people_qs.filter(_any_contains(people_fields, query))
+        groups_qs = groups_qs.filter(_any_contains(group_fields, query))
     return Concatenated(people_qs.order_by("cn"), groups_qs.order_by("name"))
+
+
+# Where the search of a unit's entries looks (directory.ad.models has its own).
+PEOPLE_SEARCH = ("cn", "display_name", "alias", "primary_smtp")
+GROUP_SEARCH = ("name", "primary_smtp")
+
+
+def _any_contains(fields: tuple[str, ...], query: str) -> Q:
+    found = Q()
+    for name in fields:
+        found |= Q(**{f"{name}__contains": query})
+    return found
 
 
 @dataclass
@@ -228,7 +277,7 @@ def with_mirror(organization: Organization, entries) -> list[EntryRow]:
 
 def entry_of(directory: LdapDirectory, recipient: Recipient):
     """The LDAP entry a mirror recipient stands for, read now; None if it is gone."""
-    models = _models()
+    models = _models_of(directory)
     if recipient.is_imported:
         model, lookup = models.Person, {"global_key": recipient.global_key}
     elif recipient.kind == Kind.DISTRIBUTION_LIST:
@@ -251,9 +300,22 @@ LABELS = {
     "entry_uuid": "entry UUID",
     "modified": "modified",
     "object_class": "object classes",
+    "account": "account name",
+    "proxy_addresses": "proxy addresses",
+    "legacy_dn": "legacy Exchange DN",
+    "account_control": "account control",
+    "usn_changed": "USN changed",
+    "category": "object category",
 }
 # Shown after the others: what tells LDAP administrators which entry it is, not what it says.
-TECHNICAL = ("entry_uuid", "modified", "object_class")
+TECHNICAL = (
+    "entry_uuid",
+    "usn_changed",
+    "modified",
+    "account_control",
+    "category",
+    "object_class",
+)
 
 
 def _label(name: str) -> str:

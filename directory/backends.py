@@ -29,10 +29,15 @@ def ldap_missing() -> str:
     return ""
 
 
-def _ldap():
+def modules(organization: Organization | None = None):
+    """The scan and publish modules of the organization's kind of directory: Active
+    Directory's (read by its own USNs, written as AD contacts) or plain LDAP's."""
     if ldap_missing():
         raise DirectoryUnavailable(ldap_missing())
-    from directory.ldap import publish, scan
+    if organization is not None and organization.uses_ad:
+        from directory.ad import publish, scan
+    else:
+        from directory.ldap import publish, scan
 
     return scan, publish
 
@@ -43,7 +48,7 @@ def refresh(organization: Organization) -> None:
     if not organization.uses_ldap:
         return
     _server_of(organization)
-    _ldap()[1].publish(organization.pk)
+    modules(organization)[1].publish(organization.pk)
     _scan(organization)
 
 
@@ -58,7 +63,7 @@ def read(organization: Organization) -> None:
 
 
 def _scan(organization: Organization) -> None:
-    result = _ldap()[0].scan(organization.pk)
+    result = modules(organization)[0].scan(organization.pk)
     if result.problems:
         log.warning(
             "%s: the LDAP scan left out %d entries, first: %s",
@@ -85,6 +90,7 @@ def contacts_changed(organization: Organization) -> None:
 
 def publish_quietly(organization_id: int) -> None:
     try:
-        _ldap()[1].publish(organization_id)
+        organization = Organization.objects.get(pk=organization_id)
+        modules(organization)[1].publish(organization_id)
     except DirectoryUnavailable as exc:
         log.warning("contacts not written to LDAP yet: %s", exc)

@@ -15,6 +15,29 @@ class Backend(models.TextChoices):
     ACTIVE_DIRECTORY = "ad", "Active Directory"
 
 
+class DisabledAccounts(models.TextChoices):
+    """Active Directory: what a scan does with a user whose account is disabled."""
+
+    LEAVE_OUT = "leave_out", "Leave them out"
+    INCLUDE = "include", "Read them like the others"
+
+
+class DeletesRead(models.TextChoices):
+    """Active Directory: how a scan finds the objects deleted since the last one."""
+
+    UNKNOWN = "", "Not checked yet"
+    TOMBSTONES = "tombstones", "From the deleted objects (by USN)"
+    LISTING = "listing", "By listing every recipient (the bind account cannot see deleted objects)"
+
+
+class HiddenEntries(models.TextChoices):
+    """Active Directory: what a scan does with a recipient hidden from the address lists."""
+
+    HIDDEN_FROM_OTHERS = "hidden_from_others", "Read them, hidden from other organizations"
+    LEAVE_OUT = "leave_out", "Leave them out"
+    INCLUDE = "include", "Read them like the others"
+
+
 class Role(models.TextChoices):
     MASTER = "master", "Master"
     REQUESTOR = "requestor", "Requestor"

@@ -20,6 +20,9 @@ from directory.constants import (
     GENERAL_ATTRIBUTES,
     TRUST_LEVEL_MAX,
     Backend,
+    DeletesRead,
+    DisabledAccounts,
+    HiddenEntries,
     Kind,
     Role,
 )
@@ -604,6 +607,63 @@ class LdapDirectory(models.Model):
         "controller.",
     )
     dc_host = models.CharField(max_length=255, blank=True, editable=False)
+    disabled_accounts = models.CharField(
+        "disabled accounts",
+        max_length=16,
+        choices=DisabledAccounts.choices,
+        default=DisabledAccounts.LEAVE_OUT,
+        help_text="Active Directory: users whose account is disabled.",
+    )
+    hidden_entries = models.CharField(
+        "hidden recipients",
+        max_length=32,
+        choices=HiddenEntries.choices,
+        default=HiddenEntries.HIDDEN_FROM_OTHERS,
+        help_text="Active Directory: recipients hidden from the address lists "
+        "(msExchHideFromAddressLists, or an empty showInAddressBook when the next setting is on).",
+    )
+    address_book_only = models.BooleanField(
+        "only recipients in an address book are visible",
+        default=False,
+        help_text="Active Directory with Exchange's address lists: a recipient with an empty "
+        "showInAddressBook counts as hidden. Leave off where no address list is kept.",
+    )
+    usn_probe = models.CharField(
+        max_length=80,
+        blank=True,
+        editable=False,
+        help_text="Active Directory: objectGUID and uSNChanged of the last object a scan read; "
+        "the next scan reads it again, and a lower uSNChanged (or no such object) means the "
+        "domain controller's database went back.",
+    )
+    scanned_with = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Active Directory: the units and rules the watermark was read with (when they "
+        "change, the next scan compares everything).",
+    )
+    deletes_read = models.CharField(
+        "deletes found",
+        max_length=16,
+        choices=DeletesRead.choices,
+        default=DeletesRead.UNKNOWN,
+        blank=True,
+        editable=False,
+        help_text="Active Directory: whether the bind account sees deleted objects (checked by "
+        "deleting an object of its own and looking for it), or each scan lists every recipient "
+        "to find the deletes.",
+    )
+    deletes_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    deletes_note = models.TextField(
+        blank=True, editable=False, help_text="Why deletes are found by listing, if they are."
+    )
+    retry_guids = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="Active Directory: objectGUIDs of the objects the last scan reported a "
+        "problem with, read again by the next one.",
+    )
     last_full_scan_at = models.DateTimeField(null=True, blank=True, editable=False)
     full_scan_reason = models.TextField(
         blank=True,

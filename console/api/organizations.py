@@ -50,7 +50,8 @@ class DirectorySettingsSerializer(serializers.ModelSerializer):
         choices=Backend.choices,
         source="organization.directory_backend",
         required=False,
-        help_text="builtin, or ldap (an LDAP server read before every export).",
+        help_text="builtin, ldap (an LDAP server read before every export) or ad (Active "
+        "Directory, read by its update sequence numbers).",
     )
     has_password = serializers.SerializerMethodField()
     state = serializers.SerializerMethodField()
@@ -67,6 +68,10 @@ class DirectorySettingsSerializer(serializers.ModelSerializer):
             "has_password",
             "base_dn",
             "timeout",
+            "unit_dns",
+            "disabled_accounts",
+            "hidden_entries",
+            "address_book_only",
             "state",
         ]
         extra_kwargs = {
@@ -106,9 +111,28 @@ class DirectorySettingsSerializer(serializers.ModelSerializer):
 
 
 class ConnectionCheckSerializer(serializers.Serializer):
+    """What Test connection found; the domain controller's fields for Active Directory only."""
+
     ok = serializers.BooleanField()
     detail = serializers.CharField()
     recipients = serializers.IntegerField(allow_null=True)
+    # Active Directory only (left out otherwise): the domain controller that answered.
+    dc_host = serializers.CharField(required=False, help_text="Its dnsHostName.")
+    dc_service_name = serializers.CharField(
+        required=False, help_text="Its dsServiceName (NTDS Settings DN)."
+    )
+    highest_usn = serializers.IntegerField(required=False, help_text="Its highestCommittedUSN.")
+    show_deleted = serializers.BooleanField(
+        required=False, help_text="Whether it supports the Show Deleted control."
+    )
+    dirsync = serializers.BooleanField(
+        required=False, help_text="Whether it supports the DirSync control."
+    )
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        always = {"ok", "detail", "recipients"}
+        return {name: value for name, value in data.items() if value is not None or name in always}
 
 
 class NamesField(serializers.ListField):
@@ -269,12 +293,14 @@ class OrganizationViewSet(
     @action(detail=True, methods=["post"], url_path="directory/test")
     def test_directory(self, request, name=None):
         """Test connection: bind to the stored LDAP server and count the recipients under its
-        base DN (ok is false, with the reason, when that fails)."""
-        directory = self._directory(self.get_object())
+        base DN (ok is false, with the reason, when that fails); for Active Directory, also the
+        domain controller's identity, highest committed USN and supported controls."""
+        organization = self.get_object()
+        directory = self._directory(organization)
         if directory.pk is None:
             result = directory_settings.ConnectionCheck(
                 False, f"{directory.organization.name} has no LDAP server settings."
             )
         else:
-            result = directory_settings.try_connection(directory)
+            result = directory_settings.try_connection(directory, organization.directory_backend)
         return Response(ConnectionCheckSerializer(result).data)

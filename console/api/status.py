@@ -28,6 +28,15 @@ class LdapStateSerializer(serializers.ModelSerializer):
             "last_error_at",
             "scan_problems",
             "publish_problems",
+            # Active Directory: the watermark and the domain controller it belongs to.
+            "usn_watermark",
+            "invocation_id",
+            "dc_service_name",
+            "dc_host",
+            "last_full_scan_at",
+            "full_scan_reason",
+            "deletes_read",
+            "deletes_note",
         ]
         read_only_fields = fields
 

@@ -15,19 +15,26 @@ PER_PAGE = 50
 
 
 def units(request, organization):
-    rows, problem = [], ""
+    rows, problem, directory = [], "", None
     try:
-        rows = ldap_browser.units(ldap_browser.directory_of(organization))
+        directory = ldap_browser.directory_of(organization)
+        rows = ldap_browser.units(directory)
     except DirectoryUnavailable as exc:
         problem = str(exc)
     return page(
-        request, "console/ldap_units.html", organization, "directory", rows=rows, problem=problem
+        request,
+        "console/ldap_units.html",
+        organization,
+        "directory",
+        rows=rows,
+        problem=problem,
+        ldap=directory,
     )
 
 
 def unit(request, organization, container):
     query = request.GET.get("q", "").strip().replace("\x00", "")
-    entries, dn, problem = None, container.ldap_dn, ""
+    entries, dn, problem, directory = None, container.ldap_dn, "", None
     try:
         directory = ldap_browser.directory_of(organization)
         dn = ldap_browser.unit_dn(directory, container)
@@ -50,6 +57,7 @@ def unit(request, organization, container):
         entries=entries,
         query=query,
         problem=problem,
+        ldap=directory,
     )
 
 

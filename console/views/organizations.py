@@ -41,7 +41,9 @@ def directory_service(request, organization):
     result = None
     if request.method == "POST" and form.is_valid():
         if testing:
-            result = directory_settings.try_connection(form.instance)
+            result = directory_settings.try_connection(
+                form.instance, form.cleaned_data["directory_backend"]
+            )
         else:
             form.save()
             messages.success(request, f"Directory of {organization.name} saved.")

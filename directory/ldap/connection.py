@@ -84,23 +84,35 @@ def check(directory: LdapDirectory) -> int:
         return sum(1 for _ in search(conn, directory.base_dn, schema.RECIPIENT_FILTER, ["1.1"]))
 
 
-def search(conn, base: str, filterstr: str, attrs: list[str], scope=ldap.SCOPE_SUBTREE):
-    """Every (dn, attributes) found, attribute values decoded as text, in pages of 1,000."""
+def search(
+    conn,
+    base: str,
+    filterstr: str,
+    attrs: list[str],
+    scope=ldap.SCOPE_SUBTREE,
+    *,
+    binary: tuple[str, ...] = (),
+    controls: tuple = (),
+):
+    """Every (dn, attributes) found, in pages of 1,000: attribute values decoded as text, but
+    those named in `binary` (lower case) kept as bytes; `controls` are sent with each page."""
     control = ldap.controls.SimplePagedResultsControl(True, size=1000, cookie="")
     while True:
-        msgid = conn.search_ext(base, scope, filterstr, attrs, serverctrls=[control])
-        _type, data, _msgid, controls = conn.result3(msgid)
+        msgid = conn.search_ext(base, scope, filterstr, attrs, serverctrls=[control, *controls])
+        _type, data, _msgid, answered = conn.result3(msgid)
         for dn, entry in data:
             if dn is None:  # a referral
                 continue
             yield (
                 dn,
                 {
-                    name: [value.decode("utf-8", "replace") for value in values]
+                    name: values
+                    if name.lower() in binary
+                    else [value.decode("utf-8", "replace") for value in values]
                     for name, values in entry.items()
                 },
             )
-        cookie = next((c.cookie for c in controls if c.controlType == control.controlType), b"")
+        cookie = next((c.cookie for c in answered if c.controlType == control.controlType), b"")
         if not cookie:
             return
         control.cookie = cookie

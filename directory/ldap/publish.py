@@ -8,6 +8,7 @@ Operations are pipelined (several in flight on one connection), since each waits
 """
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ldap
@@ -83,12 +84,20 @@ def publish(organization_id: int, force: bool = False) -> PublishResult:
     """Bring the contacts in LDAP in line with the mirror when it changed since the last time
     (or always with `force`). Raises DirectoryUnavailable if LDAP fails; what was written stays,
     and the next publish completes it."""
+    return publish_with(_publish, organization_id, force)
+
+
+def publish_with(
+    write: Callable[[LdapDirectory], PublishResult], organization_id: int, force: bool
+) -> PublishResult:
+    """Run `write` (this module's writer, or Active Directory's) on the organization's directory,
+    locked, when the contacts changed since the last publish, and record what it did."""
     with recording_failure(organization_id), transaction.atomic():
         directory = LdapDirectory.objects.select_for_update().get(organization_id=organization_id)
         latest = _latest_contact_usn(organization_id)
         if not force and latest <= directory.published_usn and not directory.last_error:
             return PublishResult()
-        result = _publish(directory)
+        result = write(directory)
         directory.published_usn = latest
         directory.last_publish_at = timezone.now()
         directory.last_error = ""
@@ -136,7 +145,7 @@ def _publish(directory: LdapDirectory) -> PublishResult:
     hidden_unit = schema.hidden_unit_dn(directory.base_dn)
     with connected(directory) as conn:
         if contacts.filter(hidden_at__isnull=False).exists():
-            _ensure_unit(conn, hidden_unit, schema.HIDDEN_UNIT)
+            ensure_unit(conn, hidden_unit, schema.HIDDEN_UNIT)
         written: dict[str, tuple[str, dict]] = {}
         pipeline = Pipeline(conn, result)
         for dn, attrs in search(
@@ -191,7 +200,7 @@ def _publish(directory: LdapDirectory) -> PublishResult:
     return result
 
 
-def _ensure_unit(conn, dn: str, name: str) -> None:
+def ensure_unit(conn, dn: str, name: str) -> None:
     """The organizational unit at `dn`, added if it is not there yet."""
     try:
         conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"])

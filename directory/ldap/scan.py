@@ -82,7 +82,7 @@ def _scan(organization_id: int) -> ScanResult:
     )
     result = ScanResult()
     mirror = dict(
-        _mirrored(organization_id).values_list("guid", "pk"),
+        mirrored(organization_id).values_list("guid", "pk"),
     )
     since = _since(directory.high_water)
     with connected(directory) as conn:
@@ -111,12 +111,16 @@ def _scan(organization_id: int) -> ScanResult:
                 schema.READ_ATTRIBUTES,
             )
     result.read = len(changed)
-    containers = _sync_containers(directory, base[0], units, result)
+    containers = sync_containers(
+        directory,
+        SITE_NAME,
+        [(dn, uuid.UUID(attrs["entryUUID"][0])) for dn, attrs in [base[0], *units]],
+    )
     removed = [pk for guid, pk in mirror.items() if guid not in present]
     if removed:
         result.deleted = changes.delete_recipients(Recipient.objects.filter(OneOf("pk", removed)))
     _apply(directory, changed, containers, result)
-    _forget_vanished_units(directory)
+    forget_vanished_units(directory)
     stamps = [attrs["modifyTimestamp"][0] for _dn, attrs in changed if "modifyTimestamp" in attrs]
     if stamps:
         directory.high_water = max(directory.high_water, *stamps)
@@ -127,7 +131,7 @@ def _scan(organization_id: int) -> ScanResult:
     return result
 
 
-def _mirrored(organization_id: int):
+def mirrored(organization_id: int):
     """The organization's own recipients that mirror LDAP entries (not contacts, and not in a
     built-in container left from before the organization moved to LDAP)."""
     return Recipient.objects.filter(
@@ -153,17 +157,20 @@ def _container_name(rdn_value: str, taken: set[str], entry_uuid: uuid.UUID) -> s
     return name
 
 
-def _sync_containers(directory, base, units, result) -> dict[str, int]:
-    """Containers for the base entry and every organizational unit; normalized DN -> id."""
+def sync_containers(
+    directory, site_name: str, entries: list[tuple[str, uuid.UUID]]
+) -> dict[str, int]:
+    """Containers for the base entry (first of `entries`) and the units after it, (DN, stable
+    id) each, in the site `site_name`; normalized DN -> container id."""
     organization = directory.organization
-    site, _ = Site.objects.get_or_create(organization=organization, name=SITE_NAME)
+    site, _ = Site.objects.get_or_create(organization=organization, name=site_name)
     mirrored = Container.objects.filter(site=site, ldap_uuid__isnull=False)
     existing = {container.ldap_uuid: container for container in mirrored}
     by_dn: dict[str, Container] = {}
+    base, units = entries[0], entries[1:]
     entries = [base] + sorted(units, key=lambda unit: len(ldap.dn.str2dn(unit[0])))
     siblings: dict[int | None, set[str]] = {}
-    for index, (dn, attrs) in enumerate(entries):
-        entry_uuid = uuid.UUID(attrs["entryUUID"][0])
+    for index, (dn, entry_uuid) in enumerate(entries):
         parent = None
         if index:
             parent_dn = parent_of(dn)
@@ -194,7 +201,7 @@ def _sync_containers(directory, base, units, result) -> dict[str, int]:
     return {dn: container.pk for dn, container in by_dn.items()}
 
 
-def _forget_vanished_units(directory) -> None:
+def forget_vanished_units(directory) -> None:
     """Containers of organizational units gone from LDAP, once nothing is left in them."""
     gone = Container.objects.filter(
         organization=directory.organization, ldap_uuid__isnull=False, ldap_dn=""
@@ -207,10 +214,22 @@ def _row_from_entry(dn: str, attrs: dict, containers: dict[str, int]) -> dict:
     """The mirror's values for an entry; ValueError says why it cannot be a recipient."""
     classes = {value.lower() for value in attrs.get("objectClass", [])}
     kind = schema.kind_of(classes, attrs)
-    values = schema.general_from_entry(attrs, kind)
+    target = ""
+    if kind == Kind.CUSTOM_RECIPIENT:
+        target = attrs[schema.TARGET_ATTRIBUTE][0]
+    parent = parent_of(dn)
+    while parent and parent not in containers:
+        parent = parent_of(parent)
+    row = mirror_row(schema.general_from_entry(attrs, kind), kind, target, schema.TARGET_ATTRIBUTE)
+    return {**row, "container_id": containers[parent]}
+
+
+def mirror_row(values: dict[str, str], kind: str, target: str, target_name: str) -> dict:
+    """The mirror's values (without the container) for an entry's General values, made safe;
+    ValueError says why it cannot be a recipient."""
     values = {name: sanitize_value(name, value).strip() for name, value in values.items()}
     if not values["alias"]:
-        raise ValueError("it has no uid, cn or mail to make an alias of")
+        raise ValueError("it has no name or mail to make an alias of")
     try:
         alias_validator(values["alias"])
     except ValidationError:
@@ -221,34 +240,33 @@ def _row_from_entry(dn: str, attrs: dict, containers: dict[str, int]) -> dict:
         smtp_validator(values["primary_smtp"])
     except ValidationError:
         raise ValueError(f"its mail {values['primary_smtp']!r} is not an SMTP address") from None
-    target = ""
     if kind == Kind.CUSTOM_RECIPIENT:
-        target = sanitize_value("primary_smtp", attrs[schema.TARGET_ATTRIBUTE][0]).strip()
+        target = sanitize_value("primary_smtp", target).strip()
         try:
             smtp_validator(target)
         except ValidationError:
-            raise ValueError(f"its {schema.TARGET_ATTRIBUTE} {target!r} is not valid") from None
-    parent = parent_of(dn)
-    while parent and parent not in containers:
-        parent = parent_of(parent)
-    return {
-        **values,
-        "kind": kind,
-        "target_address": target,
-        "container_id": containers[parent],
-    }
+            raise ValueError(f"its {target_name} {target!r} is not valid") from None
+    return {**values, "kind": kind, "target_address": target}
 
 
 def _apply(directory, changed, containers, result: ScanResult) -> None:
-    organization_id = directory.organization_id
     rows: dict[uuid.UUID, dict] = {}
     for dn, attrs in changed:
         try:
             rows[uuid.UUID(attrs["entryUUID"][0])] = _row_from_entry(dn, attrs, containers)
         except (ValueError, KeyError) as exc:
             result.problems.append(f"{dn}: left out, {exc}")
+    apply_rows(directory.organization_id, rows, result)
+
+
+def apply_rows(
+    organization_id: int, rows: dict[uuid.UUID, dict], result: ScanResult, fields=MIRROR_FIELDS
+) -> dict[uuid.UUID, dict]:
+    """Write the mirror's `fields` of these rows (by stable id) where they differ from it, with
+    fresh local USNs; those whose address or alias another recipient holds are left out (a
+    problem each). Return the rows kept."""
     if not rows:
-        return
+        return {}
     current = {
         row["guid"]: row
         for row in Recipient.objects.filter(OneOf("guid", rows), organization_id=organization_id)
@@ -260,20 +278,21 @@ def _apply(directory, changed, containers, result: ScanResult) -> None:
             "usn",
             "trust_level",
             "hidden_from_others",
-            "master_usn",
-            *MIRROR_FIELDS,
+            *dict.fromkeys(["master_usn", *fields]),
         )
     }
-    rows = {guid: row for guid, row in rows.items() if _differs(row, current.get(guid))}
-    rows = _unique(organization_id, rows, current, result)
+    changed = {guid: row for guid, row in rows.items() if _differs(row, current.get(guid), fields)}
+    kept = {guid: row for guid, row in rows.items() if guid not in changed}
+    rows = _unique(organization_id, changed, current, result)
+    kept.update(rows)
     if not rows:
-        return
+        return kept
     first = allocate_usns(organization_id, len(rows))
     now = timezone.now()
     create, update = [], []
     delta = changes.CellDelta(organization_id)
     for offset, (guid, row) in enumerate(rows.items()):
-        values = [row[name] for name in MIRROR_FIELDS]
+        values = [row[name] for name in fields]
         existing = current.get(guid)
         if existing is None:
             create.append((organization_id, guid, first + offset, now, *values))
@@ -283,16 +302,17 @@ def _apply(directory, changed, containers, result: ScanResult) -> None:
         recipient = Recipient(pk=existing["pk"], usn=first + offset, changed_at=now, **row)
         update.append(recipient)
     with changes.writing():
-        update_objects(Recipient, update, [*MIRROR_FIELDS, "usn", "changed_at"])
+        update_objects(Recipient, update, [*fields, "usn", "changed_at"])
     delta.save()
-    fields = ["organization_id", "guid", "usn", "changed_at", *MIRROR_FIELDS]
-    changes.insert_recipients(organization_id, fields, create)
+    columns = ["organization_id", "guid", "usn", "changed_at", *fields]
+    changes.insert_recipients(organization_id, columns, create)
     result.created += len(create)
     result.updated += len(update)
+    return kept
 
 
-def _differs(row: dict, current: dict | None) -> bool:
-    return current is None or any(row[name] != current[name] for name in MIRROR_FIELDS)
+def _differs(row: dict, current: dict | None, fields) -> bool:
+    return current is None or any(row[name] != current[name] for name in fields)
 
 
 def _unique(organization_id, rows, current, result) -> dict:

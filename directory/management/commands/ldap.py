@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from directory.backends import DirectoryUnavailable, ldap_missing
+from directory.backends import DirectoryUnavailable, ldap_missing, modules
 from directory.commands import organization_named
 from directory.models import LdapDirectory
 
@@ -25,7 +25,9 @@ class Command(BaseCommand):
             raise CommandError(f"{org.name} does not keep its directory in LDAP.")
         if ldap_missing():
             raise CommandError(ldap_missing())
-        from directory.ldap import connection, publish, scan
+        from directory.ldap import connection
+
+        scan, publish = modules(org)
 
         try:
             if action == "check":
@@ -38,6 +40,8 @@ class Command(BaseCommand):
                     f"read {result.read}, created {result.created}, updated {result.updated}, "
                     f"deleted {result.deleted}"
                 )
+                if getattr(result, "full", False):
+                    summary += f"; compared in full: {result.reason}"
             else:
                 result = publish.publish(org.pk, force=force)
                 summary = (
