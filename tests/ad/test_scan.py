@@ -335,3 +335,15 @@ def test_the_command_line_scans_active_directory_by_its_usns(domain):
     assert "created 1" in out.getvalue()
     assert "compared in full: the first scan of this directory" in out.getvalue()
     assert len(domain.mirror()) == 1
+
+
+def test_the_command_line_check_reports_the_domain_controller(domain):
+    domain.contact("Carol", "carol@partner.example", domain.unit("Sales"))
+    out = StringIO()
+
+    call_command("ldap", "check", domain.organization.name, stdout=out)
+
+    text = out.getvalue()
+    assert "1 recipients" in text or "1 recipient" in text
+    assert "dc1.branch.example" in text and "highest committed USN" in text
+    assert "Show Deleted control supported" in text

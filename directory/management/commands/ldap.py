@@ -1,4 +1,5 @@
-"""An LDAP organization's directory from the command line: check, scan, write contacts."""
+"""An LDAP or Active Directory organization's directory from the command line: check, scan,
+write contacts."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -30,6 +31,22 @@ class Command(BaseCommand):
         scan, publish = modules(org)
 
         try:
+            if action == "check" and org.uses_ad:
+                from directory.ad.check import check
+
+                dc = check(directory)
+                controls = ", ".join(
+                    f"{name} control {'supported' if supported else 'NOT supported'}"
+                    for name, supported in (
+                        ("Show Deleted", dc.show_deleted),
+                        ("DirSync", dc.dirsync),
+                    )
+                )
+                self.stdout.write(
+                    f"{directory.uri} {directory.base_dn}: {dc.recipients} recipients; domain "
+                    f"controller {dc.host}, highest committed USN {dc.highest_usn}; {controls}"
+                )
+                return
             if action == "check":
                 found = connection.check(directory)
                 self.stdout.write(f"{directory.uri} {directory.base_dn}: {found} recipients")
