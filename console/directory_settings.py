@@ -25,8 +25,8 @@ TEST_TIMEOUT = 15
 
 def validate(directory: LdapDirectory, backend: str) -> None:
     """Raise ValidationError (by field) unless `directory` can be saved for `backend`: the
-    model's own validation, the organizational units, and python-ldap installed when LDAP or
-    Active Directory is chosen."""
+    model's own validation (the organizational units among it), and python-ldap installed when
+    LDAP or Active Directory is chosen."""
     errors: dict[str, list[str]] = {}
     if backend in SERVER_BACKENDS and ldap_missing():
         errors["directory_backend"] = [ldap_missing()]
@@ -35,33 +35,8 @@ def validate(directory: LdapDirectory, backend: str) -> None:
     except ValidationError as exc:
         for field, messages in exc.message_dict.items():
             errors.setdefault(field, []).extend(messages)
-    problem = unit_dns_problem(directory.unit_dns, directory.base_dn)
-    if problem:
-        errors.setdefault("unit_dns", []).append(problem)
     if errors:
         raise ValidationError(errors)
-
-
-def unit_dns_problem(unit_dns: str, base_dn: str) -> str:
-    """Why the organizational units (one DN per line) cannot be used ("" when they can): each
-    must be a DN under the base DN."""
-    lines = [line.strip() for line in unit_dns.splitlines() if line.strip()]
-    if not lines or ldap_missing():
-        return ""
-    import ldap.dn
-
-    try:
-        base = [[(a.lower(), v.lower(), f) for a, v, f in rdn] for rdn in ldap.dn.str2dn(base_dn)]
-    except ldap.DECODING_ERROR:
-        return ""  # the base DN's own error is reported
-    for line in lines:
-        try:
-            rdns = [[(a.lower(), v.lower(), f) for a, v, f in rdn] for rdn in ldap.dn.str2dn(line)]
-        except ldap.DECODING_ERROR:
-            return f"{line!r} is not a DN (such as OU=Staff,{base_dn or 'DC=example,DC=org'})."
-        if len(rdns) <= len(base) or rdns[len(rdns) - len(base) :] != base:
-            return f"{line} is not under the base DN {base_dn}."
-    return ""
 
 
 def keeps_settings(directory: LdapDirectory, backend: str) -> bool:

@@ -110,11 +110,6 @@ class DirectoryForm(forms.ModelForm):
             for name in ("uri", "base_dn"):
                 if not cleaned.get(name) and name not in self.errors:
                     self.add_error(name, "Required for an LDAP directory.")
-            problem = directory_settings.unit_dns_problem(
-                cleaned.get("unit_dns", ""), cleaned.get("base_dn") or ""
-            )
-            if problem and "unit_dns" not in self.errors:
-                self.add_error("unit_dns", problem)
         return cleaned
 
     def keeps_settings(self) -> bool:

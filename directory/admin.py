@@ -319,6 +319,7 @@ class DigestCellAdmin(ReadOnlyAdmin):
     list_select_related = ("organization", "container")
 
 
+AD_FIELDS = ("unit_dns", "disabled_accounts", "hidden_entries", "address_book_only")
 LDAP_CONNECTION_FIELDS = (
     "organization",
     "uri",
@@ -336,7 +337,7 @@ class LdapDirectoryForm(forms.ModelForm):
 
     class Meta:
         model = LdapDirectory
-        fields = LDAP_CONNECTION_FIELDS
+        fields = LDAP_CONNECTION_FIELDS + AD_FIELDS
         widgets = {"password": forms.PasswordInput(render_value=False)}
 
     def __init__(self, *args, **kwargs) -> None:
@@ -349,6 +350,16 @@ class LdapDirectoryForm(forms.ModelForm):
         return self.cleaned_data["password"] or self.instance.password
 
 
+AD_STATE_FIELDS = (
+    "usn_watermark",
+    "invocation_id",
+    "dc_service_name",
+    "dc_host",
+    "last_full_scan_at",
+    "full_scan_reason",
+    "deletes_read",
+    "deletes_note",
+)
 LDAP_STATE_FIELDS = (
     "high_water",
     "published_usn",
@@ -369,9 +380,10 @@ class LdapDirectoryAdmin(admin.ModelAdmin):
     list_display = ("organization", "uri", "base_dn", "last_scan_at", "last_error_at")
     list_select_related = ("organization",)
     search_fields = ("organization__name", "uri", "base_dn")
-    readonly_fields = LDAP_STATE_FIELDS
+    readonly_fields = LDAP_STATE_FIELDS + AD_STATE_FIELDS
     fieldsets = (
         ("Connection", {"fields": LDAP_CONNECTION_FIELDS}),
+        ("Active Directory", {"fields": AD_FIELDS + AD_STATE_FIELDS}),
         ("State", {"fields": LDAP_STATE_FIELDS}),
     )
 

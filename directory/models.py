@@ -706,12 +706,40 @@ class LdapDirectory(models.Model):
                 f"{self.base_dn!r} is not a distinguished name: write it as attribute=value "
                 "pairs separated by commas, such as dc=example,dc=org or ou=People,o=Example."
             )
+        problem = unit_dns_problem(self.unit_dns, self.base_dn)
+        if problem:
+            errors["unit_dns"] = problem
         if self.start_tls and self.uri.lower().startswith("ldaps://"):
             errors["start_tls"] = (
                 "An ldaps:// connection is TLS from the start: uncheck StartTLS, or use ldap://."
             )
         if errors:
             raise ValidationError(errors)
+
+
+def unit_dns_problem(unit_dns: str, base_dn: str) -> str:
+    """Why the organizational units (one DN per line) cannot be used ("" when they can): each
+    must be a DN under the base DN."""
+    lines = [line.strip() for line in unit_dns.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    try:
+        import ldap.dn
+    except ImportError:
+        return ""  # LDAP cannot be used then anyway, and the console says so
+
+    try:
+        base = [[(a.lower(), v.lower(), f) for a, v, f in rdn] for rdn in ldap.dn.str2dn(base_dn)]
+    except ldap.DECODING_ERROR:
+        return ""  # the base DN's own error is reported
+    for line in lines:
+        try:
+            rdns = [[(a.lower(), v.lower(), f) for a, v, f in rdn] for rdn in ldap.dn.str2dn(line)]
+        except ldap.DECODING_ERROR:
+            return f"{line!r} is not a DN (such as OU=Staff,{base_dn or 'DC=example,DC=org'})."
+        if len(rdns) <= len(base) or rdns[len(rdns) - len(base) :] != base:
+            return f"{line} is not under the base DN {base_dn}."
+    return ""
 
 
 def _is_dn(value: str) -> bool:

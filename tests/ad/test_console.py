@@ -258,3 +258,36 @@ def test_the_browser_queries_do_not_grow_with_the_objects(domain, admin):
     scan(domain.organization.pk)
     assert Recipient.objects.filter(container=staff).count() == 14  # Ada, the group, 12 more
     assert queries() == few
+
+
+def test_the_django_admin_edits_the_units_and_rules_and_shows_the_watermark(domain, admin_client):
+    client = admin_client
+    directory = LdapDirectory.objects.get(pk=domain.directory.pk)
+    url = f"/admin/directory/ldapdirectory/{directory.pk}/change/"
+    body = client.get(url).content.decode()
+    assert str(directory.usn_watermark) in body and directory.invocation_id in body
+    data = {
+        "organization": directory.organization_id,
+        "uri": directory.uri,
+        "start_tls": "on",
+        "ca_file": directory.ca_file,
+        "bind_dn": directory.bind_dn,
+        "password": "",
+        "base_dn": directory.base_dn,
+        "timeout": 5,
+        "unit_dns": "OU=Elsewhere,DC=other,DC=example",
+        "disabled_accounts": "include",
+        "hidden_entries": "leave_out",
+    }
+    refused = client.post(url, data)
+    assert refused.status_code == 200
+    assert "is not under the base DN" in refused.content.decode()
+
+    assert client.post(url, data | {"unit_dns": domain.imports}).status_code == 302
+    directory.refresh_from_db()
+    assert (directory.unit_dns, directory.disabled_accounts, directory.hidden_entries) == (
+        domain.imports,
+        "include",
+        "leave_out",
+    )
+    assert directory.password == domain.dc.password  # kept

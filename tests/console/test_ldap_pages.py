@@ -607,6 +607,8 @@ def test_the_admin_hides_the_password_and_keeps_it(world, client, django_user_mo
         "base_dn": current.base_dn,
         "timeout": 4,
         "ca_file": "",
+        "disabled_accounts": "leave_out",
+        "hidden_entries": "hidden_from_others",
     }
     assert client.post(url, data).status_code == 302
     assert (directory().timeout, directory().password) == (4, STORED_PASSWORD)

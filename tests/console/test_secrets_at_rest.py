@@ -94,6 +94,8 @@ def test_the_admin_stores_it_encrypted_and_never_shows_it(world, admin_client):
         "base_dn": "dc=x",
         "timeout": "10",
         "ca_file": "",
+        "disabled_accounts": "leave_out",
+        "hidden_entries": "hidden_from_others",
     }
     response = admin_client.post(url, form)
     assert response.status_code == 302, response.content.decode()
