@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 # brokers, so they run on their own afterwards.
 XDIST ?= -n 2
 BENCH_SMOKE := --recipients 60 --incremental-sizes 20,40 --changes 5 \
-	--fanout-requestors 3 --fanout-entries 300 --ldap-entries 200
+	--fanout-requestors 3 --fanout-entries 300 --ldap-entries 200 --ad-entries 30,60 \
+	--hub-organizations 4 --hub-recipients 20 --storm-changes 2 --workers 1
 
 .PHONY: install run test test-tools test-postgres test-sqlite test-property mutate lint \
 	compose-check demo flower bench clean mutate-clean

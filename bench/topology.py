@@ -2,7 +2,9 @@
 
 import random
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from django.db import transaction
 
@@ -85,6 +87,18 @@ def add_people(
             rows = (tuple(p.values()) for p in people)
             changes.insert_recipients(container.organization_id, list(people[0]), rows, copy=copy)
         done += size
+
+
+def people(number: int, count: int) -> Iterator[dict]:
+    """The values of the first `count` people build() gives organization `number` (the same
+    generator and seed), without a database: its ids stand for the organization and container."""
+    organization = SimpleNamespace(
+        display_name=f"Organization {number}", mail_domain=f"{org_name(number).lower()}.example"
+    )
+    container = SimpleNamespace(organization_id=number, pk=number, organization=organization)
+    rng = random.Random(number)
+    for index in range(count):
+        yield _person(container, rng, organization.mail_domain, index, 0)
 
 
 def _person(container, rng, domain: str, index: int, usn: int) -> dict:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.db.models import Count, Sum
 from django.test.utils import CaptureQueriesContext
 
 from bench import topology
@@ -18,6 +19,7 @@ from master import processing
 from master.models import AllowedRequestor, GlobalEntry, MasterConfig, ReceivedBatch
 from requestor import cycle, importer
 from requestor.cycle import run_cycle, sync_all
+from transport.constants import Direction
 from transport.inbox import pump
 from transport.models import Message
 
@@ -84,6 +86,12 @@ def w1_full_sync(per_org: int, organizations: int = 3) -> dict:
     expected = organizations * (organizations - 1) * per_org
     seconds = dict(timer.seconds)
     seconds["master"] -= seconds.get("reply", 0.0)
+    stored = Recipient.objects.count()
+    sent = Message.objects.filter(direction=Direction.OUTBOUND).values("kind")
+    mail = {
+        row["kind"]: {"messages": row["messages"], "bytes": row["bytes"]}
+        for row in sent.annotate(messages=Count("pk"), bytes=Sum("size"))
+    }
     return {
         "workload": "W1 full initial sync",
         "organizations": organizations,
@@ -99,9 +107,29 @@ def w1_full_sync(per_org: int, organizations: int = 3) -> dict:
             "reply": _rate(imported, seconds.get("reply")),
             "import": _rate(imported, seconds.get("import")),
             "end_to_end": _rate(source, total),
+            # Contacts written in all organizations per second (the syncrepl peer's measure).
+            "delivered": _rate(imported, total),
         },
         "peak_rss_mib": peak_rss_mib(),
+        # What the installation holds afterwards (every organization, the master, the archive).
+        "tables": table_sizes(),
+        "recipients_stored": stored,
+        # The messages sent (exports, replies): how many, and their payloads' bytes.
+        "mail": mail,
     }
+
+
+def table_sizes() -> dict[str, int]:
+    """Bytes of each table with its indexes and TOAST (PostgreSQL), largest first."""
+    if connection.vendor != "postgresql":
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname = current_schema() ORDER BY 2 DESC"
+        )
+        return dict(cursor.fetchall())
 
 
 def w2_incremental(per_org: int, changes: int) -> dict:

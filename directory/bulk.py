@@ -157,8 +157,9 @@ def update_objects(
         for obj in latest
     ]
     parameter = json.dumps(records, default=_json_default, ensure_ascii=False)
+    keys = [pk.get_db_prep_value(obj.pk, connection) for obj in latest]
     with connection.cursor() as cursor:
-        cursor.execute(_update_sql(model, targets, connection), [parameter])
+        cursor.execute(_update_sql(model, targets, connection), [parameter, keys])
         return cursor.rowcount
 
 
@@ -172,7 +173,12 @@ def _update_sql(model, targets: list[models.Field], connection) -> str:
     return (
         f"UPDATE {table} SET {assignments} "
         f"FROM jsonb_to_recordset(%s::jsonb) AS changed({record}) "
-        f"WHERE {table}.{quote(pk.column)} = changed.{quote(pk.column)}"
+        f"WHERE {table}.{quote(pk.column)} = changed.{quote(pk.column)} "
+        # The keys again as an array: the planner then reads just those rows by the primary
+        # key. Joined by the record set alone, with statistics taken before a bulk COPY grew
+        # the table, it hashes the whole table for every update (80 ms at 180,000 recipients,
+        # for 5 rows).
+        f"AND {table}.{quote(pk.column)} = ANY(%s)"
     )
 
 

@@ -260,6 +260,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": 0.1,
     }
+# The queue tasks go to and workers take them from: installations (or benchmarks) sharing one
+# broker keep apart by giving each its own.
+CELERY_TASK_DEFAULT_QUEUE = envstr("INTERORG_TASK_QUEUE", "celery")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None

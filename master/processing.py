@@ -89,6 +89,7 @@ def refuse_older_than_tombstones(master: MasterConfig, document: wire.ExportDocu
 
 def handle_export(message: Message, document: wire.ExportDocument) -> None:
     """Inbox entry point for an export part addressed to a master of this installation."""
+    prepared = prepare_reply(message.recipient, message.sender, document)
     master = lock_master(message.recipient)
     message.organization_id = master.organization_id
     requestor = allowed_requestor(master, message.sender, document.sender.organization)
@@ -99,7 +100,7 @@ def handle_export(message: Message, document: wire.ExportDocument) -> None:
             "messages are kept and applied in order when an administrator releases it."
         )
     refuse_older_than_tombstones(master, document)
-    process_export(master, requestor, document, message)
+    process_export(master, requestor, document, message, prepared)
 
 
 def chain_onto(previous: str, usn: int, key: str, op: str, source_usn: int) -> str:
@@ -204,6 +205,7 @@ def process_export(
     requestor: AllowedRequestor,
     document: wire.ExportDocument,
     message: Message | None = None,
+    prepared: "PreparedReply | None" = None,
 ) -> None:
     changes = _Changes(master, requestor, message)
     live = requestor.export_count
@@ -225,7 +227,7 @@ def process_export(
     if answering:
         if requestor.full_export_wanted and batch.full:
             requestor.full_export_wanted = False
-        send_reply(master, requestor, batch)
+        send_reply(master, requestor, batch, prepared)
         batch.replied = True
     batch.save()
     requestor.save()
@@ -456,19 +458,65 @@ def start_new_epoch(master: MasterConfig) -> None:
     master.epoch = uuid.uuid4()
 
 
-def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: ReceivedBatch) -> None:
-    """Queue the reply to a complete export batch, split by the master's attachment size. The
-    last part carries the digests the requestor checks its copy against."""
-    full = reply_is_full(master, batch)
-    export_all = requestor.full_export_wanted
-    after = 0 if full else batch.master_usn
-    through = master.usn
+@dataclass
+class PreparedReply:
+    """The entries of a reply read before the master's row is locked: the other requestors'
+    entries with a USN in (after, through], as the committed master stood at `through`.
+
+    Reading and encoding them is most of a reply's cost (a full reply of 20,000 entries: about
+    two thirds of its 0.3 s); done under the lock, every other export waits for it. Under the
+    lock, send_reply reads only what committed since `through` and puts it in place of the
+    versions it replaces; whether the reply is full, and from where, is decided there as
+    before, and a guess that proves wrong is read again whole."""
+
+    requestor_id: int
+    epoch: uuid.UUID
+    full: bool
+    after: int
+    through: int
+    items: list[dict]
+    texts: list[bytes]
+
+
+def prepare_reply(address: str, sender: str, document: wire.ExportDocument) -> PreparedReply | None:
+    """The reply the export part would be answered with, read without any lock, or None when
+    the part is not the last of its batch (or no master or requestor matches: refused later)."""
+    if document.part != document.parts:
+        return None
+    master = (
+        MasterConfig.objects.filter(at_address(address))
+        .values("pk", "usn", "epoch", "purged_through_usn")
+        .first()
+    )
+    if master is None:
+        return None
+    requestor_id = (
+        AllowedRequestor.objects.filter(master_id=master["pk"], address__iexact=sender)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if requestor_id is None:
+        return None
+    full = (
+        document.master_usn == 0
+        or document.master_epoch != master["epoch"]
+        or document.master_usn < master["purged_through_usn"]
+    )
+    after = 0 if full else document.master_usn
+    items, texts = _reply_entries(master["pk"], requestor_id, after, master["usn"], full)
+    return PreparedReply(requestor_id, master["epoch"], full, after, master["usn"], items, texts)
+
+
+def _reply_entries(
+    master_id: int, requestor_id: int, after: int, through: int, live_only: bool
+) -> tuple[list[dict], list[bytes]]:
+    """The reply's items (what render reads) and their JSON, in USN order."""
     entries = (
-        GlobalEntry.objects.filter(master=master, usn__gt=after, usn__lte=through)
-        .exclude(requestor=requestor)
+        GlobalEntry.objects.filter(master_id=master_id, usn__gt=after, usn__lte=through)
+        .exclude(requestor_id=requestor_id)
         .order_by("usn")
     )
-    if full:
+    if live_only:
         entries = entries.filter(deleted=False)
     # The attributes are copied into the payload as the database's JSON text: decoding and
     # encoding them again would cost more than everything else about an entry.
@@ -480,6 +528,55 @@ def send_reply(master: MasterConfig, requestor: AllowedRequestor, batch: Receive
         item = {"key": key, "origin": origin, "op": op, "kind": kind, "usn": usn}
         items.append(item)
         texts.append(b"".join([wire.json_bytes(item)[:-1], b',"attrs":', attrs.encode(), b"}"]))
+    return items, texts
+
+
+def _entries_for_reply(
+    master: MasterConfig,
+    requestor: AllowedRequestor,
+    full: bool,
+    after: int,
+    prepared: PreparedReply | None,
+) -> tuple[list[dict], list[bytes]]:
+    """The reply's entries: those prepared before the lock, brought up to the master's USN
+    now, if they were prepared for this very reply; else read now."""
+    through = master.usn
+    wanted = (requestor.pk, master.epoch, full, after)
+    if prepared is None or (
+        (prepared.requestor_id, prepared.epoch, prepared.full, prepared.after) != wanted
+        or prepared.through > through
+    ):
+        return _reply_entries(master.pk, requestor.pk, after, through, full)
+    # Deleted entries too: a tombstone since replaces the live version prepared.
+    newer, newer_texts = _reply_entries(
+        master.pk, requestor.pk, prepared.through, through, live_only=False
+    )
+    if not newer:
+        return prepared.items, prepared.texts
+    replaced = {item["key"] for item in newer}
+    kept = [i for i, item in enumerate(prepared.items) if item["key"] not in replaced]
+    items = [prepared.items[i] for i in kept]
+    texts = [prepared.texts[i] for i in kept]
+    for item, text in zip(newer, newer_texts, strict=True):
+        if not (full and item["op"] == Op.DELETE.value):
+            items.append(item)
+            texts.append(text)
+    return items, texts
+
+
+def send_reply(
+    master: MasterConfig,
+    requestor: AllowedRequestor,
+    batch: ReceivedBatch,
+    prepared: PreparedReply | None = None,
+) -> None:
+    """Queue the reply to a complete export batch, split by the master's attachment size. The
+    last part carries the digests the requestor checks its copy against."""
+    full = reply_is_full(master, batch)
+    export_all = requestor.full_export_wanted
+    after = 0 if full else batch.master_usn
+    through = master.usn
+    items, texts = _entries_for_reply(master, requestor, full, after, prepared)
     sender = master.dn if requestor.address_type == AddressType.EX else master.address
     reply_batch = str(uuid.uuid4())
     # Sequences follow the clock as well as the counter: a master restored from a backup still

@@ -18,6 +18,7 @@ class RequestorAppConfig(AppConfig):
                 importer.handle_reply,
                 held=holding.held,
                 decided=holding.decided,
+                in_order=True,
             )
         )
         on_delivery_failure(MessageKind.EXPORT, failures.export_failed)

@@ -28,6 +28,9 @@ class Agent:
     held: Callable | None = None
     decided: Callable | None = None
     refused: Callable | None = None
+    # Its messages wait for one another (a part deferred until an earlier one is applied): the
+    # inbox processes those of one organization one at a time (transport.inbox.in_order).
+    in_order: bool = False
 
 
 _agents: dict[str, Agent] = {}

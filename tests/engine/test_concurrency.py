@@ -53,8 +53,8 @@ def process_three_exports_while_one_holds_its_usn(monkeypatch):
     holding, release = threading.Event(), threading.Event()
     send_reply = processing.send_reply
 
-    def send_reply_then_hold(master, requestor, batch):
-        send_reply(master, requestor, batch)
+    def send_reply_then_hold(master, requestor, batch, *prepared):
+        send_reply(master, requestor, batch, *prepared)
         if requestor.organization_name == "ORG1":
             holding.set()
             release.wait(10)

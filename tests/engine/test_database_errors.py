@@ -128,10 +128,10 @@ def test_an_error_on_one_message_leaves_the_others_alone(scenario, monkeypatch):
     sync_all()
     process_export = processing.process_export
 
-    def org2_fails(master, requestor, document, message=None):
+    def org2_fails(master, requestor, document, *args, **kwargs):
         if requestor.organization_name == "ORG2":
             raise OperationalError("deadlock detected")
-        return process_export(master, requestor, document, message)
+        return process_export(master, requestor, document, *args, **kwargs)
 
     monkeypatch.setattr(processing, "process_export", org2_fails)
     for name in ("ORG2", "ORG3"):

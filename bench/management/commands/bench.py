@@ -46,7 +46,32 @@ class Command(BaseCommand):
         parser.add_argument(
             "--ldap-entries", type=int, default=10_000, help="W4: contacts written to slapd."
         )
-        parser.add_argument("--only", default="w1,w2,w3,w4,ceiling", help="Which workloads to run.")
+        parser.add_argument(
+            "--ad-entries",
+            default="1000,3000",
+            help="W5: two values of N, users scanned and contacts written on a Samba AD DC "
+            "(the incremental scan takes --changes changes).",
+        )
+        parser.add_argument(
+            "--hub-organizations", type=int, default=100, help="W6: organizations in the hub."
+        )
+        parser.add_argument(
+            "--hub-recipients", type=int, default=200, help="W6: recipients per organization."
+        )
+        parser.add_argument(
+            "--storm-changes", type=int, default=5, help="W6: changes per organization at once."
+        )
+        parser.add_argument(
+            "--workers",
+            default="1,2",
+            help="W6: Celery worker processes, or several counts run one after the other.",
+        )
+        parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis", help="W6.")
+        parser.add_argument(
+            "--only",
+            default="w1,w2,w3,w4,w5,w6,syncrepl,ceiling",
+            help="Which workloads to run.",
+        )
         parser.add_argument("--json", dest="json_file", help="Also write the figures here.")
 
     def handle(self, *args, **options):
@@ -78,6 +103,13 @@ class Command(BaseCommand):
                 self.print_w3(results["w3"])
             if "w4" in chosen:
                 results["w4"] = self.run_w4(options["ldap_entries"])
+            if "w5" in chosen:
+                results["w5"] = self.run_w5(sizes(options["ad_entries"]), options["changes"])
+            if "w6" in chosen:
+                results["w6"] = self.run_w6(options)
+            if "syncrepl" in chosen:
+                entries = options["recipients"] * options["organizations"]
+                results["syncrepl"] = self.run_syncrepl(entries, results.get("w1"))
         if options["json_file"]:
             Path(options["json_file"]).write_text(json.dumps(results, indent=2, default=str))
             self.stdout.write(f"Figures written to {options['json_file']}")
@@ -93,7 +125,26 @@ class Command(BaseCommand):
             seconds = w1["seconds"].get(phase, 0.0)
             rate = w1["rates"].get(phase)
             self.stdout.write(f"  {phase:<14}{seconds:>10.2f}{_num(rate):>14}")
-        self.stdout.write(f"  peak memory {w1['peak_rss_mib']:.0f} MiB")
+        self.stdout.write(
+            f"  {w1['contacts_imported']:,} contacts written = "
+            f"{_num(w1['rates']['delivered'])}/s end to end; peak memory "
+            f"{w1['peak_rss_mib']:.0f} MiB"
+        )
+        replies = w1["mail"].get("reply")
+        if replies and w1["contacts_imported"]:
+            self.stdout.write(
+                f"  {replies['messages']} reply parts, {replies['bytes'] / 2**20:.1f} MiB = "
+                f"{replies['bytes'] / w1['contacts_imported']:.0f} bytes per entry delivered"
+            )
+        if w1["tables"]:
+            total = sum(w1["tables"].values())
+            largest = ", ".join(
+                f"{name} {size / 2**20:.0f}" for name, size in list(w1["tables"].items())[:4]
+            )
+            self.stdout.write(
+                f"  database {total / 2**20:.0f} MiB = {total / w1['recipients_stored']:,.0f} "
+                f"bytes per recipient stored ({w1['recipients_stored']:,}); MiB: {largest}"
+            )
 
     def print_ceiling(self, results: dict) -> None:
         """Each bare insert, and W1's import rate against it (COPY is what W1 uses on
@@ -151,6 +202,142 @@ class Command(BaseCommand):
         self.stdout.write(f"  import / raw add rate = {w4['publish_to_raw_ratio']:.2f}")
         return w4
 
+    def run_w5(self, counts: list[int], changes: int) -> list[dict] | None:
+        from directory.ad import samba
+
+        why = samba.missing()
+        if why:
+            self.stdout.write(f"\nW5 Active Directory: skipped, {why}.")
+            return None
+        from bench.ad import w5_ad
+
+        runs = w5_ad(counts, changes)
+        self.stdout.write(
+            "\nW5 Active Directory (a throwaway Samba DC): N users scanned, K changed, "
+            "N contacts written; ours vs the ldapadd command of the same objects"
+        )
+        self.stdout.write(
+            f"  {'N':>6}  {'':<26}{'seconds':>10}{'entries/s':>12}{'raw add/s':>11}{'ratio':>8}"
+        )
+        for run in runs:
+            problems = f"  ({run['problems']} NOT WRITTEN)" if run["problems"] else ""
+            for label, key, raw in (
+                ("full scan (first)", "full_scan", "raw_add"),
+                ("contacts written", "publish", "raw_contacts"),
+            ):
+                ratio = run[f"{key}_to_raw_ratio"] or 0
+                self.stdout.write(
+                    f"  {run['entries']:>6,}  {label:<26}{run[key + '_seconds']:>10.2f}"
+                    f"{_num(run[key + '_rate']):>12}{_num(run[raw + '_rate']):>11}{ratio:>8.2f}"
+                    + (problems if key == "publish" else "")
+                )
+            full = " (A FULL COMPARISON)" if run["incremental_full"] else ""
+            self.stdout.write(
+                f"  {run['entries']:>6,}  {'incremental, K=' + str(run['changes']):<26}"
+                f"{run['incremental_seconds']:>10.3f}  {run['incremental_read']} read, "
+                f"{run['incremental_queries']} queries{full}"
+            )
+        if len(runs) > 1 and runs[0]["incremental_seconds"]:
+            growth = runs[-1]["incremental_seconds"] / runs[0]["incremental_seconds"]
+            self.stdout.write(
+                f"  incremental scan at N={runs[-1]['entries']:,} / at N={runs[0]['entries']:,}"
+                f" = {growth:.2f} (N x{runs[-1]['entries'] / runs[0]['entries']:.0f})"
+            )
+        return runs
+
+    def run_w6(self, options: dict) -> list[dict] | None:
+        from bench.hub import make_broker, unreachable, w6_hub
+
+        problem = unreachable(make_broker(options["broker"]))
+        if problem:
+            self.stdout.write(f"\nW6 hub: skipped, the {options['broker']} broker: {problem}")
+            return None
+        runs = [
+            w6_hub(
+                options["hub_organizations"],
+                options["hub_recipients"],
+                workers,
+                options["broker"],
+                options["storm_changes"],
+            )
+            for workers in sizes(options["workers"])
+        ]
+        self.print_w6(runs)
+        return runs
+
+    def print_w6(self, runs: list[dict]) -> None:
+        first = runs[0]
+        self.stdout.write(
+            f"\nW6 hub on {connection.vendor} and {first['broker']}: "
+            f"{first['organizations']} organizations x {first['recipients_per_org']:,} "
+            f"recipients, Celery workers of one process each; storm of "
+            f"{first['storm']['changes_per_org']} changes in every organization"
+        )
+        self.stdout.write(
+            f"  {'workers':>7}{'initial s':>11}{'rounds':>7}{'entries/s':>11}{'msgs/s':>8}"
+            f"{'storm s':>9}{'p50':>7}{'p95':>7}{'max':>7}{'lock held':>11}{'waited':>9}"
+            f"{'peak MiB':>10}"
+        )
+        for run in runs:
+            initial, storm = run["initial"], run["storm"]
+            lock = initial["master_lock"]
+            latency = storm["latency"]
+            flag = "" if initial["converged"] and storm["converged"] else "  NOT CONVERGED"
+            self.stdout.write(
+                f"  {run['workers']:>7}{initial['seconds']:>11.1f}{initial['rounds']:>7}"
+                f"{initial['entries_per_second']:>11,}{initial['messages_per_second']:>8.1f}"
+                f"{storm['seconds']:>9.1f}{_seconds(latency['p50']):>7}"
+                f"{_seconds(latency['p95']):>7}{_seconds(latency['max']):>7}"
+                f"{lock.get('held_seconds', 0):>11.1f}{lock.get('waited_seconds', 0):>9.1f}"
+                f"{max(run['peak_rss_mib'], default=0):>10.0f}{flag}"
+            )
+            if flag:
+                self.stdout.write(f"    {initial['problems']}\n{run['log_tail']}")
+        for run in runs:
+            cpu, seconds = run["initial"]["cpu_seconds"], run["initial"]["seconds"]
+            self.stdout.write(
+                f"  initial sync, {run['workers']} worker(s): the workers used "
+                f"{cpu['workers'] / seconds:.2f} cores on average; the machine's "
+                f"{cpu['cores']} cores were {cpu['machine_busy']:.0%} busy (every process)"
+            )
+        if len(runs) > 1 and runs[0]["initial"]["seconds"]:
+            ratio = runs[0]["initial"]["seconds"] / runs[-1]["initial"]["seconds"]
+            self.stdout.write(
+                f"  initial sync with {runs[-1]['workers']} workers / {runs[0]['workers']}: "
+                f"{ratio:.2f}x the throughput"
+            )
+        tables = ", ".join(
+            f"{name} {size / 2**20:.0f} MiB" for name, size in runs[-1]["largest_tables"]
+        )
+        if tables:
+            self.stdout.write(f"  largest tables: {tables}")
+
+    def run_syncrepl(self, entries: int, w1: dict | None) -> dict | None:
+        """OpenLDAP's syncrepl on the same machine, and W1's contacts written per second
+        (every organization's imports) against its entries per second."""
+        try:
+            from bench.syncrepl import syncrepl
+            from directory.ldap.slapd import SlapdError
+        except ImportError as exc:
+            self.stdout.write(f"\nsyncrepl: skipped, python-ldap is not installed ({exc}).")
+            return None
+        try:
+            peer = syncrepl(entries)
+        except SlapdError as exc:
+            self.stdout.write(f"\nsyncrepl: skipped, no throwaway slapd ({exc}).")
+            return None
+        short = "" if peer["held"] == entries else f", ONLY {peer['held']:,} ARRIVED"
+        self.stdout.write(
+            f"\nsyncrepl peer: an empty consumer took {entries:,} inetOrgPerson entries from a "
+            f"syncprov provider in {peer['seconds']:.2f} s = {_num(peer['rate'])}/s{short}"
+        )
+        if w1 and w1["rates"]["delivered"] and peer["rate"]:
+            peer["w1_ratio"] = round(w1["rates"]["delivered"] / peer["rate"], 3)
+            self.stdout.write(
+                f"  W1 contacts written/s / syncrepl entries/s = {peer['w1_ratio']:.2f}"
+            )
+        return peer
+
     def print_w3(self, w3: dict) -> None:
         self.stdout.write(
             f"\nW3 master fan-out: {w3['requestors']} requestors x {w3['entries']:,} entries: "
@@ -160,6 +347,10 @@ class Command(BaseCommand):
 
 def _num(value) -> str:
     return "-" if value is None else f"{value:,.0f}"
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 class scratch_database:
