@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote
 
 from django.db import connection
 from django.db.models import Count, F, Max
@@ -35,6 +34,7 @@ from directory.changes import save_recipient
 from directory.models import Recipient
 from interorg_site import encryption
 from interorg_site.celery import app as celery_app
+from interorg_site.env import current_database_url
 from master.models import GlobalEntry, MasterConfig
 from requestor import schedule
 from requestor.constants import RunStatus
@@ -273,17 +273,6 @@ def make_broker(name: str) -> Broker:
     raise ValueError(f"Unknown broker {name!r}: choose redis or rabbitmq.")
 
 
-def database_url() -> str:
-    """The scratch database, as DATABASE_URL for the worker processes."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    auth = quote(db["USER"] or "postgres")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"])
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @dataclass
 class Workers:
     """`celery -A interorg_site worker` processes, one pool process each, each in its own
@@ -297,7 +286,7 @@ class Workers:
         return {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "interorg_site.settings",
-            "DATABASE_URL": database_url(),
+            "DATABASE_URL": current_database_url(),
             "INTERORG_VAR_DIR": str(self.folder / "var"),
             "INTERORG_SECRETS_KEYS": ",".join(encryption.keys()),
             "INTERORG_DISPATCH_TASKS": "true",

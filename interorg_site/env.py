@@ -42,3 +42,20 @@ def envlist(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def current_database_url(host: str | None = None) -> str:
+    """The database this process uses (a test's or the benchmark's scratch one), as the
+    DATABASE_URL to give another process; `host` to reach PostgreSQL at another address."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    auth = quote(db["USER"] or "postgres")
+    if db["PASSWORD"]:
+        auth += ":" + quote(db["PASSWORD"])
+    address = host or db["HOST"] or "127.0.0.1"
+    return f"postgres://{auth}@{address}:{db['PORT'] or 5432}/{db['NAME']}"

@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from directory.models import Organization
+from interorg_site.env import current_database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -44,7 +45,7 @@ def test_a_lock_held_by_a_vanished_process_is_freed_after_the_idle_timeout():
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "interorg_site.settings",
-        "DATABASE_URL": _url_of_test_database(),
+        "DATABASE_URL": current_database_url(),
         "INTERORG_DB_IDLE_TRANSACTION_SECONDS": "2",
     }
     holder = subprocess.Popen(
@@ -71,17 +72,12 @@ def test_a_lock_held_by_a_vanished_process_is_freed_after_the_idle_timeout():
         holder.wait()
 
 
-def _url_of_test_database() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def test_pgoptions_still_has_the_last_word():
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL only")
     env = {
         **os.environ,
-        "DATABASE_URL": _url_of_test_database(),
+        "DATABASE_URL": current_database_url(),
         "PGOPTIONS": "-c idle_in_transaction_session_timeout=7s",
     }
     shown = subprocess.run(

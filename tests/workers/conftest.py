@@ -14,16 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import kombu.pools
 import pytest
-from django.db import connection
 
 from directory.constants import Role
 from directory.models import Recipient
 from interorg_site import encryption
 from interorg_site.celery import app as celery_app
+from interorg_site.env import current_database_url
 from interorg_site.settings import prepare_filesystem_broker
 from master.models import AllowedRequestor, GlobalEntry, LedgerEntry
 from requestor.constants import RunStatus, Trigger
@@ -48,17 +47,6 @@ class Broker:
     url: str
     transport_options: dict
     env: dict
-
-
-def database_url() -> str:
-    """The test database (pytest-django's test_… one), as DATABASE_URL for another process."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    auth = quote(db["USER"] or "postgres")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"])
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def filesystem_broker(folder: Path) -> Broker:
@@ -152,7 +140,7 @@ class Processes:
         return {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "interorg_site.settings",
-            "DATABASE_URL": database_url(),
+            "DATABASE_URL": current_database_url(),
             "INTERORG_VAR_DIR": str(self.folder / "var"),
             # The key of this process: the workers open the secrets it stores, and it theirs.
             "INTERORG_SECRETS_KEYS": ",".join(encryption.keys()),

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from interorg_site.env import current_database_url
 from tests.mail.conftest import free_port
-from tests.workers.conftest import ROOT, database_url
+from tests.workers.conftest import ROOT
 
 RUNNER = [sys.executable, str(ROOT / "bin" / "run-procfile")]
 LOGIN = "Log in as admin / not-a-real-password"
@@ -54,7 +55,7 @@ def runner(transactional_db, tmp_path):
     port, smtp_port = free_port(), free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": current_database_url(),
         "INTERORG_VAR_DIR": str(tmp_path / "var"),
         "CELERY_BROKER_URL": "filesystem://localhost/",
         "INTERORG_DISPATCH_TASKS": "true",

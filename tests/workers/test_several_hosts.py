@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -34,6 +33,7 @@ from directory.constants import Kind
 from directory.models import Recipient
 from interorg_site import encryption
 from interorg_site.celery import app as celery_app
+from interorg_site.env import current_database_url
 from interorg_site.settings import broker_transport_options
 from master.models import LedgerEntry
 from requestor.constants import PENDING_RUN_STATUSES, RunStatus
@@ -119,14 +119,12 @@ class Deployment:
     def env(self, host: netns.Host) -> dict:
         """What a worker host is configured with: the database and broker at their address on
         the LAN, the installation's secrets, and nothing else of this machine's."""
-        db = connection.settings_dict
-        user = quote(db["USER"] or "postgres")
         server = netns.SERVER_ADDRESS
         return {
             "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
             "LANG": "C.UTF-8",
             "DJANGO_SETTINGS_MODULE": "interorg_site.settings",
-            "DATABASE_URL": f"postgres://{user}@{server}:{db['PORT'] or 5432}/{db['NAME']}",
+            "DATABASE_URL": current_database_url(host=server),
             "CELERY_BROKER_URL": f"redis://{server}:6379/{REDIS_DB}",
             "SECRET_KEY": settings.SECRET_KEY,
             "INTERORG_SECRETS_KEYS": ",".join(encryption.keys()),
