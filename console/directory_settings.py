@@ -101,15 +101,11 @@ def _try_domain_controller(directory: LdapDirectory) -> ConnectionCheck:
 
     dc = check(directory)
     found = "1 recipient" if dc.recipients == 1 else f"{dc.recipients} recipients"
-    controls = "; ".join(
-        f"{name} control {'supported' if supported else 'NOT supported'}"
-        for name, supported in (("Show Deleted", dc.show_deleted), ("DirSync", dc.dirsync))
-    )
     who = directory.bind_dn or "anonymous"
     return ConnectionCheck(
         True,
         f"Connected to domain controller {dc.host or directory.uri} as {who}: {found} under "
-        f"{directory.base_dn}. Highest committed USN {dc.highest_usn}; {controls}. NTDS "
+        f"{directory.base_dn}. Highest committed USN {dc.highest_usn}; {dc.controls()}. NTDS "
         f"Settings: {dc.service_name}.",
         dc.recipients,
         dc_host=dc.host,

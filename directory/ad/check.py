@@ -22,6 +22,13 @@ class DomainController:
     dirsync: bool
     recipients: int
 
+    def controls(self, separator: str = "; ") -> str:
+        """Which of the controls a scan relies on the DC supports, as one line."""
+        return separator.join(
+            f"{name} control {'supported' if supported else 'NOT supported'}"
+            for name, supported in (("Show Deleted", self.show_deleted), ("DirSync", self.dirsync))
+        )
+
 
 def check(directory: LdapDirectory) -> DomainController:
     """Bind, read the rootDSE and the base DN, and count the recipients a full scan would read

@@ -35,16 +35,10 @@ class Command(BaseCommand):
                 from directory.ad.check import check
 
                 dc = check(directory)
-                controls = ", ".join(
-                    f"{name} control {'supported' if supported else 'NOT supported'}"
-                    for name, supported in (
-                        ("Show Deleted", dc.show_deleted),
-                        ("DirSync", dc.dirsync),
-                    )
-                )
                 self.stdout.write(
                     f"{directory.uri} {directory.base_dn}: {dc.recipients} recipients; domain "
-                    f"controller {dc.host}, highest committed USN {dc.highest_usn}; {controls}"
+                    f"controller {dc.host}, highest committed USN {dc.highest_usn}; "
+                    f"{dc.controls(', ')}"
                 )
                 return
             if action == "check":
