@@ -293,8 +293,13 @@ class RecipientQuerySet(models.QuerySet):
 class Recipient(models.Model):
     """A mailbox, distribution list or custom recipient (contact) in one container."""
 
+    # No index of its own: recipient_org_usn starts with it.
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="recipients", editable=False
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="recipients",
+        editable=False,
+        db_index=False,
     )
     container = models.ForeignKey(Container, on_delete=models.PROTECT, related_name="recipients")
     guid = models.UUIDField(
@@ -365,7 +370,8 @@ class Recipient(models.Model):
     # after the grace period of its organization's Import Config (requestor.grace).
     hidden_at = models.DateTimeField("hidden since", null=True, blank=True, editable=False)
 
-    usn = models.BigIntegerField("USN", default=0, editable=False, db_index=True)
+    # Read by organization: recipient_org_usn.
+    usn = models.BigIntegerField("USN", default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     changed_at = models.DateTimeField(auto_now=True)
 

@@ -260,9 +260,12 @@ class ReceivedBatch(models.Model):
 class GlobalEntry(models.Model):
     """The master's current state of one object exported by one requestor (or its tombstone)."""
 
-    master = models.ForeignKey(MasterConfig, on_delete=models.CASCADE, related_name="entries")
+    # No indexes of their own: the unique constraints start with each.
+    master = models.ForeignKey(
+        MasterConfig, on_delete=models.CASCADE, related_name="entries", db_index=False
+    )
     requestor = models.ForeignKey(
-        AllowedRequestor, on_delete=models.PROTECT, related_name="entries"
+        AllowedRequestor, on_delete=models.PROTECT, related_name="entries", db_index=False
     )
     object_id = models.UUIDField("source object GUID")
     global_key = models.CharField(max_length=200)
@@ -297,7 +300,10 @@ class LedgerEntry(models.Model):
 
     Op = Op
 
-    master = models.ForeignKey(MasterConfig, on_delete=models.CASCADE, related_name="ledger")
+    # No index of its own: ledger_usn_unique starts with it.
+    master = models.ForeignKey(
+        MasterConfig, on_delete=models.CASCADE, related_name="ledger", db_index=False
+    )
     usn = models.BigIntegerField("master USN")
     global_key = models.CharField(max_length=200)
     origin = models.CharField(max_length=64)

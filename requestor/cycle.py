@@ -245,24 +245,47 @@ class Round:
     @property
     def quiet(self) -> bool:
         """Nothing left to exchange: no changes went out and no reply changed anything."""
-        return all(
-            run.status == RunStatus.OK
-            and run.exported == 0
-            and run.imported + run.updated + run.deleted == 0
-            for run in self.runs
-        )
+        return all(run.quiet for run in self.runs)
 
 
-def sync_all(trigger: str = Trigger.COMMAND, max_rounds: int = 10) -> list[Round]:
+def sync_all(trigger: str = Trigger.COMMAND, max_rounds: int = 10, workers: int = 1) -> list[Round]:
     """Run every enabled requestor, deliver and process inside this installation, and repeat
-    until a round exchanges nothing (or `max_rounds` is reached)."""
-    rounds = []
+    until a round exchanges nothing (or `max_rounds` is reached).
+
+    With `workers` above 1 (PostgreSQL only) the cycles and messages are shared out among that
+    many processes, and each organization runs its next cycle as soon as its run has its
+    reply (requestor.parallel): round N is then every organization's Nth run, and the last
+    round each one's last run."""
     configs = RequestorConfig.objects.filter(enabled=True).order_by("organization__name")
     ids = list(configs.values_list("pk", flat=True))
+    if workers > 1:
+        return _sync_in_parallel(ids, trigger, max_rounds, workers)
+    rounds = []
     for _ in range(max_rounds):
         runs = [run_cycle_now(config_id, trigger) for config_id in ids]
         pump()
         rounds.append(Round([Run.objects.get(pk=run.pk) for run in runs]))
         if rounds[-1].quiet:
             break
+    return rounds
+
+
+def _sync_in_parallel(ids: list[int], trigger: str, max_rounds: int, workers: int) -> list[Round]:
+    from requestor import parallel
+
+    if not parallel.supported():
+        raise SyncError(
+            f"Syncing with {workers} workers needs PostgreSQL; this installation's database "
+            f"({connection.vendor}) takes one writer at a time: use 1 worker."
+        )
+    per_organization = parallel.sync(ids, trigger, workers, max_rounds)
+    runs = Run.objects.in_bulk([pk for pks in per_organization for pk in pks])
+    length = max(map(len, per_organization), default=0)
+    rounds = []
+    for number in range(length - 1):
+        # Each organization's last run belongs to the last round.
+        picked = [pks[number] for pks in per_organization if len(pks) > number + 1]
+        rounds.append(Round([runs[pk] for pk in picked]))
+    if length:
+        rounds.append(Round([runs[pks[-1]] for pks in per_organization if pks]))
     return rounds

@@ -510,6 +510,16 @@ class Run(models.Model):
     def __str__(self) -> str:
         return f"{self.config.organization} run {self.pk} ({self.get_status_display()})"
 
+    @property
+    def quiet(self) -> bool:
+        """Completed having exchanged nothing: no changes went out, and the reply changed
+        nothing."""
+        return (
+            self.status == RunStatus.OK
+            and self.exported == 0
+            and self.imported + self.updated + self.deleted == 0
+        )
+
 
 class Conflict(models.Model):
     """A master entry that could not be imported because its address is taken here. The entry
@@ -636,8 +646,12 @@ class ImportedChange(models.Model):
     # In the address book after the change.
     PRESENT = (Op.ADDED, Op.UPDATED, Op.RESTORED)
 
+    # No index of its own: imported_change_key starts with it.
     organization = models.ForeignKey(
-        "directory.Organization", on_delete=models.CASCADE, related_name="imported_changes"
+        "directory.Organization",
+        on_delete=models.CASCADE,
+        related_name="imported_changes",
+        db_index=False,
     )
     global_key = models.CharField(max_length=200)
     origin = models.CharField("origin organization", max_length=64)

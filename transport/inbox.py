@@ -55,9 +55,9 @@ def _due(now) -> Q:
     return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
 
 
-def process_pending() -> int:
-    """Process every received message that is due, oldest first; return how many were
-    handled."""
+def process_pending(limit: int | None = None) -> int:
+    """Process every received message that is due (or the first `limit` of them), oldest
+    first; return how many were handled."""
     handled = 0
     # Messages another worker holds locked are its to finish: don't spin on them.
     skipped: set[int] = set()
@@ -74,6 +74,8 @@ def process_pending() -> int:
         for pk in batch:
             if process_safely(pk):
                 handled += 1
+                if handled == limit:
+                    return handled
             else:
                 skipped.add(pk)
 
