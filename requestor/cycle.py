@@ -241,11 +241,13 @@ class Round:
     """What one round of sync_all did."""
 
     runs: list[Run]
+    # Some organization still had a cycle to run when the sync stopped (on several workers).
+    unfinished: bool = False
 
     @property
     def quiet(self) -> bool:
         """Nothing left to exchange: no changes went out and no reply changed anything."""
-        return all(run.quiet for run in self.runs)
+        return not self.unfinished and all(run.quiet for run in self.runs)
 
 
 def sync_all(trigger: str = Trigger.COMMAND, max_rounds: int = 10, workers: int = 1) -> list[Round]:
@@ -278,7 +280,7 @@ def _sync_in_parallel(ids: list[int], trigger: str, max_rounds: int, workers: in
             f"Syncing with {workers} workers needs PostgreSQL; this installation's database "
             f"({connection.vendor}) takes one writer at a time: use 1 worker."
         )
-    per_organization = parallel.sync(ids, trigger, workers, max_rounds)
+    per_organization, settled = parallel.sync(ids, trigger, workers, max_rounds)
     runs = Run.objects.in_bulk([pk for pks in per_organization for pk in pks])
     length = max(map(len, per_organization), default=0)
     rounds = []
@@ -287,5 +289,6 @@ def _sync_in_parallel(ids: list[int], trigger: str, max_rounds: int, workers: in
         picked = [pks[number] for pks in per_organization if len(pks) > number + 1]
         rounds.append(Round([runs[pk] for pk in picked]))
     if length:
-        rounds.append(Round([runs[pks[-1]] for pks in per_organization if pks]))
+        last = [runs[pks[-1]] for pks in per_organization if pks]
+        rounds.append(Round(last, unfinished=not settled))
     return rounds

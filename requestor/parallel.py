@@ -16,11 +16,12 @@ exchange something had ended (so it asked the master after everything had arrive
 import logging
 import multiprocessing
 import multiprocessing.connection
+import time
 
 from django.db import connection, connections
 
 from requestor.constants import PENDING_RUN_STATUSES, RunStatus
-from requestor.cycle import SyncError, run_cycle_now
+from requestor.cycle import CycleRunning, SyncError, run_cycle_now
 from requestor.models import Run
 from transport.inbox import process_pending
 from transport.outbox import deliver_pending
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 # An idle worker waits until another one has moved something (what it committed may be work
 # for it), or this long at most.
 IDLE_WAIT_SECONDS = 0.1
+# A cycle whose requestor another session holds (a cycle or an import elsewhere: Execute Now, a
+# Celery worker) is tried again for this long before the sync gives up on it (unfinished).
+BUSY_WAIT_SECONDS = 15.0
 
 # The state of an organization between its cycles: its cycle is due, being run, waiting for
 # its run's answer, or answered.
@@ -46,9 +50,12 @@ def supported() -> bool:
     return connection.vendor == "postgresql"
 
 
-def sync(config_ids: list[int], trigger: str, workers: int, max_runs: int) -> list[list[int]]:
+def sync(
+    config_ids: list[int], trigger: str, workers: int, max_runs: int
+) -> tuple[list[list[int]], bool]:
     """Sync the organizations of `config_ids` on `workers` processes, each at most `max_runs`
-    times. Returns the pks of each organization's runs, in order."""
+    times. Returns the pks of each organization's runs, in order, and whether every
+    organization ended settled (its last run quiet, and asked after all the others' news)."""
     if connection.in_atomic_block:
         raise SyncError(
             "A sync on several workers cannot run inside a transaction: the workers would not "
@@ -73,14 +80,16 @@ def sync(config_ids: list[int], trigger: str, workers: int, max_runs: int) -> li
                 for process in running.values():
                     process.terminate()
                     process.join()
+                why = shared.error() or f"it ended with exit code {ended.exitcode}"
                 raise WorkersFailed(
-                    f"A sync worker failed, so the sync was stopped: {shared.error()} "
-                    "What the workers committed stays; run the sync again."
+                    f"A sync worker failed ({why}), so the sync was stopped. What the workers "
+                    "committed stays; run the sync again."
                 )
-    return [
+    runs = [
         list(shared.runs[i * max_runs : i * max_runs + shared.made[i]])
         for i in range(len(config_ids))
     ]
+    return runs, all(state == ANSWERED for state in shared.state)
 
 
 class _Shared:
@@ -105,7 +114,17 @@ class _Shared:
         self.busy = context.Value("i", 0, lock=False)
         self.moves = context.Value("q", 0, lock=False)
         self.over = context.Value("b", 0, lock=False)
+        # Since when each organization's due cycle has found its requestor held (0: it has not).
+        self.blocked_since = context.Array("d", organizations, lock=False)
         self.errors = context.SimpleQueue()
+
+    def waiting_for_a_requestor(self) -> bool:
+        """A due cycle found its requestor held, not so long ago that the sync gives up."""
+        now = time.monotonic()
+        return any(
+            since and now - since < BUSY_WAIT_SECONDS and self.state[index] == DUE
+            for index, since in enumerate(self.blocked_since)
+        )
 
     def error(self) -> str:
         return "" if self.errors.empty() else self.errors.get()
@@ -150,6 +169,10 @@ def _work(shared: _Shared, config_ids: list[int], trigger: str) -> None:
                     shared.moved.wait_for(
                         lambda: shared.moves.value != seen or shared.over.value, IDLE_WAIT_SECONDS
                     )
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the whole process group: the parent says so, not each worker.
+        shared.errors.put("interrupted")
+        raise SystemExit(1) from None
     except BaseException as exc:
         log.exception("sync worker failed")
         shared.errors.put(f"{exc.__class__.__name__}: {exc}")
@@ -172,12 +195,7 @@ def _step(shared: _Shared, config_ids: list[int], trigger: str) -> int | None:
     moved = 0
     try:
         if index is not None:
-            run = run_cycle_now(config_ids[index], trigger)
-            with shared.lock:
-                shared.runs[index * shared.max_runs + shared.made[index]] = run.pk
-                shared.made[index] += 1
-                shared.state[index] = IN_FLIGHT
-            moved = 1
+            moved = _cycle(shared, index, config_ids[index], trigger)
         else:
             # One message at a time: a run answered is noticed, and its next cycle run, at once.
             moved = deliver_pending() + process_pending(limit=1) + _follow(shared, count)
@@ -187,13 +205,34 @@ def _step(shared: _Shared, config_ids: list[int], trigger: str) -> int | None:
             if moved:
                 shared.moves.value += 1
                 shared.moved.notify_all()
-            if not moved and not shared.busy.value and shared.moves.value == moves_before:
+            quiet = not moved and not shared.busy.value and shared.moves.value == moves_before
+            if quiet and not shared.waiting_for_a_requestor():
                 shared.over.value = 1
                 shared.moved.notify_all()
             seen = shared.moves.value
     if shared.over.value:
         return None
     return -1 if moved else seen
+
+
+def _cycle(shared: _Shared, index: int, config_id: int, trigger: str) -> int:
+    """The organization's next cycle; 1 once it runs, 0 if it has to wait."""
+    try:
+        run = run_cycle_now(config_id, trigger)
+    except CycleRunning:
+        # Another worker holds the organization's requestor (it is applying a message for
+        # it), or another session does: the cycle is due again, once something has moved or
+        # after a pause, for BUSY_WAIT_SECONDS.
+        with shared.lock:
+            shared.state[index] = DUE
+            shared.blocked_since[index] = shared.blocked_since[index] or time.monotonic()
+        return 0
+    with shared.lock:
+        shared.blocked_since[index] = 0
+        shared.runs[index * shared.max_runs + shared.made[index]] = run.pk
+        shared.made[index] += 1
+        shared.state[index] = IN_FLIGHT
+    return 1
 
 
 def _follow(shared: _Shared, count: int) -> int:

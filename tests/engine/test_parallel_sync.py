@@ -4,10 +4,12 @@ process, every run accounted for once, and a worker that fails stops the sync sa
 import io
 import os
 import signal
+import threading
+from contextlib import contextmanager
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from directory import changes
 from requestor import parallel
@@ -96,7 +98,9 @@ def test_a_killed_worker_stops_the_others_and_a_new_sync_finishes(committed_scen
         os.kill(os.getpid(), signal.SIGKILL)
 
     monkeypatch.setattr(parallel, "run_cycle_now", killed)
-    with pytest.raises(parallel.WorkersFailed, match="A sync worker failed"):
+    with pytest.raises(
+        parallel.WorkersFailed, match=r"A sync worker failed \(it ended with exit code -9\)"
+    ):
         sync_all(workers=2)
     monkeypatch.undo()
 
@@ -154,3 +158,54 @@ def test_an_organization_that_asked_too_early_asks_again(committed_scenario):
     for name in ("ORG1", "ORG3"):
         titles = committed_scenario[name].contacts().values_list("title", flat=True)
         assert "Head of Everything" in set(titles), name
+
+
+@contextmanager
+def requestor_held(config_id: int, release: threading.Event):
+    """Another session holds an organization's requestor (as a cycle or an import does) until
+    `release` is set."""
+    held = threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                RequestorConfig.objects.select_for_update().get(pk=config_id)
+                held.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(timeout=10)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join()
+
+
+@pytest.mark.postgres
+def test_a_cycle_that_finds_its_requestor_busy_runs_once_it_is_free(committed_scenario):
+    org2 = committed_scenario["ORG2"].config.pk
+    release = threading.Event()
+    threading.Timer(1.5, release.set).start()
+
+    with requestor_held(org2, release):
+        rounds = sync_all(workers=2)
+
+    assert rounds[-1].quiet
+    assert_converged(committed_scenario)
+
+
+@pytest.mark.postgres
+def test_a_requestor_held_all_along_leaves_the_sync_unfinished(committed_scenario, monkeypatch):
+    monkeypatch.setattr(parallel, "BUSY_WAIT_SECONDS", 2.0)  # inherited by the workers
+    org2 = committed_scenario["ORG2"].config.pk
+
+    with requestor_held(org2, threading.Event()):
+        rounds = sync_all(workers=2)
+
+    assert not Run.objects.filter(config_id=org2).exists()
+    assert not rounds[-1].quiet
+    assert rounds[-1].unfinished
