@@ -110,7 +110,9 @@ def chain_onto(previous: str, usn: int, key: str, op: str, source_usn: int) -> s
 
 
 def _is_live(deleted: bool, usn: int) -> bool:
-    return not deleted and usn > 0
+    # An entry is stored live only once publish() gave it a master USN; one never published is
+    # stored deleted (_NewEntry): `usn > 0` and `usn >= 0` agree on every state stored.
+    return not deleted and usn > 0  # pragma: no mutate
 
 
 @dataclass

@@ -117,6 +117,29 @@ def test_a_held_export_applies_nothing_and_says_who_how_many_and_whom(synced_sce
     assert requestor.acked_usn < synced_scenario["ORG2"].organization.usn
 
 
+def test_the_sample_names_an_entry_without_a_display_name_by_its_address(synced_scenario):
+    guard_of("ORG2", delete_limit=5)
+    org2 = synced_scenario["ORG2"]
+    people = list(
+        Recipient.objects.filter(organization=org2.organization, global_key__isnull=True).order_by(
+            "pk"
+        )[:8]
+    )
+    # Three entries as a directory without display names (LDAP, say) gave them to the master.
+    nameless = []
+    for entry in GlobalEntry.objects.filter(object_id__in=[p.guid for p in people[:3]]):
+        entry.attrs = {k: v for k, v in entry.attrs.items() if k != "display_name"}
+        entry.save(update_fields=["attrs"])
+        nameless.append(entry.attrs["primary_smtp"])
+    changes.delete_recipients(people)
+
+    cycle(org2)
+
+    named = [f"{person.display_name} (ORG2)" for person in people[3:]]
+    assert sorted(Hold.objects.get().sample) == sorted([*nameless, *named])
+    assert all(nameless)
+
+
 def test_a_held_batch_never_blocks_the_other_organizations(synced_scenario):
     guard_of("ORG2", delete_limit=5)
     delete_people(synced_scenario["ORG2"], 8)
