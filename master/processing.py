@@ -138,7 +138,10 @@ class _Changes:
     def delete(self, entry: "GlobalEntry | _NewEntry") -> None:
         """Delete a live entry: a tombstone takes the next master USN."""
         attrs = entry.attrs
-        self.deleted.append(attrs.get("display_name") or attrs.get("primary_smtp") or "")
+        # Its name in the guard's sample: the display name, else the address, else the key.
+        self.deleted.append(
+            attrs.get("display_name") or attrs.get("primary_smtp") or entry.global_key
+        )
         entry.deleted, entry.attrs = True, {}
         self.publish(entry, Op.DELETE.value)
 

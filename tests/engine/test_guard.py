@@ -117,7 +117,7 @@ def test_a_held_export_applies_nothing_and_says_who_how_many_and_whom(synced_sce
     assert requestor.acked_usn < synced_scenario["ORG2"].organization.usn
 
 
-def test_the_sample_names_an_entry_without_a_display_name_by_its_address(synced_scenario):
+def test_the_sample_names_an_entry_without_a_display_name_by_its_address_or_key(synced_scenario):
     guard_of("ORG2", delete_limit=5)
     org2 = synced_scenario["ORG2"]
     people = list(
@@ -125,19 +125,22 @@ def test_the_sample_names_an_entry_without_a_display_name_by_its_address(synced_
             "pk"
         )[:8]
     )
-    # Three entries as a directory without display names (LDAP, say) gave them to the master.
+    # Three entries as a directory without display names (LDAP, say) gave them to the master,
+    # one of them without an address either.
     nameless = []
     for entry in GlobalEntry.objects.filter(object_id__in=[p.guid for p in people[:3]]):
         entry.attrs = {k: v for k, v in entry.attrs.items() if k != "display_name"}
+        if not nameless:
+            del entry.attrs["primary_smtp"]
         entry.save(update_fields=["attrs"])
-        nameless.append(entry.attrs["primary_smtp"])
+        nameless.append(entry.attrs.get("primary_smtp", entry.global_key))
     changes.delete_recipients(people)
 
     cycle(org2)
 
     named = [f"{person.display_name} (ORG2)" for person in people[3:]]
     assert sorted(Hold.objects.get().sample) == sorted([*nameless, *named])
-    assert all(nameless)
+    assert nameless[0].startswith("ORG2:") and all("@" in name for name in nameless[1:])
 
 
 def test_a_held_batch_never_blocks_the_other_organizations(synced_scenario):

@@ -74,3 +74,44 @@ def test_it_replies_with_what_committed_between_reading_and_locking(scenario, mo
     assert f"ORG3:{changed.guid}" in keys
     assert (f"ORG3:{gone.guid}" in keys) is not full
     assert max(usn for _, _, usn in reply) > prepared.through
+
+
+def test_a_prepared_reply_is_brought_up_to_date_not_read_again(scenario, monkeypatch):
+    org2, org3 = scenario["ORG2"], scenario["ORG3"]
+    sync_all()
+
+    def change(person, title):
+        person.title = title
+        save_recipient(person)
+        run_cycle(org3.config.pk)
+        deliver_pending()
+
+    # One change of ORG3's reaches the master before ORG2's reply is read, one after.
+    change(org3.people[0], "Before ORG2's reply was read")
+    inbox.process_message(received_export(org3).pk)
+    run_cycle(org2.config.pk)
+    deliver_pending()
+    export2 = received_export(org2)
+    prepared = processing.prepare_reply(
+        MASTER_DN, org2.config.dn, wire.decode(bytes(export2.payload))
+    )
+    assert prepared.through > prepared.after
+    change(org3.people[1], "After ORG2's reply was read")
+    inbox.process_message(received_export(org3).pk)
+    monkeypatch.setattr(processing, "prepare_reply", lambda *args: prepared)
+    read_after = []
+    reply_entries = processing._reply_entries
+
+    def reading(master_id, requestor_id, after, *args, **kwargs):
+        read_after.append(after)
+        return reply_entries(master_id, requestor_id, after, *args, **kwargs)
+
+    monkeypatch.setattr(processing, "_reply_entries", reading)
+
+    inbox.process_message(export2.pk)
+
+    # Under the lock only what committed since the prepared reply was read is read.
+    assert read_after == [prepared.through]
+    reply = reply_to(org2)
+    assert reply == master_holds(org2, prepared.after, full=False)
+    assert len(reply) == 2

@@ -84,3 +84,18 @@ def test_a_compacted_ledger_entry_cannot_be_checked(master):
     LedgerEntry.objects.filter(master=master, usn=2).delete()
 
     assert restored_behind(master, report(master, 2, "chain2")) is None
+
+
+@pytest.mark.parametrize(
+    ("applied", "full"), [(4, True), (5, False), (6, False)], ids=["behind", "at", "past"]
+)
+def test_a_reply_is_full_only_for_a_requestor_behind_the_purged_tombstones(master, applied, full):
+    """Tombstones through master USN 5 are purged: a requestor that applied USN 5 has seen them
+    all; one that applied 4 may have missed the tombstone at 5."""
+    ledger(master, 4, "chain4")
+    ledger(master, 5, "chain5")
+    ledger(master, 6, "chain6")
+    master.usn, master.history, master.purged_through_usn = 6, "chain6", 5
+    master.save()
+
+    assert reply_is_full(master, report(master, applied)) is full
