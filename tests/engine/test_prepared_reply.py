@@ -6,7 +6,7 @@ import pytest
 
 from directory.changes import delete_recipients, save_recipient
 from master import processing
-from master.models import GlobalEntry
+from master.models import GlobalEntry, MasterConfig
 from requestor.cycle import run_cycle, sync_all
 from tests.engine.conftest import MASTER_DN
 from transport import inbox, wire
@@ -76,19 +76,14 @@ def test_it_replies_with_what_committed_between_reading_and_locking(scenario, mo
     assert max(usn for _, _, usn in reply) > prepared.through
 
 
-def test_a_prepared_reply_is_brought_up_to_date_not_read_again(scenario, monkeypatch):
+def prepare_org2_reply_after_a_change(scenario, delete_one: bool = False):
+    """ORG3 changes a recipient (and deletes another) and the master applies it; ORG2's export
+    arrives and its reply is prepared (read before the lock), covering that change."""
     org2, org3 = scenario["ORG2"], scenario["ORG3"]
     sync_all()
-
-    def change(person, title):
-        person.title = title
-        save_recipient(person)
-        run_cycle(org3.config.pk)
-        deliver_pending()
-
-    # One change of ORG3's reaches the master before ORG2's reply is read, one after.
-    change(org3.people[0], "Before ORG2's reply was read")
-    inbox.process_message(received_export(org3).pk)
+    if delete_one:
+        delete_recipients([org3.people[2]])
+    change_in_org3(scenario, org3.people[0], "Before ORG2's reply was read")
     run_cycle(org2.config.pk)
     deliver_pending()
     export2 = received_export(org2)
@@ -96,22 +91,65 @@ def test_a_prepared_reply_is_brought_up_to_date_not_read_again(scenario, monkeyp
         MASTER_DN, org2.config.dn, wire.decode(bytes(export2.payload))
     )
     assert prepared.through > prepared.after
-    change(org3.people[1], "After ORG2's reply was read")
+    return export2, prepared
+
+
+def change_in_org3(scenario, person, title: str) -> None:
+    org3 = scenario["ORG3"]
+    person.title = title
+    save_recipient(person)
+    run_cycle(org3.config.pk)
+    deliver_pending()
     inbox.process_message(received_export(org3).pk)
-    monkeypatch.setattr(processing, "prepare_reply", lambda *args: prepared)
-    read_after = []
+
+
+def reads_of_reply_entries(monkeypatch) -> list[tuple[int, bool]]:
+    """(after, live only) of each read of reply entries from now on."""
+    reads = []
     reply_entries = processing._reply_entries
 
-    def reading(master_id, requestor_id, after, *args, **kwargs):
-        read_after.append(after)
-        return reply_entries(master_id, requestor_id, after, *args, **kwargs)
+    def reading(master_id, requestor_id, after, through, live_only):
+        reads.append((after, live_only))
+        return reply_entries(master_id, requestor_id, after, through, live_only)
 
     monkeypatch.setattr(processing, "_reply_entries", reading)
+    return reads
+
+
+@pytest.mark.parametrize("committed_since", [True, False], ids=["changed-since", "unchanged"])
+def test_a_prepared_reply_is_brought_up_to_date_not_read_again(
+    scenario, monkeypatch, committed_since
+):
+    export2, prepared = prepare_org2_reply_after_a_change(scenario)
+    if committed_since:
+        change_in_org3(scenario, scenario["ORG3"].people[1], "After ORG2's reply was read")
+    monkeypatch.setattr(processing, "prepare_reply", lambda *args: prepared)
+    reads = reads_of_reply_entries(monkeypatch)
 
     inbox.process_message(export2.pk)
 
     # Under the lock only what committed since the prepared reply was read is read.
-    assert read_after == [prepared.through]
-    reply = reply_to(org2)
-    assert reply == master_holds(org2, prepared.after, full=False)
-    assert len(reply) == 2
+    assert reads == [(prepared.through, False)]
+    reply = reply_to(scenario["ORG2"])
+    assert reply == master_holds(scenario["ORG2"], prepared.after, full=False)
+    assert len(reply) == (2 if committed_since else 1)
+
+
+def test_a_prepared_reply_that_guessed_wrong_is_read_again_whole(scenario, monkeypatch):
+    """The master started a new epoch after the reply was prepared: the reply is full (live
+    entries only), not the incremental one prepared."""
+    export2, prepared = prepare_org2_reply_after_a_change(scenario, delete_one=True)
+    assert not prepared.full
+    master = MasterConfig.objects.get()
+    processing.start_new_epoch(master)
+    master.save()
+    monkeypatch.setattr(processing, "prepare_reply", lambda *args: prepared)
+    reads = reads_of_reply_entries(monkeypatch)
+
+    inbox.process_message(export2.pk)
+
+    assert reads == [(0, True)]
+    reply = reply_to(scenario["ORG2"])
+    assert reply == master_holds(scenario["ORG2"], 0, full=True)
+    assert all(op == "upsert" for _, op, _ in reply)
+    assert GlobalEntry.objects.filter(origin="ORG3", deleted=True).exists()
