@@ -562,7 +562,8 @@ def _entries_for_reply(
     kept = [i for i, item in enumerate(prepared.items) if item["key"] not in replaced]
     items = [prepared.items[i] for i in kept]
     texts = [prepared.texts[i] for i in kept]
-    for item, text in zip(newer, newer_texts, strict=True):
+    # (_reply_entries gives as many texts as items: `strict` changes nothing.)
+    for item, text in zip(newer, newer_texts, strict=True):  # pragma: no mutate
         if not (full and item["op"] == Op.DELETE.value):
             items.append(item)
             texts.append(text)

@@ -210,6 +210,25 @@ def test_rejecting_discards_the_batch_and_asks_for_a_full_export(synced_scenario
     assert Hold.objects.filter(decision="pending").get().deletes == 8
 
 
+def test_a_master_that_wants_a_full_export_asks_in_every_reply_until_it_has_one(
+    synced_scenario,
+):
+    """The notice of a rejection was lost: the master's next reply asks again, and the
+    requestor's next cycle is a full export, after which the master stops asking."""
+    org2 = synced_scenario["ORG2"]
+    guard_of("ORG2", full_export_wanted=True)
+
+    first = cycle(org2)
+    second = cycle(org2)
+    third = cycle(org2)
+
+    assert not first.full_export and first.status == RunStatus.OK
+    assert second.full_export and second.status == RunStatus.OK
+    assert not third.full_export
+    assert not AllowedRequestor.objects.get(organization_name="ORG2").full_export_wanted
+    assert_converged(synced_scenario)
+
+
 def test_a_decided_hold_cannot_be_decided_again(synced_scenario, admin_user):
     guard_of("ORG2", delete_limit=5)
     delete_people(synced_scenario["ORG2"], 8)
