@@ -9,6 +9,7 @@ from master import processing
 from master.models import GlobalEntry, MasterConfig
 from requestor.cycle import run_cycle, sync_all
 from tests.engine.conftest import MASTER_DN
+from tests.engine.helpers import add_many
 from transport import inbox, wire
 from transport.constants import Direction, MessageKind, Status
 from transport.models import Message
@@ -153,3 +154,35 @@ def test_a_prepared_reply_that_guessed_wrong_is_read_again_whole(scenario, monke
     assert reply == master_holds(scenario["ORG2"], 0, full=True)
     assert all(op == "upsert" for _, op, _ in reply)
     assert GlobalEntry.objects.filter(origin="ORG3", deleted=True).exists()
+
+
+MIN_PART = 16 * 1024  # the smallest attachment size a master takes
+
+
+def test_what_committed_since_a_prepared_reply_can_fill_several_parts(scenario, monkeypatch):
+    """Many entries committed after the reply was read: the reply, brought up to date, is cut
+    into parts whose USN ranges follow each other."""
+    export2, prepared = prepare_org2_reply_after_a_change(scenario)
+    org3 = scenario["ORG3"]
+    add_many(org3, 120)
+    run_cycle(org3.config.pk)
+    deliver_pending()
+    inbox.process_message(received_export(org3).pk)
+    MasterConfig.objects.update(max_attachment_size=MIN_PART)
+    monkeypatch.setattr(processing, "prepare_reply", lambda *args: prepared)
+
+    inbox.process_message(export2.pk)
+
+    parts = [
+        wire.decode(bytes(message.payload))
+        for message in Message.objects.filter(
+            direction=Direction.OUTBOUND, recipient__iexact=scenario["ORG2"].config.dn
+        ).order_by("-pk")
+    ]
+    parts = sorted(parts[: parts[0].parts], key=lambda part: part.part)
+    assert len(parts) > 2
+    assert parts[0].after == prepared.after
+    for earlier, later in zip(parts, parts[1:], strict=False):
+        assert later.after == earlier.through == earlier.entries[-1].usn
+    entries = [(e.key, e.op, e.usn) for part in parts for e in part.entries]
+    assert entries == master_holds(scenario["ORG2"], prepared.after, full=False)
