@@ -181,6 +181,9 @@ def test_what_committed_since_a_prepared_reply_can_fill_several_parts(scenario, 
     ]
     parts = sorted(parts[: parts[0].parts], key=lambda part: part.part)
     assert len(parts) > 2
+    # Numbered on from the first part, as every message of a sender is.
+    first = parts[0].sequence
+    assert [part.sequence for part in parts] == list(range(first, first + len(parts)))
     assert parts[0].after == prepared.after
     for earlier, later in zip(parts, parts[1:], strict=False):
         assert later.after == earlier.through == earlier.entries[-1].usn
