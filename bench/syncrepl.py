@@ -15,7 +15,7 @@ import ldif
 
 from bench import topology
 from directory.ldap import schema
-from directory.ldap.slapd import SCHEMA_DIR, SCHEMAS, Slapd, SlapdError
+from directory.ldap.slapd import Slapd, SlapdError
 
 SUFFIX = "dc=peer,dc=example"
 UNIT = f"ou=People,{SUFFIX}"
@@ -38,14 +38,8 @@ class PeerSlapd(Slapd):
     def _configure(self) -> None:
         data = self.root / "data0"
         data.mkdir()
-        lines = [f"include {SCHEMA_DIR / name}.schema" for name in SCHEMAS]
+        lines = self._global_lines(*(["syncprov"] if self.provider_uri is None else []))
         lines += [
-            "modulepath /usr/lib/ldap",
-            "moduleload back_mdb",
-            *(["moduleload syncprov"] if self.provider_uri is None else []),
-            f"pidfile {self.root / 'slapd.pid'}",
-            f"argsfile {self.root / 'slapd.args'}",
-            "sizelimit unlimited",
             "database mdb",
             "maxsize 4294967296",
             f'suffix "{SUFFIX}"',

@@ -50,15 +50,21 @@ class Slapd:
     def root_dn(self, suffix: str | None = None) -> str:
         return f"cn=admin,{suffix or self.suffixes[0]}"
 
-    def _configure(self) -> None:
+    def _global_lines(self, *modules: str) -> list[str]:
+        """slapd.conf's global section: the schemas, the mdb backend and `modules`, the files."""
         lines = [f"include {SCHEMA_DIR / name}.schema" for name in SCHEMAS]
-        lines += [
+        return [
+            *lines,
             "modulepath /usr/lib/ldap",
             "moduleload back_mdb",
+            *(f"moduleload {module}" for module in modules),
             f"pidfile {self.root / 'slapd.pid'}",
             f"argsfile {self.root / 'slapd.args'}",
             "sizelimit unlimited",
         ]
+
+    def _configure(self) -> None:
+        lines = self._global_lines()
         base_entries = []
         for index, suffix in enumerate(self.suffixes):
             data = self.root / f"data{index}"

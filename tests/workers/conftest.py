@@ -285,23 +285,37 @@ def schedule_round(scenario: Scenario, copies: int = 1) -> None:
             run_requestor_cycle.delay(org.config.pk, Trigger.SCHEDULE.value)
 
 
-def sync_until_converged(scenario: Scenario, processes: Processes, timeout: float = 60) -> int:
-    """Queue rounds of cycles, as beat would, until every organization holds exactly the others'
-    recipients and nothing is in flight; return the number of rounds."""
+def rounds_until(
+    send_round: Callable, done: Callable, timeout: float, idle: Callable | None = None
+) -> int | None:
+    """Send rounds of work (`send_round()`), each followed by a wait until nothing is in flight
+    (`idle()`, by default `quiet()`), until `done()`; return the number of rounds, or None at
+    the deadline."""
     deadline = time.monotonic() + timeout
     rounds = 0
     while time.monotonic() < deadline:
-        schedule_round(scenario)
+        send_round()
         rounds += 1
         time.sleep(0.5)
         try:
-            wait_for(quiet, max(1.0, deadline - time.monotonic()), "the workers to go quiet")
+            wait_for(
+                idle or quiet, max(1.0, deadline - time.monotonic()), "the workers to go quiet"
+            )
         except AssertionError:
-            break
-        if converged(scenario):
+            return None
+        if done():
             return rounds
-    detail = {org.name: len(contacts(org)) for org in scenario.orgs.values()}
-    raise AssertionError(f"no convergence after {rounds} rounds: {detail}\n{processes.logs()}")
+    return None
+
+
+def sync_until_converged(scenario: Scenario, processes: Processes, timeout: float = 60) -> int:
+    """Queue rounds of cycles, as beat would, until every organization holds exactly the others'
+    recipients and nothing is in flight; return the number of rounds."""
+    rounds = rounds_until(lambda: schedule_round(scenario), lambda: converged(scenario), timeout)
+    if rounds is None:
+        detail = {org.name: len(contacts(org)) for org in scenario.orgs.values()}
+        raise AssertionError(f"no convergence: {detail}\n{processes.logs()}")
+    return rounds
 
 
 def assert_nothing_lost_or_duplicated(scenario: Scenario) -> None:

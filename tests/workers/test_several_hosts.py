@@ -39,7 +39,7 @@ from master.models import LedgerEntry
 from requestor.constants import PENDING_RUN_STATUSES, RunStatus
 from requestor.models import RequestorConfig, Run
 from tests.workers import netns
-from tests.workers.conftest import CELERY, PENDING, ROOT, Broker, wait_for
+from tests.workers.conftest import CELERY, PENDING, ROOT, Broker, rounds_until, wait_for
 from transport.constants import Status
 from transport.models import Message
 from transport.tasks import sweep_messages
@@ -211,20 +211,15 @@ def sync_rounds(deployment: Deployment, check, timeout: float = TIMEOUT) -> int:
     """Rounds of every requestor's cycle, as beat sends them, with the message sweep beat also
     sends, until nothing is in flight and `check()` finds nothing wrong; return the rounds."""
     entries = schedule_entries()
-    deadline = time.monotonic() + timeout
-    rounds = 0
-    while time.monotonic() < deadline:
+
+    def send_round():
         beat_sends(entries, celery_app.conf.task_default_queue)
         sweep_messages.delay()
-        rounds += 1
-        time.sleep(0.5)
-        try:
-            wait_for(quiet, max(1.0, deadline - time.monotonic()), "the workers to go quiet")
-        except AssertionError:
-            break
-        if not check():
-            return rounds
-    raise AssertionError(f"no convergence after {rounds} rounds: {check()}\n{deployment.logs()}")
+
+    rounds = rounds_until(send_round, lambda: not check(), timeout, idle=quiet)
+    if rounds is None:
+        raise AssertionError(f"no convergence: {check()}\n{deployment.logs()}")
+    return rounds
 
 
 def converge(deployment: Deployment) -> int:

@@ -1,5 +1,6 @@
 """Measure full and incremental syncs in a scratch database; print a table, optionally JSON."""
 
+import importlib
 import json
 import logging
 import platform
@@ -183,17 +184,24 @@ class Command(BaseCommand):
                     f"{run[label]['seconds']:>10.3f}{run[label]['queries']:>10}{run['arrived']:>10}"
                 )
 
-    def run_w4(self, count: int) -> dict | None:
+    def with_slapd(self, label: str, module: str, name: str, *args) -> dict | None:
+        """A workload that needs python-ldap and a throwaway slapd; None, saying why, without
+        them."""
         try:
-            from bench.ldap import w4_ldap
+            workload = getattr(importlib.import_module(module), name)
             from directory.ldap.slapd import SlapdError
         except ImportError as exc:
-            self.stdout.write(f"\nW4 LDAP: skipped, python-ldap is not installed ({exc}).")
+            self.stdout.write(f"\n{label}: skipped, python-ldap is not installed ({exc}).")
             return None
         try:
-            w4 = w4_ldap(count)
+            return workload(*args)
         except SlapdError as exc:
-            self.stdout.write(f"\nW4 LDAP: skipped, no throwaway slapd ({exc}).")
+            self.stdout.write(f"\n{label}: skipped, no throwaway slapd ({exc}).")
+            return None
+
+    def run_w4(self, count: int) -> dict | None:
+        w4 = self.with_slapd("W4 LDAP", "bench.ldap", "w4_ldap", count)
+        if w4 is None:
             return None
         problems = f", {w4['problems']} NOT WRITTEN" if w4["problems"] else ""
         self.stdout.write(
@@ -324,16 +332,8 @@ class Command(BaseCommand):
     def run_syncrepl(self, entries: int, w1: dict | None) -> dict | None:
         """OpenLDAP's syncrepl on the same machine, and W1's contacts written per second
         (every organization's imports) against its entries per second."""
-        try:
-            from bench.syncrepl import syncrepl
-            from directory.ldap.slapd import SlapdError
-        except ImportError as exc:
-            self.stdout.write(f"\nsyncrepl: skipped, python-ldap is not installed ({exc}).")
-            return None
-        try:
-            peer = syncrepl(entries)
-        except SlapdError as exc:
-            self.stdout.write(f"\nsyncrepl: skipped, no throwaway slapd ({exc}).")
+        peer = self.with_slapd("syncrepl", "bench.syncrepl", "syncrepl", entries)
+        if peer is None:
             return None
         short = "" if peer["held"] == entries else f", ONLY {peer['held']:,} ARRIVED"
         self.stdout.write(
