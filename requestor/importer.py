@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 from django.core.exceptions import ValidationError
-from django.db.models.functions import Lower
 from django.utils import timezone
 
 from directory import backends, changes
-from directory.bulk import OneOf, copy_insert, update_objects
+from directory.bulk import OneOf, copy_insert, probe_lower, update_objects
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.models import Recipient, allocate_usns, smtp_validator
 from requestor import verify
@@ -279,7 +278,9 @@ def apply_entries(
             latest[entry.key] = entry
     if not latest:
         return
-    contacts = {c.global_key: c for c in _contacts(config).filter(OneOf("global_key", latest))}
+    contacts = {
+        c.global_key: c for c in _contacts(config).filter(OneOf("global_key", latest)).order_by()
+    }
     domains = config.domains()
     excluded = config.excluded()
     removals: list[Recipient] = []
@@ -383,26 +384,18 @@ def _set_aside(config, settled: list[str], counts: Counts, set_aside: Tally) -> 
 
 
 def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, set]]:
-    """In one query, who holds the entries' addresses and their aliases (lower case) in the
-    organization: for an address, (global key, pk), the key None for a recipient of the
-    organization's own; for an alias, the set of global keys holding it."""
-    addresses = {_address(entry) for entry, _ in upserts}
-    aliases = {base.lower() for base in bases.values()}
-    by_address, by_alias = {}, {}
+    """Who holds the entries' addresses and their aliases (lower case) in the organization: for
+    an address, (global key, pk), the key None for a recipient of the organization's own; for an
+    alias, the set of global keys holding it (see _alias_holders).
+
+    Two look-ups, each answered by probing its own index: asked with OR in one, PostgreSQL reads
+    every recipient of the organization instead."""
     if not upserts:
-        return by_address, by_alias
-    rows = (
-        _shown(config)
-        .annotate(smtp=Lower("primary_smtp"), lowered=Lower("alias"))
-        .filter(OneOf("smtp", addresses) | OneOf("lowered", aliases))
-        .values_list("smtp", "lowered", "global_key", "pk")
-    )
-    for smtp, alias, key, pk in rows:
-        if smtp in addresses:
-            by_address[smtp] = (key, pk)
-        if alias in aliases:
-            by_alias.setdefault(alias, set()).add(key)
-    return by_address, by_alias
+        return {}, {}
+    addresses = {_address(entry) for entry, _ in upserts}
+    rows = probe_lower(_shown(config), "primary_smtp", addresses, ["global_key", "pk"])
+    by_address = {smtp: (key, pk) for smtp, key, pk in rows}
+    return by_address, _alias_holders(config, {base.lower() for base in bases.values()})
 
 
 def _release(upserts, removals, addresses: dict, alias_holders: dict, bases: dict) -> None:
@@ -531,15 +524,7 @@ def _alias_holders(config, aliases: set[str]) -> dict[str, set]:
     """Who holds each of these aliases (lower case) in the organization: global keys, None for
     the organization's own recipients. No query for no aliases."""
     holders: dict[str, set] = {}
-    if not aliases:
-        return holders
-    rows = (
-        _shown(config)
-        .annotate(lowered=Lower("alias"))
-        .filter(OneOf("lowered", aliases))
-        .values_list("lowered", "global_key")
-    )
-    for alias, key in rows:
+    for alias, key in probe_lower(_shown(config), "alias", aliases, ["global_key"]):
         holders.setdefault(alias, set()).add(key)
     return holders
 
@@ -783,12 +768,7 @@ def retry_conflicts(config: RequestorConfig, counts: Counts) -> None:
     if not conflicts:
         return
     addresses = {conflict.address.lower() for conflict in conflicts}
-    held = set(
-        _shown(config)
-        .annotate(smtp=Lower("primary_smtp"))
-        .filter(OneOf("smtp", addresses))
-        .values_list("smtp", flat=True)
-    )
+    held = {smtp for smtp, _ in probe_lower(_shown(config), "primary_smtp", addresses, ["pk"])}
     freed = [
         wire.Entry.model_construct(
             key=conflict.global_key,

@@ -51,15 +51,22 @@ RETRY_MAX_SECONDS = 300
 MAX_ATTEMPTS = 10
 
 
+class _TurnTaken(Exception):
+    """Another session is applying the organization's messages of this kind (see in_order)."""
+
+
 def _due(now) -> Q:
     return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
 
 
 def process_pending(limit: int | None = None) -> int:
     """Process every received message that is due (or the first `limit` of them), oldest
-    first; return how many were handled."""
+    first; return how many were handled.
+
+    A message another worker holds is its to finish, and one whose organization another worker
+    is applying messages for (the next part of the same reply, say) is left for later: rather
+    than wait for that turn, this one goes on to the next organization's messages."""
     handled = 0
-    # Messages another worker holds locked are its to finish: don't spin on them.
     skipped: set[int] = set()
     while True:
         batch = list(
@@ -72,7 +79,7 @@ def process_pending(limit: int | None = None) -> int:
         if not batch:
             return handled
         for pk in batch:
-            if process_safely(pk):
+            if process_safely(pk, wait=False):
                 handled += 1
                 if handled == limit:
                     return handled
@@ -80,12 +87,12 @@ def process_pending(limit: int | None = None) -> int:
                 skipped.add(pk)
 
 
-def process_safely(pk: int) -> bool:
+def process_safely(pk: int, wait: bool = True) -> bool:
     """Process one message. A brief database error leaves it received, to be processed again
     after a pause (retry_at() says when); any other unexpected error rolls it back and marks
     it failed, keeping it."""
     try:
-        return process_message(pk)
+        return process_message(pk, wait=wait)
     except TRANSIENT_ERRORS as exc:
         _retry_later(pk, exc)
         return True
@@ -133,7 +140,17 @@ def retry_at(pk: int):
     )
 
 
-def process_message(pk: int) -> bool:
+def process_message(pk: int, wait: bool = True) -> bool:
+    """Process the message if it is still received; False if it is not, or another session
+    holds it, or (with `wait` False) holds the organization's turn at its agent's messages:
+    then nothing was written."""
+    try:
+        return _process(pk, wait)
+    except _TurnTaken:
+        return False
+
+
+def _process(pk: int, wait: bool) -> bool:
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(skip_locked=True)
@@ -149,7 +166,7 @@ def process_message(pk: int) -> bool:
         held = None
         body_fields = []
         try:
-            _dispatch(message)
+            _dispatch(message, wait)
         except MessageHeld as exc:
             message.status, message.error = Status.HELD, str(exc)
             held = exc
@@ -181,7 +198,7 @@ def _tell_refused(message: Message) -> None:
         agent.refused(message)
 
 
-def _dispatch(message: Message) -> None:
+def _dispatch(message: Message, wait: bool = True) -> None:
     """Check who sent it before reading it, then what it is, then whether it was seen before."""
     agent = agent_at(message.recipient)
     if agent is None:
@@ -189,8 +206,8 @@ def _dispatch(message: Message) -> None:
             f"No agent of this installation receives mail at {message.recipient}."
         )
     message.organization_id = agent.organization_at(message.recipient)
-    if agent.in_order:
-        in_order(agent, message.organization_id)
+    if agent.in_order and not in_order(agent, message.organization_id, wait):
+        raise _TurnTaken
     _verify_sender(agent, message)
     try:
         document = wire.decode(bytes(message.payload))
@@ -218,19 +235,24 @@ def _dispatch(message: Message) -> None:
         raise
 
 
-def in_order(agent, organization_id: int) -> None:
+def in_order(agent, organization_id: int, wait: bool = True) -> bool:
     """Take the organization's turn at the agent's messages, until commit: on PostgreSQL an
-    advisory lock (SQLite runs one writing transaction at a time anyway).
+    advisory lock (SQLite runs one writing transaction at a time anyway). Without `wait`, only
+    if no other session holds it: False then.
 
     Without it, a reply part that finds its predecessor not applied yet could commit as
     deferred just after the predecessor's transaction looked for deferred parts to hand over
     (retry_deferred): it would wait for the next sweep, a minute. The handler's own row lock
     does not prevent that: the savepoint a deferral rolls back releases it."""
     if connection.vendor != "postgresql":
-        return
+        return True
     kind = zlib.crc32(agent.document_type.encode()) & 0x7FFFFFFF
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [kind, organization_id])
+        if wait:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [kind, organization_id])
+            return True
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [kind, organization_id])
+        return cursor.fetchone()[0]
 
 
 def _verify_sender(agent, message: Message) -> None:

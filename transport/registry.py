@@ -28,8 +28,10 @@ class Agent:
     held: Callable | None = None
     decided: Callable | None = None
     refused: Callable | None = None
-    # Its messages wait for one another (a part deferred until an earlier one is applied): the
-    # inbox processes those of one organization one at a time (transport.inbox.in_order).
+    # Its messages wait for one another (a part deferred until an earlier one is applied, or
+    # one lock all of them take): the inbox processes those of one organization one at a time
+    # (transport.inbox.in_order), and a worker sweeping the inbox passes over an organization
+    # whose turn another one holds.
     in_order: bool = False
 
 

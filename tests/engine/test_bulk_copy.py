@@ -10,7 +10,14 @@ from django.db.models.functions import Upper
 from django.test.utils import CaptureQueriesContext
 
 from directory import changes
-from directory.bulk import OneOf, copy_insert, update_objects
+from directory.bulk import (
+    BULK_ROWS,
+    OneOf,
+    copy_insert,
+    probe_lower,
+    refresh_statistics,
+    update_objects,
+)
 from directory.constants import Kind
 from directory.factories import ContainerFactory
 from directory.models import Recipient
@@ -311,3 +318,114 @@ def test_update_objects_takes_one_statement_whatever_the_number_of_rows(containe
 
     assert len(queries) == 1
     assert not Recipient.objects.exclude(title__startswith="Title of Person").exists()
+
+
+def people(container, count: int, start: int = 0) -> list[tuple]:
+    """Recipients with mixed-case addresses and aliases, as directories have them."""
+    return [
+        (
+            container.organization_id,
+            container.pk,
+            Kind.MAILBOX,
+            f"Person {number}",
+            f"Person{number}",
+            "",
+            "",
+            f"Person.{number}@Org.Example",
+            None,
+            None,
+            number + 1,
+        )
+        for number in range(start, start + count)
+    ]
+
+
+def test_probe_lower_finds_what_lower_and_a_list_find(container):
+    copy_insert(Recipient, FIELDS, people(container, 30))
+    other = ContainerFactory()
+    copy_insert(Recipient, FIELDS, people(other, 30))
+    asked = {"person.3@org.example", "person.17@org.example", "nobody@org.example"}
+    shown = Recipient.objects.filter(organization_id=container.organization_id)
+    expected = {
+        (smtp.lower(), pk)
+        for smtp, pk in shown.values_list("primary_smtp", "pk")
+        if smtp.lower() in asked
+    }
+
+    found = probe_lower(shown, "primary_smtp", asked, ["pk"])
+
+    assert set(found) == expected and len(found) == 2
+    assert probe_lower(shown, "alias", {"person29", "person30"}, ["display_name"]) == [
+        ("person29", "Person 29")
+    ]
+    assert probe_lower(shown, "alias", set(), ["pk"]) == []
+    # A value holding the separator OneOf joins values with still finds, or misses, exactly.
+    assert probe_lower(shown, "alias", {"person1\x1f", "person1"}, ["pk"]) == [
+        ("person1", shown.get(alias="Person1").pk)
+    ]
+
+
+@pytest.mark.postgres
+def test_probe_lower_probes_the_index_once_per_value(container):
+    """With statistics that know the organization's size (refresh_statistics keeps them so
+    after a bulk load), each value is one probe of the unique index on lower(primary_smtp):
+    the plan has nothing else to choose from, where `lower(…) = ANY` may read the organization
+    whole once it holds a few hundred thousand recipients."""
+    copy_insert(Recipient, FIELDS, people(container, 20_000))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE directory_recipient")
+    shown = Recipient.objects.filter(organization_id=container.organization_id, hidden_at=None)
+    asked = {f"person.{number}@org.example" for number in range(0, 20_000, 10)}
+
+    with CaptureQueriesContext(connection) as queries:
+        found = probe_lower(shown, "primary_smtp", asked, ["pk"])
+
+    assert len(found) == len(asked)
+    [query] = queries.captured_queries
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + query["sql"])
+        plan = [line.strip() for (line,) in cursor.fetchall()]
+    assert plan[0].startswith("Nested Loop"), plan
+    assert plan[1].startswith("->  Function Scan on unnest probe"), plan
+    assert plan[2].startswith("->  Index Scan using recipient_smtp_unique_shown"), plan
+    organization = f"organization_id = {container.organization_id}"
+    assert plan[3:] == [
+        f"Index Cond: (({organization}) AND (lower((primary_smtp)::text) = probe.value))"
+    ], plan
+
+
+def test_a_copy_of_many_rows_has_the_statistics_looked_at_after_commit(
+    container, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as few:
+        copy_insert(Recipient, FIELDS, people(container, BULK_ROWS - 1))
+    with django_capture_on_commit_callbacks() as many:
+        copy_insert(Recipient, FIELDS, people(container, BULK_ROWS, start=BULK_ROWS))
+
+    assert few == []
+    expected = 1 if connection.vendor == "postgresql" else 0  # bulk_create elsewhere
+    assert len(many) == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_load_has_the_table_analyzed_once_it_commits(container):
+    def analyzed_rows() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples FROM pg_class WHERE oid = 'directory_recipient'::regclass"
+            )
+            return cursor.fetchone()[0]
+
+    before = Recipient.objects.count()
+    count = max(BULK_ROWS, int(analyzed_rows())) + 1
+    with changes.writing(), transaction.atomic():
+        copy_insert(Recipient, FIELDS, people(container, count))
+        with connection.cursor() as cursor:
+            # The server counts the rows it changed when the transaction ends, at most once a
+            # second: this one counts them at its commit.
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+
+    assert analyzed_rows() == before + count
+    # Analyzed, the table waits for as many changes again.
+    assert refresh_statistics(Recipient) is False

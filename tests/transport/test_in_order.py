@@ -7,12 +7,13 @@ import threading
 import uuid
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 
 from requestor.models import RequestorConfig
 from tests.engine.conftest import MASTER_DN, build_scenario
+from tests.transport.documents import NOW_MS
 from tests.transport.test_inbox import master_reply, receive
-from transport import inbox
+from transport import inbox, registry
 from transport.constants import Status
 from transport.models import Message
 
@@ -64,3 +65,45 @@ def test_it_hands_over_a_part_deferred_while_its_predecessor_is_applied(monkeypa
     inbox.process_pending()
     second.refresh_from_db()
     assert second.status == Status.PROCESSED
+
+
+def test_the_sweep_passes_over_an_organization_another_worker_is_applying():
+    """A worker sweeping the inbox does not wait for the turn of an organization another one
+    is applying messages for: it takes the next organization's, and leaves the first untouched
+    for when the turn is free."""
+    scenario = build_scenario()
+    org2, org3 = scenario["ORG2"], scenario["ORG3"]
+    messages = []
+    for sequence, org in enumerate((org2, org3), start=NOW_MS):
+        epoch = uuid.uuid4()
+        RequestorConfig.objects.filter(pk=org.config.pk).update(master_epoch=epoch)
+        payload = master_reply(epoch, 0, 5, str(uuid.uuid4()), 1, sequence)
+        messages.append(receive(MASTER_DN, org.config.dn, payload))
+    busy, free = messages
+    taken, release = threading.Event(), threading.Event()
+
+    def apply_for_org2() -> None:
+        try:
+            with transaction.atomic():
+                inbox.in_order(registry.agent_at(org2.config.dn), org2.organization.pk)
+                taken.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=apply_for_org2)
+    worker.start()
+    try:
+        assert taken.wait(30)
+        assert inbox.process_message(busy.pk, wait=False) is False
+        assert inbox.process_pending() == 1
+        busy.refresh_from_db()
+        free.refresh_from_db()
+        assert (busy.status, busy.attempts, busy.processed_at) == (Status.RECEIVED, 0, None)
+        assert free.status == Status.PROCESSED
+    finally:
+        release.set()
+        worker.join(30)
+    assert inbox.process_pending() == 1
+    busy.refresh_from_db()
+    assert busy.status == Status.PROCESSED

@@ -387,14 +387,16 @@ def reply_entries(usns: range) -> list[dict]:
     ]
 
 
-def master_reply(epoch: uuid.UUID, after: int, through: int, batch: str, part: int) -> bytes:
+def master_reply(
+    epoch: uuid.UUID, after: int, through: int, batch: str, part: int, sequence: int = 0
+) -> bytes:
     return wire.encode(
         reply_doc(
             sender={"organization": "ORG1", "address": MASTER_DN},
             batch=batch,
             part=part,
             parts=2,
-            sequence=NOW_MS + part,
+            sequence=sequence or NOW_MS + part,
             epoch=str(epoch),
             after=after,
             through=through,
