@@ -10,6 +10,7 @@ behind; updates and long lists of values to match travel as one parameter.
 
 import json
 import logging
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from functools import partial
@@ -28,10 +29,13 @@ log = logging.getLogger(__name__)
 # Joins the values of OneOf on PostgreSQL: the ASCII unit separator.
 SEPARATOR = "\x1f"
 
-# A COPY of at least this many rows has the table's planner statistics looked at once its
-# transaction commits (see refresh_statistics); a table is analyzed no sooner than this many
-# rows have changed since its last analysis.
+# A COPY of at least this many rows has its table's planner statistics looked at once its
+# transaction commits (see refresh_statistics), and a table smaller than BULK_PAGES is never
+# analyzed for having grown.
 BULK_ROWS = 500
+BULK_PAGES = 128
+# The first key of the advisory lock a worker analyzing a table holds (the second: its oid).
+ANALYZING = zlib.crc32(b"analyze") & 0x7FFFFFFF
 
 
 def copy_insert(
@@ -62,39 +66,46 @@ def copy_insert(
     table = connection.ops.quote_name(model._meta.db_table)
     names = ", ".join(connection.ops.quote_name(column) for column in columns)
     count = _copy(connection, f"COPY {table} ({names}) FROM STDIN", map(complete, rows))
-    if count >= BULK_ROWS:
+    if count >= BULK_ROWS and getattr(model, "planner_columns", None):
         transaction.on_commit(partial(refresh_statistics, model, using), using=using)
     return count
 
 
 def refresh_statistics(model: type[models.Model], using: str | None = None) -> bool:
-    """ANALYZE `model`'s table on PostgreSQL once more rows have changed since its last analysis
-    than it held then (and at least BULK_ROWS); return whether it did.
+    """ANALYZE the `planner_columns` of `model`'s table on PostgreSQL once the table has grown
+    by half the size it had at its last analysis; return whether it did.
 
     After a bulk load the planner would plan on the statistics of the table as it was, until
-    autovacuum comes by (a minute on an idle server, longer on a busy one): an organization it
-    believes holds ten recipients is read whole where the index should be probed, and at a few
-    hundred thousand that costs a tenth of a second per look-up. Each analysis doubles the size
-    the next waits for, so a load of any size pays for a few of them. A table another session is
-    analyzing is left to it (SKIP_LOCKED), and a failure here is logged: statistics never undo
-    what committed."""
+    autovacuum comes by (a minute on an idle server, longer on a busy one): for an organization
+    it believes holds ten recipients, plans that walk all of them (measured in docs/scaling.md
+    at 3 x 100,000: the import's look-ups took half again as long). The size on disk
+    against the size analyzed says so at once (the count of changed rows the server keeps
+    lags by a second or more); each analysis raises the size the next waits for by half, so a
+    load of any size pays for a few. Only the columns the sync path filters on are analyzed: a
+    third of the time of the whole table.
+
+    A table another worker is analyzing is left to it; autovacuum, busy with the table, gives
+    way after a second (deadlock_timeout). A failure here is logged: statistics never undo what
+    committed."""
+    columns = getattr(model, "planner_columns", None)
     using = using or router.db_for_write(model)
     connection = connections[using]
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not columns:
         return False
-    table = connection.ops.quote_name(model._meta.db_table)
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    names = ", ".join(quote(model._meta.get_field(name).column) for name in columns)
     try:
-        with connection.cursor() as cursor:
+        with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute(
-                "SELECT s.n_mod_since_analyze > greatest(c.reltuples, %s)"
-                " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
-                " WHERE s.relid = %s::regclass",
-                [BULK_ROWS, table],
+                "SELECT pg_relation_size(oid) / current_setting('block_size')::int"
+                " > greatest(1.5 * relpages, %s) AND pg_try_advisory_xact_lock(%s, oid::int)"
+                " FROM pg_class WHERE oid = %s::regclass",
+                [BULK_PAGES, ANALYZING, table],
             )
-            stale = cursor.fetchone()
-            if not (stale and stale[0]):
+            if not cursor.fetchone()[0]:
                 return False
-            cursor.execute(f"ANALYZE (SKIP_LOCKED) {table}")
+            cursor.execute(f"ANALYZE {table} ({names})")
     except DatabaseError:
         log.warning("Could not refresh the planner's statistics of %s", table, exc_info=True)
         return False
@@ -296,35 +307,3 @@ class OneOf(Func):
         lhs, params = compiler.compile(self.source_expressions[0])
         values = json.dumps(self._prepared(connection), default=str, ensure_ascii=False)
         return f"{lhs} IN (SELECT value FROM json_each(%s))", [*params, values]
-
-
-def probe_lower(queryset, field: str, values: Iterable[str], columns: Sequence[str]) -> list[tuple]:
-    """The rows of `queryset` whose `field` in lower case is one of `values` (lower case), as
-    tuples (that value, *columns); nothing is asked for no values.
-
-    On PostgreSQL each value is looked up on its own, in a LATERAL subquery the planner cannot
-    turn into a join: one probe of the index on lower(field) per value, as long as the
-    statistics know about how many rows there are (refresh_statistics sees to that after a bulk
-    load). Asked as `lower(field) = ANY(…)`, a few thousand values among a few hundred thousand
-    rows were read with a scan of the whole table, which the default cost settings find cheaper
-    than as many probes, and which took twenty times longer (docs/scaling.md).
-    Elsewhere, and for a value holding the separator, the plain IN list."""
-    values = set(values)
-    if not values:
-        return []
-    connection = connections[queryset.db]
-    lowered = queryset.annotate(probe_value=models.functions.Lower(field)).order_by()
-    if connection.vendor != "postgresql" or any(SEPARATOR in value for value in values):
-        return list(
-            lowered.filter(OneOf("probe_value", values)).values_list("probe_value", *columns)
-        )
-    inner = lowered.filter(probe_value=models.expressions.RawSQL("probe.value", ()))
-    sql, params = inner.values_list(*columns).query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT probe.value, found.* FROM unnest(CAST(string_to_array(%s, "
-            f"chr({ord(SEPARATOR)})) AS text[])) AS probe(value)"
-            f" CROSS JOIN LATERAL ({sql} OFFSET 0) AS found",
-            [SEPARATOR.join(values), *params],
-        )
-        return cursor.fetchall()

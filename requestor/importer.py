@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 from django.core.exceptions import ValidationError
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from directory import backends, changes
-from directory.bulk import OneOf, copy_insert, probe_lower, update_objects
+from directory.bulk import OneOf, copy_insert, update_objects
 from directory.constants import GENERAL_ATTRIBUTES, Kind
 from directory.models import Recipient, allocate_usns, smtp_validator
 from requestor import verify
@@ -388,12 +389,18 @@ def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, se
     an address, (global key, pk), the key None for a recipient of the organization's own; for an
     alias, the set of global keys holding it (see _alias_holders).
 
-    Two look-ups, each answered by probing its own index: asked with OR in one, PostgreSQL reads
-    every recipient of the organization instead."""
+    Two look-ups, each on its own index: asked with OR in one, PostgreSQL reads every recipient
+    of the organization instead (docs/scaling.md)."""
     if not upserts:
         return {}, {}
     addresses = {_address(entry) for entry, _ in upserts}
-    rows = probe_lower(_shown(config), "primary_smtp", addresses, ["global_key", "pk"])
+    rows = (
+        _shown(config)
+        .annotate(smtp=Lower("primary_smtp"))
+        .filter(OneOf("smtp", addresses))
+        .order_by()
+        .values_list("smtp", "global_key", "pk")
+    )
     by_address = {smtp: (key, pk) for smtp, key, pk in rows}
     return by_address, _alias_holders(config, {base.lower() for base in bases.values()})
 
@@ -524,7 +531,16 @@ def _alias_holders(config, aliases: set[str]) -> dict[str, set]:
     """Who holds each of these aliases (lower case) in the organization: global keys, None for
     the organization's own recipients. No query for no aliases."""
     holders: dict[str, set] = {}
-    for alias, key in probe_lower(_shown(config), "alias", aliases, ["global_key"]):
+    if not aliases:
+        return holders
+    rows = (
+        _shown(config)
+        .annotate(lowered=Lower("alias"))
+        .filter(OneOf("lowered", aliases))
+        .order_by()
+        .values_list("lowered", "global_key")
+    )
+    for alias, key in rows:
         holders.setdefault(alias, set()).add(key)
     return holders
 
@@ -768,7 +784,13 @@ def retry_conflicts(config: RequestorConfig, counts: Counts) -> None:
     if not conflicts:
         return
     addresses = {conflict.address.lower() for conflict in conflicts}
-    held = {smtp for smtp, _ in probe_lower(_shown(config), "primary_smtp", addresses, ["pk"])}
+    held = set(
+        _shown(config)
+        .annotate(smtp=Lower("primary_smtp"))
+        .filter(OneOf("smtp", addresses))
+        .order_by()
+        .values_list("smtp", flat=True)
+    )
     freed = [
         wire.Entry.model_construct(
             key=conflict.global_key,
