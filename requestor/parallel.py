@@ -23,7 +23,7 @@ from django.db import connection, connections
 from requestor.constants import PENDING_RUN_STATUSES, RunStatus
 from requestor.cycle import CycleRunning, SyncError, run_cycle_now
 from requestor.models import Run
-from transport.inbox import process_pending
+from transport.inbox import process_pending, process_safely
 from transport.outbox import deliver_pending
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,12 @@ def _step(shared: _Shared, config_ids: list[int], trigger: str) -> int | None:
             moved = _cycle(shared, index, config_ids[index], trigger)
         else:
             # One message at a time: a run answered is noticed, and its next cycle run, at once.
-            moved = deliver_pending() + process_pending(limit=1) + _follow(shared, count)
+            passed_over: list[int] = []
+            moved = deliver_pending() + process_pending(1, passed_over) + _follow(shared, count)
+            if not moved and passed_over and shared.busy.value == 1:
+                # No other worker holds that organization's turn: another session does (a
+                # Celery worker, Execute Now). Wait for it, as a Celery task would.
+                moved = int(process_safely(passed_over[0]) is True)
     finally:
         with shared.lock:
             shared.busy.value -= 1

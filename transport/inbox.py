@@ -55,17 +55,31 @@ class _TurnTaken(Exception):
     """Another session is applying the organization's messages of this kind (see in_order)."""
 
 
+class _Passed:
+    """What process_message returns for a message it passed over for its organization's turn."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "TURN_TAKEN"
+
+
+TURN_TAKEN = _Passed()
+
+
 def _due(now) -> Q:
     return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
 
 
-def process_pending(limit: int | None = None) -> int:
+def process_pending(limit: int | None = None, passed_over: list[int] | None = None) -> int:
     """Process every received message that is due (or the first `limit` of them), oldest
     first; return how many were handled.
 
     A message another worker holds is its to finish, and one whose organization another worker
     is applying messages for (the next part of the same reply, say) is left for later: rather
-    than wait for that turn, this one goes on to the next organization's messages."""
+    than wait for that turn, this one goes on to the next organization's messages. Those are
+    added to `passed_over`, when given."""
     handled = 0
     skipped: set[int] = set()
     while True:
@@ -79,7 +93,10 @@ def process_pending(limit: int | None = None) -> int:
         if not batch:
             return handled
         for pk in batch:
-            if process_safely(pk, wait=False):
+            outcome = process_safely(pk, wait=False)
+            if outcome is TURN_TAKEN and passed_over is not None:
+                passed_over.append(pk)
+            if outcome is True:
                 handled += 1
                 if handled == limit:
                     return handled
@@ -87,7 +104,7 @@ def process_pending(limit: int | None = None) -> int:
                 skipped.add(pk)
 
 
-def process_safely(pk: int, wait: bool = True) -> bool:
+def process_safely(pk: int, wait: bool = True) -> bool | object:
     """Process one message. A brief database error leaves it received, to be processed again
     after a pause (retry_at() says when); any other unexpected error rolls it back and marks
     it failed, keeping it."""
@@ -140,14 +157,14 @@ def retry_at(pk: int):
     )
 
 
-def process_message(pk: int, wait: bool = True) -> bool:
+def process_message(pk: int, wait: bool = True) -> bool | object:
     """Process the message if it is still received; False if it is not, or another session
-    holds it, or (with `wait` False) holds the organization's turn at its agent's messages:
-    then nothing was written."""
+    holds it, and (with `wait` False) TURN_TAKEN, which is false too, if another session holds
+    the organization's turn at its agent's messages: then nothing was written."""
     try:
         return _process(pk, wait)
     except _TurnTaken:
-        return False
+        return TURN_TAKEN
 
 
 def _process(pk: int, wait: bool) -> bool:

@@ -17,6 +17,7 @@ from requestor.cycle import SyncError, sync_all
 from requestor.models import RequestorConfig, Run
 from tests.engine.conftest import build_scenario
 from tests.engine.helpers import assert_converged
+from transport import inbox, registry
 
 
 @pytest.fixture
@@ -195,6 +196,45 @@ def test_a_cycle_that_finds_its_requestor_busy_runs_once_it_is_free(committed_sc
         rounds = sync_all(workers=2)
 
     assert rounds[-1].quiet
+    assert_converged(committed_scenario)
+
+
+@contextmanager
+def turn_held(org, release: threading.Event):
+    """Another session (a Celery worker, say) is applying the organization's replies until
+    `release` is set: it holds the organization's turn (transport.inbox.in_order)."""
+    held = threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                inbox.in_order(registry.agent_at(org.config.dn), org.organization.pk)
+                held.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(timeout=10)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join()
+
+
+@pytest.mark.postgres
+def test_a_reply_whose_turn_another_session_holds_is_applied_once_it_is_free(committed_scenario):
+    """The workers pass over an organization another worker is importing for; when no worker
+    holds that turn, someone else does, and the sync waits for it rather than stop short."""
+    release = threading.Event()
+    threading.Timer(3.0, release.set).start()
+
+    with turn_held(committed_scenario["ORG2"], release):
+        rounds = sync_all(workers=2)
+
+    assert rounds[-1].quiet and not rounds[-1].unfinished
     assert_converged(committed_scenario)
 
 

@@ -95,7 +95,7 @@ def test_the_sweep_passes_over_an_organization_another_worker_is_applying():
     worker.start()
     try:
         assert taken.wait(30)
-        assert inbox.process_message(busy.pk, wait=False) is False
+        assert inbox.process_message(busy.pk, wait=False) is inbox.TURN_TAKEN
         assert inbox.process_pending() == 1
         busy.refresh_from_db()
         free.refresh_from_db()
