@@ -169,6 +169,8 @@ def process_message(pk: int, wait: bool = True) -> bool | object:
 
 def _process(pk: int, wait: bool) -> bool:
     with transaction.atomic():
+        if not wait:
+            _take_turn_first(pk)
         message = (
             Message.objects.select_for_update(skip_locked=True)
             .filter(pk=pk, status=Status.RECEIVED)
@@ -205,6 +207,23 @@ def _process(pk: int, wait: bool) -> bool:
             refused_here(message)
             _tell_refused(message)
     return True
+
+
+def _take_turn_first(pk: int) -> None:
+    """Take the turn of the message's organization before the message itself, or raise
+    _TurnTaken having held nothing: a message passed over for its turn is never locked by this
+    session, even for a moment, so the task processing it (which waits for the turn) is not
+    turned away meanwhile, which would leave it for the next sweep."""
+    recipient = (
+        Message.objects.filter(pk=pk, status=Status.RECEIVED)
+        .values_list("recipient", flat=True)
+        .first()
+    )
+    agent = agent_at(recipient) if recipient is not None else None
+    if agent is None or not agent.in_order:
+        return
+    if not in_order(agent, agent.organization_at(recipient), wait=False):
+        raise _TurnTaken
 
 
 def _tell_refused(message: Message) -> None:
@@ -261,8 +280,8 @@ def in_order(agent, organization_id: int, wait: bool = True) -> bool:
     deferred just after the predecessor's transaction looked for deferred parts to hand over
     (retry_deferred): it would wait for the next sweep, a minute. The handler's own row lock
     does not prevent that: the savepoint a deferral rolls back releases it."""
-    if connection.vendor != "postgresql":
-        return True
+    if connection.vendor != "postgresql" or organization_id is None:
+        return True  # (an address no organization receives at is refused)
     kind = zlib.crc32(agent.document_type.encode()) & 0x7FFFFFFF
     with connection.cursor() as cursor:
         if wait:

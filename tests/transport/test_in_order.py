@@ -107,3 +107,55 @@ def test_the_sweep_passes_over_an_organization_another_worker_is_applying():
     assert inbox.process_pending() == 1
     busy.refresh_from_db()
     assert busy.status == Status.PROCESSED
+
+
+def test_a_message_passed_over_is_not_held_from_its_own_task(monkeypatch):
+    """The sweep looks at the organization's turn before it locks the message: the task that
+    processes that message meanwhile (it waits for the turn) finds it free, rather than leaving
+    it for the next sweep."""
+    scenario = build_scenario()
+    org2 = scenario["ORG2"]
+    epoch = uuid.uuid4()
+    RequestorConfig.objects.filter(pk=org2.config.pk).update(master_epoch=epoch)
+    message = receive(MASTER_DN, org2.config.dn, master_reply(epoch, 0, 5, str(uuid.uuid4()), 1))
+    looked, tried, release = threading.Event(), threading.Event(), threading.Event()
+    take = inbox.in_order
+
+    def looking(agent, organization_id, wait=True):
+        taken = take(agent, organization_id, wait)
+        if not wait and not taken:
+            looked.set()
+            tried.wait(10)  # the task tries the message while the sweep is here
+        return taken
+
+    monkeypatch.setattr(inbox, "in_order", looking)
+
+    def in_thread(work, *args):
+        def run():
+            try:
+                work(*args)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    def hold_turn():
+        with transaction.atomic():
+            take(registry.agent_at(org2.config.dn), org2.organization.pk)
+            release.wait(30)
+
+    holder = in_thread(hold_turn)
+    sweep = in_thread(inbox.process_pending)
+    assert looked.wait(30)
+    task = in_thread(inbox.process_message, message.pk)
+    task.join(1)  # it waits for the turn (without the fix: it found the message locked)
+    tried.set()
+    sweep.join(30)
+    release.set()
+    for thread in (holder, task):
+        thread.join(30)
+
+    message.refresh_from_db()
+    assert message.status == Status.PROCESSED
