@@ -9,33 +9,20 @@ behind; updates and long lists of values to match travel as one parameter.
 """
 
 import json
-import logging
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from functools import partial
 from itertools import chain
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DatabaseError, connections, models, router, transaction
+from django.db import connections, models, router
 from django.db.models import Func
 from django.utils import timezone
 
 from interorg_site import encryption
 from interorg_site.encryption import EncryptedTextField
 
-log = logging.getLogger(__name__)
-
 # Joins the values of OneOf on PostgreSQL: the ASCII unit separator.
 SEPARATOR = "\x1f"
-
-# A COPY of at least this many rows has its table's planner statistics looked at once its
-# transaction commits (see refresh_statistics), and a table smaller than BULK_PAGES is never
-# analyzed for having grown.
-BULK_ROWS = 500
-BULK_PAGES = 128
-# The first key of the advisory lock a worker analyzing a table holds (the second: its oid).
-ANALYZING = zlib.crc32(b"analyze") & 0x7FFFFFFF
 
 
 def copy_insert(
@@ -65,51 +52,7 @@ def copy_insert(
     columns, complete = _row_builder(model, fields)
     table = connection.ops.quote_name(model._meta.db_table)
     names = ", ".join(connection.ops.quote_name(column) for column in columns)
-    count = _copy(connection, f"COPY {table} ({names}) FROM STDIN", map(complete, rows))
-    if count >= BULK_ROWS and getattr(model, "planner_columns", None):
-        transaction.on_commit(partial(refresh_statistics, model, using), using=using)
-    return count
-
-
-def refresh_statistics(model: type[models.Model], using: str | None = None) -> bool:
-    """ANALYZE the `planner_columns` of `model`'s table on PostgreSQL once the table has grown
-    by half the size it had at its last analysis; return whether it did.
-
-    After a bulk load the planner would plan on the statistics of the table as it was, until
-    autovacuum comes by (a minute on an idle server, longer on a busy one): for an organization
-    it believes holds ten recipients, plans that walk all of them (measured in docs/scaling.md
-    at 3 x 100,000: the import's look-ups took half again as long). The size on disk
-    against the size analyzed says so at once (the count of changed rows the server keeps
-    lags by a second or more); each analysis raises the size the next waits for by half, so a
-    load of any size pays for a few. Only the columns the sync path filters on are analyzed: a
-    third of the time of the whole table.
-
-    A table another worker is analyzing is left to it; autovacuum, busy with the table, gives
-    way after a second (deadlock_timeout). A failure here is logged: statistics never undo what
-    committed."""
-    columns = getattr(model, "planner_columns", None)
-    using = using or router.db_for_write(model)
-    connection = connections[using]
-    if connection.vendor != "postgresql" or not columns:
-        return False
-    quote = connection.ops.quote_name
-    table = quote(model._meta.db_table)
-    names = ", ".join(quote(model._meta.get_field(name).column) for name in columns)
-    try:
-        with transaction.atomic(using=using), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_relation_size(oid) / current_setting('block_size')::int"
-                " > greatest(1.5 * relpages, %s) AND pg_try_advisory_xact_lock(%s, oid::int)"
-                " FROM pg_class WHERE oid = %s::regclass",
-                [BULK_PAGES, ANALYZING, table],
-            )
-            if not cursor.fetchone()[0]:
-                return False
-            cursor.execute(f"ANALYZE {table} ({names})")
-    except DatabaseError:
-        log.warning("Could not refresh the planner's statistics of %s", table, exc_info=True)
-        return False
-    return True
+    return _copy(connection, f"COPY {table} ({names}) FROM STDIN", map(complete, rows))
 
 
 def _bulk_create(model, fields: Sequence[str], rows: Iterable[Sequence], using: str) -> int:

@@ -293,9 +293,6 @@ class RecipientQuerySet(models.QuerySet):
 class Recipient(models.Model):
     """A mailbox, distribution list or custom recipient (contact) in one container."""
 
-    # What the sync path filters on: analyzed after a bulk load (directory.bulk).
-    planner_columns = ("organization", "container", "kind", "global_key", "hidden_at", "usn")
-
     # No index of its own: recipient_org_usn starts with it.
     organization = models.ForeignKey(
         Organization,

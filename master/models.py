@@ -260,18 +260,6 @@ class ReceivedBatch(models.Model):
 class GlobalEntry(models.Model):
     """The master's current state of one object exported by one requestor (or its tombstone)."""
 
-    # What the master's processing and replies filter on: analyzed after a bulk load.
-    planner_columns = (
-        "master",
-        "requestor",
-        "object_id",
-        "global_key",
-        "usn",
-        "deleted",
-        "source_usn",
-        "full_batch",
-    )
-
     # No indexes of their own: the unique constraints start with each.
     master = models.ForeignKey(
         MasterConfig, on_delete=models.CASCADE, related_name="entries", db_index=False
@@ -309,9 +297,6 @@ class GlobalEntry(models.Model):
 
 class LedgerEntry(models.Model):
     """One accepted change, in master USN order: the append-only history of the master database."""
-
-    # What the ledger is read by: analyzed after a bulk load (directory.bulk).
-    planner_columns = ("master", "usn", "global_key")
 
     Op = Op
 

@@ -635,9 +635,6 @@ class ImportedChange(models.Model):
     hidden, restored or removed for good, an entry set aside): the history of an entry and the
     address book as of a time are read from these."""
 
-    # What the history is read by: analyzed after a bulk load (directory.bulk).
-    planner_columns = ("organization", "global_key", "master_usn", "run", "at")
-
     class Op(models.TextChoices):
         ADDED = "added", "added"
         UPDATED = "updated", "updated"

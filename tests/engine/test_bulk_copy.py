@@ -10,17 +10,10 @@ from django.db.models.functions import Upper
 from django.test.utils import CaptureQueriesContext
 
 from directory import changes
-from directory.bulk import (
-    BULK_PAGES,
-    BULK_ROWS,
-    OneOf,
-    copy_insert,
-    refresh_statistics,
-    update_objects,
-)
+from directory.bulk import OneOf, copy_insert, update_objects
 from directory.constants import Kind
 from directory.factories import ContainerFactory
-from directory.models import Container, Recipient
+from directory.models import Recipient
 from master.factories import AllowedRequestorFactory
 from master.models import GlobalEntry, LedgerEntry
 
@@ -318,85 +311,3 @@ def test_update_objects_takes_one_statement_whatever_the_number_of_rows(containe
 
     assert len(queries) == 1
     assert not Recipient.objects.exclude(title__startswith="Title of Person").exists()
-
-
-def people(container, count: int, start: int = 0) -> list[tuple]:
-    """Recipients with mixed-case addresses and aliases, as directories have them."""
-    return [
-        (
-            container.organization_id,
-            container.pk,
-            Kind.MAILBOX,
-            f"Person {number}",
-            f"Person{number}",
-            "",
-            "",
-            f"Person.{number}@Org.Example",
-            None,
-            None,
-            number + 1,
-        )
-        for number in range(start, start + count)
-    ]
-
-
-def test_a_copy_of_many_rows_has_the_statistics_looked_at_after_commit(
-    container, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks() as few:
-        copy_insert(Recipient, FIELDS, people(container, BULK_ROWS - 1))
-    with django_capture_on_commit_callbacks() as many:
-        copy_insert(Recipient, FIELDS, people(container, BULK_ROWS, start=BULK_ROWS))
-
-    assert few == []
-    expected = 1 if connection.vendor == "postgresql" else 0  # bulk_create elsewhere
-    assert len(many) == expected
-
-
-def pages(analyzed: bool = False) -> int:
-    """The recipients table's pages: on disk, or as its last analysis counted them."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT relpages, pg_relation_size(oid) / current_setting('block_size')::int"
-            " FROM pg_class WHERE oid = 'directory_recipient'::regclass"
-        )
-        counted, on_disk = cursor.fetchone()
-    return counted if analyzed else on_disk
-
-
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_a_bulk_load_has_the_table_analyzed_once_it_commits(container):
-    """Grown by half its analyzed size, the table is analyzed when the load commits: the
-    planner then knows how many recipients the organization has."""
-    start, goal = 0, max(1.5 * pages(analyzed=True), BULK_PAGES)
-    with changes.writing(), transaction.atomic():
-        while start == 0 or pages() <= goal:
-            copy_insert(Recipient, FIELDS, people(container, 5000, start))
-            start += 5000
-
-    assert pages(analyzed=True) == pages()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT most_common_vals::text FROM pg_stats"
-            " WHERE tablename = 'directory_recipient' AND attname = 'organization_id'"
-        )
-        assert cursor.fetchone() == (f"{{{container.organization_id}}}",)
-    # Analyzed, the table waits until it has grown by half again.
-    assert refresh_statistics(Recipient) is False
-
-
-def test_only_the_tables_the_sync_filters_have_their_statistics_looked_at(
-    container, django_capture_on_commit_callbacks
-):
-    site = container.site_id
-    units = [
-        (container.organization_id, site, f"Unit {n}", f"cn=Unit {n},{container.dn}")
-        for n in range(BULK_ROWS)
-    ]
-    with django_capture_on_commit_callbacks() as callbacks:
-        copy_insert(Recipient, FIELDS, people(container, BULK_ROWS))
-        copy_insert(Container, ["organization_id", "site_id", "name", "dn"], units)
-
-    expected = 1 if connection.vendor == "postgresql" else 0
-    assert len(callbacks) == expected
