@@ -389,8 +389,8 @@ def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, se
     an address, (global key, pk), the key None for a recipient of the organization's own; for an
     alias, the set of global keys holding it (see _alias_holders).
 
-    Two look-ups, each on its own index: asked with OR in one, PostgreSQL reads every recipient
-    of the organization instead (docs/scaling.md)."""
+    Two look-ups: asked with OR in one, PostgreSQL read every recipient of the organization
+    and compared it with both lists (docs/scaling.md)."""
     if not upserts:
         return {}, {}
     addresses = {_address(entry) for entry, _ in upserts}
