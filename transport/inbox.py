@@ -185,7 +185,7 @@ def _process(pk: int, wait: bool) -> bool:
         held = None
         body_fields = []
         try:
-            _dispatch(message, wait)
+            _dispatch(message)
         except MessageHeld as exc:
             message.status, message.error = Status.HELD, str(exc)
             held = exc
@@ -234,7 +234,7 @@ def _tell_refused(message: Message) -> None:
         agent.refused(message)
 
 
-def _dispatch(message: Message, wait: bool = True) -> None:
+def _dispatch(message: Message) -> None:
     """Check who sent it before reading it, then what it is, then whether it was seen before."""
     agent = agent_at(message.recipient)
     if agent is None:
@@ -242,8 +242,9 @@ def _dispatch(message: Message, wait: bool = True) -> None:
             f"No agent of this installation receives mail at {message.recipient}."
         )
     message.organization_id = agent.organization_at(message.recipient)
-    if agent.in_order and not in_order(agent, message.organization_id, wait):
-        raise _TurnTaken
+    if agent.in_order:
+        # (A sweep took it already, or passed the message over: _take_turn_first.)
+        in_order(agent, message.organization_id)
     _verify_sender(agent, message)
     try:
         document = wire.decode(bytes(message.payload))

@@ -5,11 +5,12 @@ Config what every other organization should hold, without using the engine's exp
 """
 
 import hashlib
+import threading
 from collections import Counter
 from contextlib import contextmanager
 
 import pytest
-from django.db import transaction
+from django.db import connections, transaction
 
 from directory import changes
 from directory.constants import Kind
@@ -25,6 +26,20 @@ from transport.digest import Tally
 from transport.inbox import process_pending, pump
 from transport.models import Message
 from transport.outbox import deliver_locally, receive
+
+
+def in_thread(target, *args) -> threading.Thread:
+    """Run `target(*args)` in a thread of its own (its own database connection), started."""
+
+    def run():
+        try:
+            target(*args)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 def cycle(org) -> Run:

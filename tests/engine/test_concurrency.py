@@ -4,12 +4,12 @@ import threading
 import time
 
 import pytest
-from django.db import connections
 
 from master import processing
 from master.models import LedgerEntry, MasterConfig
 from requestor.cycle import run_cycle, sync_all
 from tests.engine.conftest import build_scenario
+from tests.engine.helpers import in_thread
 from transport import inbox
 from transport.constants import Direction, Status
 from transport.models import Message
@@ -21,18 +21,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def lock_master_without_lock(address: str) -> MasterConfig:
     """What a naive master would do: read the USN counter without holding the row."""
     return MasterConfig.objects.filter(processing._by_address(address)).get()
-
-
-def _in_thread(target, *args) -> threading.Thread:
-    def run():
-        try:
-            target(*args)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
 
 
 def process_three_exports_while_one_holds_its_usn(monkeypatch):
@@ -60,10 +48,10 @@ def process_three_exports_while_one_holds_its_usn(monkeypatch):
             release.wait(10)
 
     monkeypatch.setattr(processing, "send_reply", send_reply_then_hold)
-    first = _in_thread(inbox.process_safely, inbound[scenario["ORG1"].config.dn])
+    first = in_thread(inbox.process_safely, inbound[scenario["ORG1"].config.dn])
     assert holding.wait(10), "ORG1's export never reached its reply"
     others = [
-        _in_thread(inbox.process_safely, inbound[scenario[name].config.dn])
+        in_thread(inbox.process_safely, inbound[scenario[name].config.dn])
         for name in ("ORG2", "ORG3")
     ]
     # Leave the other workers time to run ahead, as they would if nothing held them back.

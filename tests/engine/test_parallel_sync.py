@@ -162,15 +162,14 @@ def test_an_organization_that_asked_too_early_asks_again(committed_scenario):
 
 
 @contextmanager
-def requestor_held(config_id: int, release: threading.Event):
-    """Another session holds an organization's requestor (as a cycle or an import does) until
-    `release` is set."""
+def held_elsewhere(take, release: threading.Event):
+    """Another session holds what `take()` locks, until `release` is set."""
     held = threading.Event()
 
     def hold():
         try:
             with transaction.atomic():
-                RequestorConfig.objects.select_for_update().get(pk=config_id)
+                take()
                 held.set()
                 release.wait(timeout=60)
         finally:
@@ -184,6 +183,21 @@ def requestor_held(config_id: int, release: threading.Event):
     finally:
         release.set()
         thread.join()
+
+
+def requestor_held(config_id: int, release: threading.Event):
+    """Another session holds an organization's requestor (as a cycle or an import does)."""
+    return held_elsewhere(
+        lambda: RequestorConfig.objects.select_for_update().get(pk=config_id), release
+    )
+
+
+def turn_held(org, release: threading.Event):
+    """Another session (a Celery worker, say) is applying the organization's replies: it holds
+    the organization's turn (transport.inbox.in_order)."""
+    return held_elsewhere(
+        lambda: inbox.in_order(registry.agent_at(org.config.dn), org.organization.pk), release
+    )
 
 
 @pytest.mark.postgres
@@ -197,31 +211,6 @@ def test_a_cycle_that_finds_its_requestor_busy_runs_once_it_is_free(committed_sc
 
     assert rounds[-1].quiet
     assert_converged(committed_scenario)
-
-
-@contextmanager
-def turn_held(org, release: threading.Event):
-    """Another session (a Celery worker, say) is applying the organization's replies until
-    `release` is set: it holds the organization's turn (transport.inbox.in_order)."""
-    held = threading.Event()
-
-    def hold():
-        try:
-            with transaction.atomic():
-                inbox.in_order(registry.agent_at(org.config.dn), org.organization.pk)
-                held.set()
-                release.wait(timeout=60)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert held.wait(timeout=10)
-    try:
-        yield
-    finally:
-        release.set()
-        thread.join()
 
 
 @pytest.mark.postgres

@@ -11,6 +11,7 @@ from django.db import connections, transaction
 
 from requestor.models import RequestorConfig
 from tests.engine.conftest import MASTER_DN, build_scenario
+from tests.engine.helpers import in_thread
 from tests.transport.documents import NOW_MS
 from tests.transport.test_inbox import master_reply, receive
 from transport import inbox, registry
@@ -129,17 +130,6 @@ def test_a_message_passed_over_is_not_held_from_its_own_task(monkeypatch):
         return taken
 
     monkeypatch.setattr(inbox, "in_order", looking)
-
-    def in_thread(work, *args):
-        def run():
-            try:
-                work(*args)
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
 
     def hold_turn():
         with transaction.atomic():
