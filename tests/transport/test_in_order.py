@@ -119,7 +119,7 @@ def test_a_message_passed_over_is_not_held_from_its_own_task(monkeypatch):
     epoch = uuid.uuid4()
     RequestorConfig.objects.filter(pk=org2.config.pk).update(master_epoch=epoch)
     message = receive(MASTER_DN, org2.config.dn, master_reply(epoch, 0, 5, str(uuid.uuid4()), 1))
-    looked, tried, release = threading.Event(), threading.Event(), threading.Event()
+    held, looked, tried, release = (threading.Event() for _ in range(4))
     take = inbox.in_order
 
     def looking(agent, organization_id, wait=True):
@@ -134,9 +134,11 @@ def test_a_message_passed_over_is_not_held_from_its_own_task(monkeypatch):
     def hold_turn():
         with transaction.atomic():
             take(registry.agent_at(org2.config.dn), org2.organization.pk)
+            held.set()
             release.wait(30)
 
     holder = in_thread(hold_turn)
+    assert held.wait(30)  # else the sweep may take the turn first and never pass over
     sweep = in_thread(inbox.process_pending)
     assert looked.wait(30)
     task = in_thread(inbox.process_message, message.pk)
