@@ -204,7 +204,7 @@ def _gzip(raw: bytes) -> bytes:
 
 def decompress(payload: bytes, limit: int | None = None) -> bytes:
     """Inflate a gzip payload, refusing one that would grow past `limit` bytes (a gzip bomb)."""
-    reader = _Reader(payload, limit or settings.INTERORG_MAX_DECODED_PAYLOAD, text=False)
+    reader = _Reader(payload, limit or settings.INTERORG_MAX_DECODED_PAYLOAD)
     return b"".join(iter(reader.inflate, None))
 
 
@@ -243,12 +243,12 @@ class _Reader:
     (not gzip, a bomb, truncated, trailing data), then UTF-8, then JSON and the rest.
     """
 
-    def __init__(self, payload: bytes, limit: int, text: bool = True):
+    def __init__(self, payload: bytes, limit: int):
         self._payload = memoryview(payload)
         self._fed = 0
         self._tail = b""
         self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._utf8 = codecs.getincrementaldecoder("utf-8")() if text else None
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._utf8_read = 0  # bytes given to the UTF-8 decoder
         self.limit = limit
         self.size = 0  # bytes inflated

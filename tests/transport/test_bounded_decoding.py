@@ -286,3 +286,57 @@ def test_the_items_of_an_accepted_part_are_read_again_one_at_a_time(monkeypatch)
 
     assert list(wire.iter_items(wire.encode(document), "entries")) == document["entries"]
     assert list(wire.iter_items(wire.encode(document), "changes")) == []
+
+
+# Far enough in that reading at once takes more than one piece to reach the fault, and with
+# non-ASCII text before it, so that characters and bytes are counted apart.
+LEAD = '{"protocol": 1, "note": "' + "Zoë " * (wire.READ_SIZE // 3) + '", '
+UTF8_FAULTS = {
+    "bad-byte": b'{"a": "\xff"}',
+    "bad-continuation": b'{"a": "\xc3\x28"}',
+    "encoded-surrogate": b'{"a": "\xed\xa0\x80"}',
+    "cut-at-the-end": b'{"a": "\xe2\x82',
+    "far-in": LEAD.encode() + b'"b": "\xe2\x82(x"}',
+    "two-faults": b'{"a": "\xff' + b"x" * 100 + b'\xfe"}',
+}
+
+
+@pytest.mark.parametrize("sizes", [AT_ONCE, IN_PIECES], ids=["at-once", "in-pieces"])
+@pytest.mark.parametrize("raw", UTF8_FAULTS.values(), ids=UTF8_FAULTS.keys())
+def test_a_utf8_fault_is_named_as_the_codec_names_it_in_the_whole_payload(raw, sizes):
+    """Mistake: a position counted from the piece read rather than from the payload's start,
+    or a later fault reported instead of the first."""
+    with pytest.raises(UnicodeDecodeError) as whole:
+        raw.decode()
+
+    assert outcome(gz(raw), sizes) == f"The attachment is not valid UTF-8 ({whole.value})."
+
+
+JSON_FAULTS = {
+    "trailing-comma": '{"a": 1,}',
+    "cut-short": '{"protocol": 1, "changes": [1, 2',
+    "no-colon": '{"a" 1}',
+    "extra-data": '{"protocol": 1} {}',
+    "bad-literal": '  {"protocol": 1, "type": "export", "x": tru}',
+    "empty-item": '{"protocol": 1, "changes": [{"a": 1},, {}]}',
+    "far-in": LEAD + '"b": [1 2]}',
+}
+
+
+@pytest.mark.parametrize("sizes", [AT_ONCE, IN_PIECES], ids=["at-once", "in-pieces"])
+@pytest.mark.parametrize("text", JSON_FAULTS.values(), ids=JSON_FAULTS.keys())
+def test_a_json_fault_is_named_as_json_names_it_in_the_whole_payload(text, sizes):
+    """Mistake: a position counted from the text read so far, or none at all."""
+    with pytest.raises(json.JSONDecodeError) as whole:
+        json.loads(text)
+    fault = whole.value
+
+    expected = f"The attachment is not valid JSON ({fault.msg}: char {fault.pos})."
+    assert outcome(gz(text.encode()), sizes) == expected
+
+
+def test_decompress_gives_a_payload_of_many_pieces_back_whole():
+    raw = "".join(f"{index:08d} Zoë\n" for index in range(3 * wire.READ_SIZE // 10)).encode()
+
+    assert len(raw) > 2 * wire.READ_SIZE
+    assert wire.decompress(gz(raw)) == raw
