@@ -151,7 +151,7 @@ def _retry_later(pk: int, exc: Exception) -> None:
 def retry_at(pk: int):
     """When a received message is due to be processed again (None: now, or not waiting)."""
     return (
-        Message.objects.filter(pk=pk, direction=Direction.INBOUND, status=Status.RECEIVED)
+        Message.objects.filter(pk=pk, status=Status.RECEIVED)  # (inbound: a sent copy never is)
         .values_list("next_attempt_at", flat=True)
         .first()
     )

@@ -621,7 +621,7 @@ def decode(payload: bytes) -> Document:
         errors[at:at] = [{**e, "loc": (tag, *e["loc"])} for e in items.errors]
         error_count += items.error_count
     if errors:
-        _probe(header)
+        _check_protocol(header)
         raise WireError(_describe(errors, error_count))
     document = document.model_copy(update={items.name: items.models})
     _check_consistency(document)
@@ -640,15 +640,10 @@ def iter_items(payload: bytes, name: str) -> Iterator:
             reader.value(f"The field {_clip(text, 40)}")
 
 
-def _probe(raw: bytes | str) -> None:
-    """The errors that come before the schema's: not JSON, not an object, not our protocol."""
-    try:
-        probe = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        # ValueError: bad JSON, or an integer too long to convert; RecursionError: nested too deep.
-        raise WireError(f"The attachment is not valid JSON ({_clip(str(exc))}).") from None
-    if not isinstance(probe, dict):
-        raise WireError("The document must be a JSON object.")
+def _check_protocol(header: str) -> None:
+    """The error that comes before the schema's: not our protocol. (`header` is a JSON object:
+    the reader has checked it field by field, and refused anything else before.)"""
+    probe = json.loads(header)
     if "protocol" not in probe:
         raise WireError(
             f"The document has no protocol version; this installation speaks {PROTOCOL_VERSION}."

@@ -12,7 +12,7 @@ from master import processing
 from requestor.constants import RunStatus
 from requestor.cycle import run_cycle, sync_all
 from tests.engine.conftest import build_scenario
-from tests.engine.helpers import inbound
+from tests.engine.helpers import inbound, outbound
 from transport import inbox
 from transport.constants import MessageKind, Status
 from transport.inbox import pump
@@ -165,3 +165,30 @@ def test_an_error_on_one_message_leaves_the_others_alone(scenario, monkeypatch):
     assert failing.status == Status.FAILED and failing.processed_at is not None
     assert failing.attempts == inbox.MAX_ATTEMPTS
     assert (waiting.status, waiting.error, waiting.processed_at) == (Status.RECEIVED, "", None)
+
+
+def test_it_says_when_a_message_waiting_after_an_error_is_due(scenario, monkeypatch):
+    """retry_at, which the Celery task schedules its next attempt by: the waiting message's
+    time; nothing for a message processed, or for a sent copy."""
+    sync_all()
+
+    def broken(*args, **kwargs):
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(processing, "process_export", broken)
+    run = changed_export(scenario)
+    pump()
+    waiting = inbound(kind=MessageKind.EXPORT, batch=run.batch).get()
+    sent = outbound(kind=MessageKind.EXPORT, batch=run.batch).get()
+    Message.objects.filter(pk=sent.pk).update(next_attempt_at=waiting.next_attempt_at)
+    done = inbound(kind=MessageKind.EXPORT, status=Status.PROCESSED).first()
+    Message.objects.filter(pk=done.pk).update(next_attempt_at=waiting.next_attempt_at)
+
+    assert waiting.next_attempt_at is not None
+    assert inbox.retry_at(waiting.pk) == waiting.next_attempt_at
+    assert (inbox.retry_at(sent.pk), inbox.retry_at(done.pk)) == (None, None)
+
+    # What the error says is kept on one line, and short: a hostile or huge error stays bounded.
+    inbox._retry_later(waiting.pk, OperationalError("server\n  closed " + "x" * 400))
+    waiting.refresh_from_db()
+    assert waiting.error.endswith(" OperationalError: server closed " + "x" * 286)

@@ -104,13 +104,9 @@ def test_a_refusal_fails_only_the_sent_copy_it_names(synced):
             "recipient": sent.recipient,
             "batch": sent.batch,
             "part": sent.part,
+            "error": "Refused for the test.",
         }
-        return Message(
-            direction=Direction.INBOUND,
-            status=Status.REJECTED,
-            error="Refused for the test.",
-            **{**fields, **changed},
-        )
+        return Message(direction=Direction.INBOUND, status=Status.REJECTED, **{**fields, **changed})
 
     for look_alike in (
         refusal(sender="/o=ORG9/ou=Site/cn=Recipients/cn=REQUESTOR"),
@@ -125,7 +121,10 @@ def test_a_refusal_fails_only_the_sent_copy_it_names(synced):
 
     inbox.refused_here(refusal(sender=sent.sender.upper()))
     sent.refresh_from_db()
-    assert (sent.status, sent.error) == (
-        Status.FAILED,
-        f"Refused by {sent.recipient}: Refused for the test.",
-    )
+    failed = (Status.FAILED, f"Refused by {sent.recipient}: Refused for the test.")
+    assert (sent.status, sent.error) == failed
+
+    # A copy failed already stays as it failed first (another copy refused, as a replay).
+    inbox.refused_here(refusal(error="A copy of a message already accepted."))
+    sent.refresh_from_db()
+    assert (sent.status, sent.error) == failed

@@ -213,7 +213,10 @@ def test_a_value_longer_than_any_item_can_be_is_refused_before_it_is_read_whole(
     error, _kept, peak = traced(lambda: decode_or_error(payload))
 
     assert isinstance(error, wire.WireError)
-    assert "longer than" in str(error) and "changes" in str(error)
+    assert str(error) == (
+        f"Item 1 of changes is longer than {wire.MAX_VALUE_LENGTH} characters, which no "
+        "document holds; refused unread."
+    )
     assert peak < 8 * MIB, f"peak {peak / MIB:.1f} MiB"
 
 
@@ -340,3 +343,21 @@ def test_decompress_gives_a_payload_of_many_pieces_back_whole():
 
     assert len(raw) > 2 * wire.READ_SIZE
     assert wire.decompress(gz(raw)) == raw
+
+
+@pytest.mark.parametrize("read_size", [300, 700, 1000])
+def test_a_value_under_the_longest_is_read_wherever_the_pieces_cut_it(monkeypatch, read_size):
+    """Mistake: measuring a value cut by the end of a piece from the start of the text read,
+    not from its own start: the items after the first would be refused as too long."""
+    document = export_doc(usn_from=0, usn_through=4)
+    change = document["changes"][0]
+    change["attrs"]["address"] = "x" * 1000
+    document["changes"] = [{**change, "usn": usn} for usn in (1, 2, 3, 4)]
+    payload = wire.encode(document)
+    assert all(len(wire.json_bytes(item)) < 1400 for item in document["changes"])
+    monkeypatch.setattr(wire, "MAX_VALUE_LENGTH", 1500)
+    wire_sizes = ["READ_SIZE", "FEED_SIZE", "BATCH_LENGTH"]
+    for name, size in zip(wire_sizes, [read_size, *IN_PIECES[1:]], strict=True):
+        monkeypatch.setattr(wire, name, size)
+
+    assert [change.usn for change in wire.decode(payload).changes] == [1, 2, 3, 4]

@@ -281,7 +281,10 @@ def test_it_rejects_a_document_without_type():
     document = export_doc()
     del document["type"]
 
-    assert "Unable to extract tag using discriminator 'type'" in rejected(document)
+    # A problem of the document as a whole is named "document".
+    assert rejected(document) == (
+        "Invalid document: document: Unable to extract tag using discriminator 'type'"
+    )
 
 
 # --- fields ---------------------------------------------------------------------------------
@@ -626,6 +629,21 @@ def test_it_reports_at_most_five_problems_and_counts_the_rest():
 
     assert message.count("; ") == 4
     assert message.endswith(" (and 3 more)")
+
+
+def test_it_counts_one_problem_past_the_fifth_and_none_at_five():
+    fields = dict(part="1", parts="1", sequence="1", full="no", master_usn="0")
+    five = [
+        "export.part: Input should be a valid integer",
+        "export.parts: Input should be a valid integer",
+        "export.sequence: Input should be a valid integer",
+        "export.full: Input should be a valid boolean",
+        "export.master_usn: Input should be a valid integer",
+    ]
+
+    assert rejected(export_doc(**fields)) == "Invalid document: " + "; ".join(five)
+    sixth = export_doc(**fields, usn_from="0")
+    assert rejected(sixth) == "Invalid document: " + "; ".join(five) + " (and 1 more)"
 
 
 # --- sanitize_value -------------------------------------------------------------------------
