@@ -361,3 +361,79 @@ def test_a_value_under_the_longest_is_read_wherever_the_pieces_cut_it(monkeypatc
         monkeypatch.setattr(wire, name, size)
 
     assert [change.usn for change in wire.decode(payload).changes] == [1, 2, 3, 4]
+
+
+def spaced(document: dict) -> bytes:
+    """A payload written with ", " between items: no `},{` for a window to cut at, so that
+    every item is read one at a time."""
+    return gz(json.dumps(document).encode())
+
+
+ONE_AT_A_TIME = (300, 64, 100_000)  # small pieces; batches of the whole list
+
+
+def several_changes(count: int, usn_through: int | None = None) -> dict:
+    document = export_doc(usn_from=0, usn_through=usn_through or count)
+    change = document["changes"][0]
+    document["changes"] = [{**change, "usn": usn} for usn in range(1, count + 1)]  # (one attrs)
+    return document
+
+
+@pytest.mark.parametrize("sizes", [AT_ONCE, IN_PIECES, ONE_AT_A_TIME])
+@pytest.mark.parametrize(("kind", "key"), [("export", "changes"), ("reply", "entries")])
+def test_a_list_of_any_length_reads_as_json_has_it(kind, key, sizes):
+    """Mistake: an empty list taken for one holding an item, or the last items of a list
+    left unvalidated, when the items are read one at a time."""
+    for count in (0, 1, 5):
+        document = copy.deepcopy(BASE_EXPORT if kind == "export" else BASE_REPLY)
+        document[key] = [document[key][0]] * count
+        decoded = outcome(spaced(document), sizes)
+        assert not isinstance(decoded, str), decoded
+        assert len(getattr(decoded, key)) == count
+
+
+def test_an_item_too_long_is_named_by_its_place_in_the_list(monkeypatch):
+    """Mistake: numbering items from the batch being read, or from one."""
+    document = several_changes(6)
+    document["changes"][4] = copy.deepcopy(document["changes"][4])
+    document["changes"][4]["attrs"]["address"] = "x" * 1000
+    monkeypatch.setattr(wire, "MAX_VALUE_LENGTH", 500)
+
+    # Batches of 1,500 characters: the four items before it (282 each) wait in one.
+    assert outcome(spaced(document), (100, 64, 1500)) == (
+        "Item 5 of changes is longer than 500 characters, which no document holds; refused unread."
+    )
+
+
+@pytest.mark.parametrize("sizes", [AT_ONCE, IN_PIECES, ONE_AT_A_TIME])
+def test_items_without_a_comma_between_them_are_named_as_json_names_them(sizes):
+    text = json.dumps(several_changes(3)).replace("}, {", "} {", 1)
+    with pytest.raises(json.JSONDecodeError) as whole:
+        json.loads(text)
+
+    expected = f"The attachment is not valid JSON ({whole.value.msg}: char {whole.value.pos})."
+    assert whole.value.msg == "Expecting ',' delimiter"
+    assert outcome(gz(text.encode()), sizes) == expected
+
+
+@pytest.mark.parametrize("sizes", [AT_ONCE, IN_PIECES, ONE_AT_A_TIME])
+def test_a_part_of_exactly_the_cap_is_read_and_one_more_is_refused(sizes):
+    payload = spaced(several_changes(6))
+
+    with override_settings(INTERORG_MAX_ENTRIES_PER_PART=6):
+        assert len(outcome(payload, sizes).changes) == 6
+    with override_settings(INTERORG_MAX_ENTRIES_PER_PART=5):
+        assert outcome(payload, sizes).startswith("The part holds more than 5 changes")
+
+
+@pytest.mark.parametrize("sizes", [AT_ONCE, IN_PIECES, ONE_AT_A_TIME])
+def test_the_problems_of_many_items_are_named_five_and_counted_all(sizes):
+    document = several_changes(8)
+    for change in document["changes"][1:]:
+        change["op"] = "rename"
+    message = outcome(spaced(document), sizes)
+
+    named = "; ".join(
+        f"export.changes.{index}.op: Input should be 'upsert' or 'delete'" for index in range(1, 6)
+    )
+    assert message == f"Invalid document: {named} (and 2 more)"
