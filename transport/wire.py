@@ -399,8 +399,9 @@ class _Reader:
 
 
 def _elements(reader: _Reader, what: str) -> Iterator[str]:
-    """The JSON text of each element of the array at `pos`, one at a time."""
-    reader.expect("[", "Expecting value")
+    """The JSON text of each element of the array at `pos` (the caller saw its "["), one at a
+    time."""
+    reader.pos += 1
     if reader.next() == "]":
         reader.pos += 1
         return
@@ -418,9 +419,10 @@ def _elements(reader: _Reader, what: str) -> Iterator[str]:
 
 
 def _fields(reader: _Reader) -> Iterator[tuple[str, str]]:
-    """(name, its JSON text) of each field of the object at `pos`, which the caller reads the
-    value of before asking for the next; then checks that nothing but whitespace follows."""
-    reader.expect("{", "Expecting value")
+    """(name, its JSON text) of each field of the object at `pos` (the caller saw its "{"),
+    which the caller reads the value of before asking for the next; then checks that nothing but
+    whitespace follows."""
+    reader.pos += 1
     if reader.next() == "}":
         reader.pos += 1
     else:
@@ -638,6 +640,8 @@ def iter_items(payload: bytes, name: str) -> Iterator:
     """The items (plain JSON values) of the list `name` of a payload decoded before, read a
     piece at a time: a part once accepted, read again for some of its fields."""
     reader = _Reader(payload, settings.INTERORG_MAX_DECODED_PAYLOAD)
+    if reader.next() != "{":
+        reader.refuse(WireError("The document must be a JSON object."))
     for field, text in _fields(reader):
         if field == name and reader.next() == "[":
             for item in _elements(reader, f"Item of {name}"):

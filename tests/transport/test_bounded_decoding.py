@@ -323,6 +323,13 @@ JSON_FAULTS = {
     "bad-literal": '  {"protocol": 1, "type": "export", "x": tru}',
     "empty-item": '{"protocol": 1, "changes": [{"a": 1},, {}]}',
     "far-in": LEAD + '"b": [1 2]}',
+    "nothing": "",
+    "an-array-cut-short": "[",
+    "elements-without-a-comma": "[1 2]",
+    "after-an-empty-array": "[]x",
+    "after-an-array": "[1, 2] x",
+    "after-a-string": '"abc" 1',
+    "an-object-cut-short": "{",
 }
 
 
@@ -437,3 +444,73 @@ def test_the_problems_of_many_items_are_named_five_and_counted_all(sizes):
         f"export.changes.{index}.op: Input should be 'upsert' or 'delete'" for index in range(1, 6)
     )
     assert message == f"Invalid document: {named} (and 2 more)"
+
+
+def test_the_header_may_be_exactly_as_long_as_allowed(monkeypatch):
+    """Mistake: the fields besides the items measured other than as their JSON text (a
+    comma between fields), or refused at the limit rather than past it."""
+    document = reply_doc()
+    header = wire.json_bytes({**document, "entries": []}).decode()
+    payload = wire.encode(document)  # as compact as the header above
+
+    monkeypatch.setattr(wire, "MAX_HEADER_LENGTH", len(header) - 1)  # less the closing brace
+    assert len(outcome(payload, IN_PIECES).entries) == len(document["entries"])
+    monkeypatch.setattr(wire, "MAX_HEADER_LENGTH", len(header) - 2)
+    assert outcome(payload, IN_PIECES) == (
+        f"The document's fields besides its items are longer than {len(header) - 2} "
+        "characters, which no document needs; refused unread."
+    )
+
+
+LONG = "x" * 2000  # read 100, 200, 400, 800 characters at a time: cut past 500
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (f'"{LONG}"', "The document"),
+        (f'[1, 2, "{LONG}"]', "Element 3"),
+        ('{"' + "k" * 60 + f'": "{LONG}"}}', 'The field "' + "k" * 38 + "…"),
+        ('{"' + "k" * 38 + f'": "{LONG}"}}', 'The field "' + "k" * 38 + '"'),
+    ],
+    ids=["the-document", "an-element", "a-long-field", "a-field-as-long-as-shown"],
+)
+def test_a_value_too_long_is_named_by_what_it_is(monkeypatch, text, named):
+    monkeypatch.setattr(wire, "MAX_VALUE_LENGTH", 500)
+
+    assert outcome(gz(text.encode()), (100, 64, 40)) == (
+        f"{named} is longer than 500 characters, which no document holds; refused unread."
+    )
+
+
+def test_an_array_of_short_elements_is_read_one_at_a_time(monkeypatch):
+    """Mistake: a document that is an array read as one value: refused as too long, where it
+    is only not an object."""
+    monkeypatch.setattr(wire, "MAX_VALUE_LENGTH", 500)
+
+    assert outcome(gz(("[" + "1, " * 500 + "1]").encode()), (100, 64, 40)) == (
+        "The document must be a JSON object."
+    )
+
+
+def test_reading_a_part_again_names_an_item_too_long_by_its_place(monkeypatch):
+    document = reply_doc()
+    document["entries"] *= 3
+    document["entries"][1] = copy.deepcopy(document["entries"][1])
+    document["entries"][1]["attrs"]["address"] = "x" * 1000
+    payload = wire.encode(document)
+    monkeypatch.setattr(wire, "MAX_VALUE_LENGTH", 500)
+    for name, size in zip(["READ_SIZE", "FEED_SIZE", "BATCH_LENGTH"], IN_PIECES, strict=True):
+        monkeypatch.setattr(wire, name, size)
+
+    with pytest.raises(wire.WireError) as refused:
+        list(wire.iter_items(payload, "entries"))
+    assert str(refused.value) == (
+        "Item of entries 2 is longer than 500 characters, which no document holds; refused unread."
+    )
+    long_field = '{"' + "k" * 60 + f'": "{LONG}"}}'
+    with pytest.raises(wire.WireError) as refused:
+        list(wire.iter_items(gz(long_field.encode()), "entries"))
+    assert str(refused.value).startswith('The field "' + "k" * 38 + "… is longer than 500")
+    with pytest.raises(wire.WireError, match=r"^The document must be a JSON object\.$"):
+        list(wire.iter_items(gz(b"[1]"), "entries"))
