@@ -364,8 +364,10 @@ class _Reader:
                 value, end = _scan(self.text, start)
             except json.JSONDecodeError as exc:
                 # Cut short by the end of what was read, maybe: read more and parse it again.
-                # (The longest token a fault is reported at the start of is -Infinity.)
-                cut = exc.pos >= len(self.text) - 16 or exc.msg.startswith("Unterminated string")
+                # (The longest token a fault is reported at the start of is -Infinity; 16 is a
+                # margin: a fault near the end, read again with more text, is the same fault.)
+                near_end = exc.pos >= len(self.text) - 16  # pragma: no mutate
+                cut = near_end or exc.msg.startswith("Unterminated string")
                 if not (cut and self._extend(start, what)):
                     self.not_json(exc.msg, exc.pos)
                 continue

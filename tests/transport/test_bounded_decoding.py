@@ -514,3 +514,16 @@ def test_reading_a_part_again_names_an_item_too_long_by_its_place(monkeypatch):
     assert str(refused.value).startswith('The field "' + "k" * 38 + "… is longer than 500")
     with pytest.raises(wire.WireError, match=r"^The document must be a JSON object\.$"):
         list(wire.iter_items(gz(b"[1]"), "entries"))
+
+
+def test_a_fault_early_in_a_long_value_is_named_rather_than_its_length(monkeypatch):
+    """Mistake: reading on past a fault that is not where the text read ends (as if the value
+    were cut there), until the value is refused as too long instead."""
+    text = '{"protocol": 1, "a": "\\q' + LONG + '"}'
+    with pytest.raises(json.JSONDecodeError) as whole:
+        json.loads(text)
+    monkeypatch.setattr(wire, "MAX_VALUE_LENGTH", 500)
+
+    assert outcome(gz(text.encode()), (100, 64, 40)) == (
+        f"The attachment is not valid JSON ({whole.value.msg}: char {whole.value.pos})."
+    )
