@@ -337,7 +337,7 @@ def _refuse_replays(message: Message) -> None:
         direction=Direction.INBOUND,
         status__in=[Status.PROCESSED, Status.DEFERRED],
         sender__iexact=message.sender,
-    ).exclude(pk=message.pk)
+    ).exclude(pk=message.pk)  # pragma: no mutate (it is RECEIVED here: never among these)
     earlier = (
         accepted.filter(Q(sequence=message.sequence) | Q(batch=message.batch, part=message.part))
         .values_list("pk", flat=True)

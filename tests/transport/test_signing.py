@@ -2,6 +2,7 @@
 
 import io
 import time
+import uuid
 
 import pytest
 from django.core.management import call_command
@@ -189,6 +190,27 @@ def test_it_rejects_a_message_older_than_the_replay_window(scenario):
     assert current.status == Status.PROCESSED, current.error
     assert old.status == Status.REJECTED
     assert old.error.startswith("Stale: ")
+
+
+@override_settings(INTERORG_REPLAY_WINDOW_SECONDS=60)
+def test_a_message_exactly_as_old_as_the_replay_window_is_accepted(scenario, monkeypatch):
+    org2 = scenario["ORG2"]
+    now = signing.now_ms()
+    monkeypatch.setattr(signing, "now_ms", lambda: now)
+
+    def sent_at(sequence: int) -> Message:
+        payload = export_payload(org2, sequence=sequence, batch=str(uuid.uuid4()))
+        return deliver(org2.config.dn, MASTER_DN, payload, org2.organization)
+
+    too_old, oldest = sent_at(now - 60_001), sent_at(now - 60_000)
+
+    assert oldest.status == Status.PROCESSED, oldest.error
+    assert (too_old.status, too_old.error) == (
+        Status.REJECTED,
+        f"Stale: message {now - 60_001} from {org2.config.dn} was written more than the replay "
+        "window (60 s) ago, by the clock its sequence follows (if the sender's clock is "
+        "behind, set it right).",
+    )
 
 
 def test_it_numbers_messages_above_everything_sent_before_a_restore():
