@@ -12,7 +12,7 @@ from master.models import AllowedRequestor, GlobalEntry
 from requestor.cycle import sync_all
 from requestor.export import build_export
 from tests.engine.conftest import MASTER_DN
-from tests.transport.documents import CORRUPTION_SEED, seeded_export_doc
+from tests.transport.documents import CORRUPTION_SEED, NOW_MS, seeded_export_doc
 from transport import inbox, outbox, signing, wire
 from transport.constants import AddressType, Status
 from transport.models import Message, SigningKey
@@ -210,6 +210,50 @@ def test_a_message_exactly_as_old_as_the_replay_window_is_accepted(scenario, mon
         f"Stale: message {now - 60_001} from {org2.config.dn} was written more than the replay "
         "window (60 s) ago, by the clock its sequence follows (if the sender's clock is "
         "behind, set it right).",
+    )
+
+
+@override_settings(INTERORG_REPLAY_WINDOW_SECONDS=60)
+def test_a_message_exactly_the_replay_window_behind_the_newest_accepted_is_accepted(
+    scenario, monkeypatch
+):
+    """A sender whose clock runs ahead of this one: its messages are also measured against the
+    newest one accepted from it."""
+    org2 = scenario["ORG2"]
+    now = signing.now_ms()
+    monkeypatch.setattr(signing, "now_ms", lambda: now)
+    ahead = now + 10 * 60_000
+
+    def sent_at(sequence: int) -> Message:
+        payload = export_payload(org2, sequence=sequence, batch=str(uuid.uuid4()))
+        return deliver(org2.config.dn, MASTER_DN, payload, org2.organization)
+
+    newest = sent_at(ahead)
+    too_old, oldest = sent_at(ahead - 60_001), sent_at(ahead - 60_000)
+
+    assert newest.status == Status.PROCESSED, newest.error
+    assert oldest.status == Status.PROCESSED, oldest.error
+    assert (too_old.status, too_old.error) == (
+        Status.REJECTED,
+        f"Stale: message {ahead - 60_001} from {org2.config.dn} is older than the replay "
+        f"window (60 s) behind the newest accepted, {ahead}.",
+    )
+
+
+def test_a_new_batch_under_a_sequence_already_accepted_is_a_replay(scenario):
+    org2 = scenario["ORG2"]
+    first = deliver(
+        org2.config.dn, MASTER_DN, export_payload(org2, sequence=NOW_MS), org2.organization
+    )
+    payload = export_payload(org2, sequence=NOW_MS, batch=str(uuid.uuid4()))
+
+    again = deliver(org2.config.dn, MASTER_DN, payload, org2.organization)
+
+    assert first.status == Status.PROCESSED, first.error
+    assert (again.status, again.error) == (
+        Status.REJECTED,
+        f"Replay: message {NOW_MS} from {org2.config.dn} was already accepted (archived as "
+        f"message {first.pk}); nothing to do.",
     )
 
 
