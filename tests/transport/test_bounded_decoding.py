@@ -301,6 +301,10 @@ UTF8_FAULTS = {
     "cut-at-the-end": b'{"a": "\xe2\x82',
     "far-in": LEAD.encode() + b'"b": "\xe2\x82(x"}',
     "two-faults": b'{"a": "\xff' + b"x" * 100 + b'\xfe"}',
+    # Found while refusing a JSON fault that comes first: UTF-8 is named first all the same.
+    "after-a-json-fault": b'{"a": tru, "b": "' + "Zoë".encode() * 100 + b'\xff"}',
+    "two-after-a-json-fault": b'{"a": tru, "b": "' + b"x" * 100 + b"\xff" + b"x" * 100 + b'\xfe"}',
+    "cut-at-the-end-after-a-json-fault": b'{"a": tru, "b": "' + b"x" * 300 + b"\xe2\x82",
 }
 
 
