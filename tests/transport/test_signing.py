@@ -58,6 +58,32 @@ def test_the_signature_refuses_every_single_byte_corruption(scenario):
                 signing.verify(MASTER_DN, bytes(corrupt), signature, key, trusted)
 
 
+def test_it_names_the_key_a_message_is_signed_with_and_the_keys_it_trusts(scenario):
+    org2, org3 = scenario["ORG2"].organization, scenario["ORG3"].organization
+    payload = wire.encode(seeded_export_doc(CORRUPTION_SEED))
+    signature, key = signing.sign(org2.pk, MASTER_DN, payload)
+    signing.generate_key(org3.pk)  # ORG3 has two keys now, neither of them ORG2's
+    trusted = signing.local_public_keys(org3.pk)
+    fingerprints = sorted(signing.fingerprint(public)[:16] for public in trusted)
+    assert len(fingerprints) == 2
+
+    def refusal(*args) -> str:
+        with pytest.raises(signing.SignatureError) as refused:
+            signing.verify(MASTER_DN, payload, *args)
+        return str(refused.value)
+
+    untrusted = (
+        f"The message is signed with key {key[:16]}, which is not a key trusted for its sender "
+        "(trusted: {}). Paste the sender's current public key into its configuration if it "
+        "rotated its key."
+    )
+    assert refusal(signature, key, trusted) == untrusted.format(", ".join(fingerprints))
+    assert refusal(signature, key, []) == untrusted.format("none")
+    assert refusal("", key, trusted) == (
+        "The message is not signed; every InterOrg message must be."
+    )
+
+
 def test_it_accepts_a_message_signed_by_its_sender(scenario):
     org2 = scenario["ORG2"]
 
