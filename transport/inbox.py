@@ -62,7 +62,7 @@ class _Passed:
         return False
 
     def __repr__(self) -> str:
-        return "TURN_TAKEN"
+        return "TURN_TAKEN"  # pragma: no mutate (for a person reading a debugger or a log)
 
 
 TURN_TAKEN = _Passed()

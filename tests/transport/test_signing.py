@@ -73,12 +73,14 @@ def test_it_names_the_key_a_message_is_signed_with_and_the_keys_it_trusts(scenar
         return str(refused.value)
 
     untrusted = (
-        f"The message is signed with key {key[:16]}, which is not a key trusted for its sender "
+        "The message is signed with key {}, which is not a key trusted for its sender "
         "(trusted: {}). Paste the sender's current public key into its configuration if it "
         "rotated its key."
     )
-    assert refusal(signature, key, trusted) == untrusted.format(", ".join(fingerprints))
-    assert refusal(signature, key, []) == untrusted.format("none")
+    known = ", ".join(fingerprints)
+    assert refusal(signature, key, trusted) == untrusted.format(key[:16], known)
+    assert refusal(signature, key, []) == untrusted.format(key[:16], "none")
+    assert refusal(signature, "", trusted) == untrusted.format("(none)", known)
     assert refusal("", key, trusted) == (
         "The message is not signed; every InterOrg message must be."
     )
