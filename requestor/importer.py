@@ -394,15 +394,22 @@ def _holders(config, upserts, bases: dict[str, str]) -> tuple[dict, dict[str, se
     if not upserts:
         return {}, {}
     addresses = {_address(entry) for entry, _ in upserts}
-    rows = (
-        _shown(config)
-        .annotate(smtp=Lower("primary_smtp"))
-        .filter(OneOf("smtp", addresses))
-        .order_by()
-        .values_list("smtp", "global_key", "pk")
-    )
+    rows = _lowered(config, "primary_smtp", addresses, "global_key", "pk")
     by_address = {smtp: (key, pk) for smtp, key, pk in rows}
     return by_address, _alias_holders(config, {base.lower() for base in bases.values()})
+
+
+def _lowered(config, field: str, values: set[str], *columns: str):
+    """The organization's shown recipients whose `field` in lower case is one of `values`
+    (lower case), as rows (that value, *columns). Unsorted: the rows go into dicts and sets,
+    and Recipient's default order would sort them by display name for nothing."""
+    return (
+        _shown(config)
+        .annotate(lowered=Lower(field))
+        .filter(OneOf("lowered", values))
+        .order_by()
+        .values_list("lowered", *columns)
+    )
 
 
 def _release(upserts, removals, addresses: dict, alias_holders: dict, bases: dict) -> None:
@@ -533,14 +540,7 @@ def _alias_holders(config, aliases: set[str]) -> dict[str, set]:
     holders: dict[str, set] = {}
     if not aliases:
         return holders
-    rows = (
-        _shown(config)
-        .annotate(lowered=Lower("alias"))
-        .filter(OneOf("lowered", aliases))
-        .order_by()
-        .values_list("lowered", "global_key")
-    )
-    for alias, key in rows:
+    for alias, key in _lowered(config, "alias", aliases, "global_key"):
         holders.setdefault(alias, set()).add(key)
     return holders
 
@@ -784,13 +784,7 @@ def retry_conflicts(config: RequestorConfig, counts: Counts) -> None:
     if not conflicts:
         return
     addresses = {conflict.address.lower() for conflict in conflicts}
-    held = set(
-        _shown(config)
-        .annotate(smtp=Lower("primary_smtp"))
-        .filter(OneOf("smtp", addresses))
-        .order_by()
-        .values_list("smtp", flat=True)
-    )
+    held = {smtp for (smtp,) in _lowered(config, "primary_smtp", addresses)}
     freed = [
         wire.Entry.model_construct(
             key=conflict.global_key,

@@ -238,6 +238,12 @@ AT_ONCE = (wire.READ_SIZE, wire.FEED_SIZE, wire.BATCH_LENGTH)
 IN_PIECES = (5, 3, 40)
 
 
+def read_in(monkeypatch, sizes: tuple[int, int, int]) -> None:
+    """Have the decoder read `sizes` at a time (READ_SIZE, FEED_SIZE, BATCH_LENGTH)."""
+    for name, size in zip(["READ_SIZE", "FEED_SIZE", "BATCH_LENGTH"], sizes, strict=True):
+        monkeypatch.setattr(wire, name, size)
+
+
 def outcome(payload: bytes, sizes: tuple[int, int, int]):
     """The document decoded reading `sizes` at a time, or the reason it is refused."""
     wire.READ_SIZE, wire.FEED_SIZE, wire.BATCH_LENGTH = sizes
@@ -282,8 +288,7 @@ def test_reading_random_shapes_in_pieces_decodes_or_refuses_as_at_once(value):
 def test_the_items_of_an_accepted_part_are_read_again_one_at_a_time(monkeypatch):
     """Mistake: reading a part's items again by inflating and parsing the whole part (the
     importer reads the keys of a full reply's other parts)."""
-    for name, size in zip(["READ_SIZE", "FEED_SIZE", "BATCH_LENGTH"], IN_PIECES, strict=True):
-        monkeypatch.setattr(wire, name, size)
+    read_in(monkeypatch, IN_PIECES)
     document = reply_doc()
     document["entries"] *= 5
 
@@ -356,20 +361,24 @@ def test_decompress_gives_a_payload_of_many_pieces_back_whole():
     assert wire.decompress(gz(raw)) == raw
 
 
+def several_changes(count: int) -> dict:
+    """An export of `count` changes at USNs 1 to `count`, sharing one `attrs` dict."""
+    document = export_doc(usn_from=0, usn_through=count)
+    change = document["changes"][0]
+    document["changes"] = [{**change, "usn": usn} for usn in range(1, count + 1)]
+    return document
+
+
 @pytest.mark.parametrize("read_size", [300, 700, 1000])
 def test_a_value_under_the_longest_is_read_wherever_the_pieces_cut_it(monkeypatch, read_size):
     """Mistake: measuring a value cut by the end of a piece from the start of the text read,
     not from its own start: the items after the first would be refused as too long."""
-    document = export_doc(usn_from=0, usn_through=4)
-    change = document["changes"][0]
-    change["attrs"]["address"] = "x" * 1000
-    document["changes"] = [{**change, "usn": usn} for usn in (1, 2, 3, 4)]
+    document = several_changes(4)
+    document["changes"][0]["attrs"]["address"] = "x" * 1000  # (all four share their attrs)
     payload = wire.encode(document)
     assert all(len(wire.json_bytes(item)) < 1400 for item in document["changes"])
     monkeypatch.setattr(wire, "MAX_VALUE_LENGTH", 1500)
-    wire_sizes = ["READ_SIZE", "FEED_SIZE", "BATCH_LENGTH"]
-    for name, size in zip(wire_sizes, [read_size, *IN_PIECES[1:]], strict=True):
-        monkeypatch.setattr(wire, name, size)
+    read_in(monkeypatch, (read_size, *IN_PIECES[1:]))
 
     assert [change.usn for change in wire.decode(payload).changes] == [1, 2, 3, 4]
 
@@ -381,13 +390,6 @@ def spaced(document: dict) -> bytes:
 
 
 ONE_AT_A_TIME = (300, 64, 100_000)  # small pieces; batches of the whole list
-
-
-def several_changes(count: int, usn_through: int | None = None) -> dict:
-    document = export_doc(usn_from=0, usn_through=usn_through or count)
-    change = document["changes"][0]
-    document["changes"] = [{**change, "usn": usn} for usn in range(1, count + 1)]  # (one attrs)
-    return document
 
 
 @pytest.mark.parametrize("sizes", [AT_ONCE, IN_PIECES, ONE_AT_A_TIME])
@@ -504,8 +506,7 @@ def test_reading_a_part_again_names_an_item_too_long_by_its_place(monkeypatch):
     document["entries"][1]["attrs"]["address"] = "x" * 1000
     payload = wire.encode(document)
     monkeypatch.setattr(wire, "MAX_VALUE_LENGTH", 500)
-    for name, size in zip(["READ_SIZE", "FEED_SIZE", "BATCH_LENGTH"], IN_PIECES, strict=True):
-        monkeypatch.setattr(wire, name, size)
+    read_in(monkeypatch, IN_PIECES)
 
     with pytest.raises(wire.WireError) as refused:
         list(wire.iter_items(payload, "entries"))
