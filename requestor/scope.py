@@ -98,9 +98,7 @@ class Scope:
             trust_level__lte=self.trust_level, hidden_from_others=False, global_key__isnull=True
         )
 
-    def includes(
-        self, kind: str, container_id: int, trust_level: int, hidden: bool = False
-    ) -> bool:
+    def includes(self, kind: str, container_id: int, trust_level: int, hidden: bool) -> bool:
         """Whether an own recipient of this kind, container, trust level and hidden flag is
         exported (a recipient hidden from other organizations never is)."""
         return (

@@ -4,8 +4,9 @@ compares the scope the master holds the entries under with the current one and r
 difference (requestor.scope)."""
 
 from directory import changes
-from directory.models import Container
+from directory.models import Container, Recipient
 from requestor.models import ExportedContainer, RequestorConfig
+from requestor.scope import UNKNOWN_SCOPE, Scope, restate_scope_changes
 from tests.engine.helpers import assert_converged, cycle, synced_fixtures
 
 
@@ -124,3 +125,47 @@ def test_a_hidden_recipient_stays_out_of_a_full_export(synced):
     assert runs["ORG2"].full_export
     assert held_by_others(synced) == [{"Eve Europe (ORG2)"}, {"Eve Europe (ORG2)"}]
     assert_converged(synced)
+
+
+def own_usns(org) -> dict[str, int]:
+    own = Recipient.objects.filter(organization=org.organization, global_key__isnull=True)
+    return dict(own.values_list("alias", "usn"))
+
+
+def test_after_an_upgrade_the_next_export_restates_everything_in_scope_once(synced):
+    # The master may hold the entries of an installation upgraded from full exports stamped
+    # with one snapshot USN at other USNs than the recipients' own (migration 0008).
+    org2 = synced["ORG2"]
+    outside = Container.objects.create(site=org2.recipients.site, name="Not Exported")
+    org2.add(container=outside, alias="olga", display_name="Olga Outside")
+    propagate(synced)
+    RequestorConfig.objects.filter(pk=org2.config.pk).update(exported_scope=UNKNOWN_SCOPE)
+    before = own_usns(org2)
+
+    runs = propagate(synced)
+
+    # Everything in scope once, with fresh USNs above all the others, in an incremental export;
+    # the recipient outside the scope and the contacts keep theirs.
+    assert (runs["ORG2"].full_export, runs["ORG2"].exported) == (False, 5)
+    after = own_usns(org2)
+    restated = {alias for alias in after if after[alias] != before[alias]}
+    assert restated == set(before) - {"olga"}
+    assert min(after[alias] for alias in restated) > max(before.values())
+    assert org2.refresh().config.exported_scope == Scope.of(org2.config).definition()
+    assert held_by_others(synced) == [TEAM, TEAM]
+    assert_converged(synced)
+    assert propagate(synced)["ORG2"].exported == 0
+
+
+def test_restating_says_how_many_recipients_it_gave_fresh_usns(synced):
+    config = synced["ORG2"].refresh().config
+    scope = Scope.of(config)
+
+    assert restate_scope_changes(config, scope) == 0  # the scope the master holds them under
+
+    config.exported_scope = UNKNOWN_SCOPE
+    assert restate_scope_changes(config, scope) == 5
+    assert config.exported_scope == scope.definition()
+
+    config.exported_scope = Scope(scope.trust_level, {}).definition()  # nothing was exported
+    assert restate_scope_changes(config, scope) == 5
