@@ -32,8 +32,8 @@ class Scope:
         self,
         trust_level: int,
         kinds: dict[int, set[str]],
-        append_display_name: str = "",
-        modify_smtp_domain: str = "",
+        append_display_name: str,
+        modify_smtp_domain: str,
     ):
         self.trust_level = trust_level
         self.kinds = kinds

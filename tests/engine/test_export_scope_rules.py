@@ -1,13 +1,15 @@
-"""Two rules of what leaves an organization (requestor.scope, requestor.export): an imported
-contact is never among its own recipients in scope, wherever it sits, and the SMTP rewrite
-replaces only the domain, after the last `@` of the address."""
+"""Rules of what leaves an organization (requestor.scope, requestor.export): an imported contact
+is never among its own recipients in scope, wherever it sits; the SMTP rewrite replaces only the
+domain, after the last `@` of the address; an export holds the organization's own changes up to
+the USN it read, the whole scope when it is the first."""
 
 import uuid
 
 from console.crosscheck import in_scope
+from directory import changes
 from directory.constants import GENERAL_ATTRIBUTES, Kind, Role
-from directory.models import Recipient
-from requestor.export import transform
+from directory.models import Container, Recipient, Tombstone
+from requestor.export import collect_changes, transform
 from requestor.models import ExportedContainer
 from requestor.scope import Scope
 from tests.engine.conftest import make_org
@@ -88,3 +90,38 @@ def test_values_leave_cleaned_and_within_their_length_and_empty_ones_stay_home(d
         "title": "T" * 64,
         "department": "D" * 64,
     }
+
+
+def test_an_export_holds_the_organizations_own_changes_up_to_the_usn_it_read(db):
+    org2, org3 = make_org(2, Role.REQUESTOR), make_org(3, Role.REQUESTOR)
+    ann = org2.add(alias="ann")
+    out = org2.add(container=org2.contractors, alias="out")  # not exported
+    gone = org2.add(alias="gone")
+    changes.delete_recipients([gone])
+    late = org2.add(alias="late")  # committed after the export read the USN
+    for _ in range(5):
+        org3.add()  # another organization's changes, at the same local USNs
+    tombstone = Tombstone.objects.get(organization=org2.organization)
+    assert (ann.usn, out.usn, gone.usn, tombstone.usn, late.usn) == (1, 2, 3, 4, 5)
+    config, scope = org2.config, Scope.of(org2.config)
+
+    def listed(requestor_usn: int) -> list[tuple[str, str, int]]:
+        config.requestor_usn = requestor_usn
+        return [(c["id"], c["op"], c["usn"]) for c in collect_changes(config, scope, through=4)]
+
+    # The first export states the scope as it stands: upserts only.
+    assert listed(0) == [(str(ann.guid), "upsert", 1)]
+    # Later ones state every change since, in scope or not: what left it is deleted.
+    assert listed(1) == [(str(out.guid), "delete", 2), (str(gone.guid), "delete", 4)]
+    assert listed(4) == []
+
+
+def test_a_container_inside_itself_leaves_the_scope_whole(db):
+    """A loop of containers (written around the console, say by an LDAP server) is followed
+    once round: the containers in it take the kinds of the exported ones among them."""
+    org = make_org(2, Role.REQUESTOR)
+    inner = Container.objects.create(site=org.recipients.site, parent=org.recipients, name="In")
+    Container.objects.filter(pk=org.recipients.pk).update(parent=inner)
+    kinds = {Kind.MAILBOX, Kind.DISTRIBUTION_LIST}
+
+    assert Scope.of(org.config).kinds == {org.recipients.pk: kinds, inner.pk: kinds}

@@ -167,5 +167,7 @@ def test_restating_says_how_many_recipients_it_gave_fresh_usns(synced):
     assert restate_scope_changes(config, scope) == 5
     assert config.exported_scope == scope.definition()
 
-    config.exported_scope = Scope(scope.trust_level, {}).definition()  # nothing was exported
+    config.exported_scope = Scope(
+        scope.trust_level, {}, *scope.transforms
+    ).definition()  # nothing exported
     assert restate_scope_changes(config, scope) == 5
