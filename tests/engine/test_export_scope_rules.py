@@ -97,23 +97,38 @@ def test_an_export_holds_the_organizations_own_changes_up_to_the_usn_it_read(db)
     ann = org2.add(alias="ann")
     out = org2.add(container=org2.contractors, alias="out")  # not exported
     gone = org2.add(alias="gone")
+    contact = org2.add(
+        container=org2.imported,
+        kind=Kind.CUSTOM_RECIPIENT,
+        alias="imported",
+        global_key="ORG1:imported",
+        origin_organization="ORG1",
+    )
     changes.delete_recipients([gone])
+    changes.delete_recipients([contact])  # never exported, nor its deletion
     late = org2.add(alias="late")  # committed after the export read the USN
+    changes.delete_recipients([late])
     for _ in range(5):
         org3.add()  # another organization's changes, at the same local USNs
-    tombstone = Tombstone.objects.get(organization=org2.organization)
-    assert (ann.usn, out.usn, gone.usn, tombstone.usn, late.usn) == (1, 2, 3, 4, 5)
+    changes.delete_recipients(org3.people[:1])
+    tombstones = Tombstone.objects.filter(organization=org2.organization).order_by("usn")
+    assert (ann.usn, out.usn, gone.usn, contact.usn) == (1, 2, 3, 4)
+    assert [(t.guid, t.usn, t.imported) for t in tombstones] == [
+        (gone.guid, 5, False),
+        (contact.guid, 6, True),
+        (late.guid, 8, False),
+    ]
     config, scope = org2.config, Scope.of(org2.config)
 
     def listed(requestor_usn: int) -> list[tuple[str, str, int]]:
         config.requestor_usn = requestor_usn
-        return [(c["id"], c["op"], c["usn"]) for c in collect_changes(config, scope, through=4)]
+        return [(c["id"], c["op"], c["usn"]) for c in collect_changes(config, scope, through=6)]
 
     # The first export states the scope as it stands: upserts only.
     assert listed(0) == [(str(ann.guid), "upsert", 1)]
     # Later ones state every change since, in scope or not: what left it is deleted.
-    assert listed(1) == [(str(out.guid), "delete", 2), (str(gone.guid), "delete", 4)]
-    assert listed(4) == []
+    assert listed(1) == [(str(out.guid), "delete", 2), (str(gone.guid), "delete", 5)]
+    assert listed(6) == []
 
 
 def test_a_container_inside_itself_leaves_the_scope_whole(db):
