@@ -3,14 +3,15 @@ is never among its own recipients in scope, wherever it sits; the SMTP rewrite r
 domain, after the last `@` of the address; an export holds the organization's own changes up to
 the USN it read, the whole scope when it is the first."""
 
+import itertools
 import uuid
 
 from console.crosscheck import in_scope
 from directory import changes
 from directory.constants import GENERAL_ATTRIBUTES, Kind, Role
 from directory.models import Container, Recipient, Tombstone
-from requestor.export import collect_changes, transform
-from requestor.models import ExportedContainer
+from requestor.export import build_export, collect_changes, transform
+from requestor.models import ExportedContainer, RequestorConfig
 from requestor.scope import Scope
 from tests.engine.conftest import make_org
 
@@ -140,3 +141,23 @@ def test_a_container_inside_itself_leaves_the_scope_whole(db):
     kinds = {Kind.MAILBOX, Kind.DISTRIBUTION_LIST}
 
     assert Scope.of(org.config).kinds == {org.recipients.pk: kinds, inner.pk: kinds}
+
+
+def test_the_parts_of_an_export_cover_its_usns_one_after_another(db):
+    org = make_org(2, Role.REQUESTOR, max_message_size=16 * 1024)
+    for number in range(300):
+        org.add(alias=f"bulk{number}", title="T" * 60, department=f"Department {number}")
+    changes.delete_recipients(org.people[:10])  # tombstones: deletes come last
+    config = RequestorConfig.objects.get(pk=org.config.pk)
+
+    full = build_export(config)
+    assert len(full.parts) >= 3
+    assert {(part["usn_from"], part["usn_through"]) for part, _ in full.parts} == {(0, 310)}
+
+    config.requestor_usn = 5
+    export = build_export(config)
+    documents = [document for document, _ in export.parts]
+    assert len(documents) >= 3
+    assert (documents[0]["usn_from"], documents[-1]["usn_through"]) == (5, 310)
+    for before, after in itertools.pairwise(documents):
+        assert before["usn_through"] == before["changes"][-1]["usn"] == after["usn_from"]
