@@ -161,3 +161,28 @@ def test_the_parts_of_an_export_cover_its_usns_one_after_another(db):
     assert (documents[0]["usn_from"], documents[-1]["usn_through"]) == (5, 310)
     for before, after in itertools.pairwise(documents):
         assert before["usn_through"] == before["changes"][-1]["usn"] == after["usn_from"]
+    first = documents[0]["sequence"]
+    assert [(d["part"], d["parts"], d["sequence"]) for d in documents] == [
+        (number, len(documents), first + number - 1) for number in range(1, len(documents) + 1)
+    ]
+
+
+def test_an_export_tells_the_master_what_its_organization_holds_of_it(db):
+    org = make_org(2, Role.REQUESTOR)
+    epoch = uuid.uuid4()
+    RequestorConfig.objects.filter(pk=org.config.pk).update(
+        master_usn=42, master_epoch=epoch, master_fingerprint="ab" * 16
+    )
+    config = RequestorConfig.objects.get(pk=org.config.pk)
+
+    def header(**fields) -> tuple:
+        for name, value in fields.items():
+            setattr(config, name, value)
+        document = build_export(config).parts[0][0]
+        return document["master_usn"], document["master_epoch"], document["master_fingerprint"]
+
+    assert header() == (42, str(epoch), "ab" * 16)
+    # A full reply is asked for with master USN 0, and no fingerprint to check.
+    assert header(full_reply_pending=True) == (0, str(epoch), None)
+    assert header(full_reply_pending=False, master_fingerprint="") == (42, str(epoch), None)
+    assert header(master_epoch=None) == (42, None, None)
