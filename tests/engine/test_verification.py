@@ -3,7 +3,9 @@ difference once (docs/protocol.md, rule 10)."""
 
 import uuid
 
+from django.db import connection
 from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 
 from directory import changes
 from directory.models import DigestCell
@@ -11,6 +13,7 @@ from master import processing
 from master.models import AllowedRequestor, GlobalEntry
 from requestor import verify
 from requestor.models import RequestorConfig, Run, Verification
+from requestor.scope import UNKNOWN_SCOPE
 from tests.engine.helpers import assert_converged, cycle, synced_fixtures
 from transport.digest import Tally
 
@@ -163,3 +166,23 @@ def test_a_repair_counts_what_differed_and_recounts_cells_written_around(synced)
     assert (check.state, check.last_repair_differed) == (State.VERIFIED, 2), check.detail
     assert not org1.contacts().filter(global_key="ORG9:stray").exists()
     assert_converged(synced)
+
+
+def test_a_cycle_reads_the_digest_cells_once_for_both_sides(synced):
+    org2 = synced["ORG2"]
+    cycle(org2)
+    with CaptureQueriesContext(connection) as queries:
+        run = cycle(org2)
+
+    assert run.verification == {"import": "verified", "export": "verified"}
+    reads = [q["sql"] for q in queries if 'FROM "directory_digestcell"' in q["sql"]]
+    assert len(reads) == 1
+
+
+def test_nothing_is_expected_at_the_master_before_a_scope_is_known(synced):
+    config = synced["ORG2"].refresh().config
+    assert verify.exports(config).count == 3
+
+    for unknown in ({}, UNKNOWN_SCOPE):
+        config.exported_scope = unknown
+        assert (verify.exports(config).count, verify.exports(config).hex) == (0, Tally().hex)
