@@ -186,3 +186,13 @@ def test_nothing_is_expected_at_the_master_before_a_scope_is_known(synced):
     for unknown in ({}, UNKNOWN_SCOPE):
         config.exported_scope = unknown
         assert (verify.exports(config).count, verify.exports(config).hex) == (0, Tally().hex)
+
+
+def test_a_check_records_a_side_it_has_no_row_for_yet(synced):
+    org2 = synced["ORG2"]
+    Verification.objects.filter(config=org2.config).delete()
+
+    cycle(org2)
+
+    assert states(org2) == {"import": State.VERIFIED, "export": State.VERIFIED}
+    assert Verification.objects.filter(config=org2.config).count() == 2
