@@ -14,8 +14,9 @@ from master.models import AllowedRequestor, GlobalEntry
 from requestor import verify
 from requestor.models import RequestorConfig, Run, Verification
 from requestor.scope import UNKNOWN_SCOPE
-from tests.engine.helpers import assert_converged, cycle, synced_fixtures
+from tests.engine.helpers import assert_converged, cycle, queue_cycle, synced_fixtures
 from transport.digest import Tally
+from transport.inbox import pump
 
 synced_base, synced = synced_fixtures()
 State = Verification.State
@@ -196,3 +197,36 @@ def test_a_check_records_a_side_it_has_no_row_for_yet(synced):
 
     assert states(org2) == {"import": State.VERIFIED, "export": State.VERIFIED}
     assert Verification.objects.filter(config=org2.config).count() == 2
+
+
+def test_the_export_side_waits_for_changes_made_after_the_export(synced):
+    org2 = synced["ORG2"]
+    before = Verification.objects.get(config=org2.config, side="export").checked_at
+    run = queue_cycle(org2)
+    changes.save_recipient(org2.people[0])  # after the export was read, before the reply
+
+    pump()
+    run.refresh_from_db()
+
+    assert run.verification == {
+        "import": "verified",
+        "export": "not checked: changes made since the export are not acknowledged yet",
+    }
+    check = Verification.objects.get(config=org2.config, side="export")
+    assert (check.state, check.checked_at) == (State.VERIFIED, before)
+    assert cycle(org2).verification == {"import": "verified", "export": "verified"}
+
+
+def test_a_reply_whose_run_is_gone_leaves_the_export_side_alone(synced):
+    # Without its run the reply's ack is not taken (requestor.importer._acknowledge), so it
+    # cannot show what the master holds of this organization's latest changes.
+    org2 = synced["ORG2"]
+    before = Verification.objects.get(config=org2.config, side="export").checked_at
+    run = queue_cycle(org2)
+    Run.objects.filter(pk=run.pk).delete()
+
+    pump()
+
+    check = Verification.objects.get(config=org2.config, side="export")
+    assert (check.state, check.checked_at) == (State.VERIFIED, before)
+    assert Verification.objects.get(config=org2.config, side="import").checked_at > before
