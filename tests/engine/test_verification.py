@@ -230,3 +230,27 @@ def test_a_reply_whose_run_is_gone_leaves_the_export_side_alone(synced):
     check = Verification.objects.get(config=org2.config, side="export")
     assert (check.state, check.checked_at) == (State.VERIFIED, before)
     assert Verification.objects.get(config=org2.config, side="import").checked_at > before
+
+
+def test_the_export_side_is_not_checked_with_the_reply_to_an_earlier_export(synced):
+    org2 = synced["ORG2"]
+    earlier = queue_cycle(org2)
+    latest = queue_cycle(org2)
+
+    pump()
+    earlier.refresh_from_db()
+    latest.refresh_from_db()
+
+    assert earlier.verification["export"] == "not checked: not the reply to the latest export"
+    assert latest.verification == {"import": "verified", "export": "verified"}
+
+
+def test_the_export_side_is_not_checked_while_the_scope_is_to_be_restated(synced):
+    org2 = synced["ORG2"]
+    run = queue_cycle(org2)
+    RequestorConfig.objects.filter(pk=org2.config.pk).update(exported_scope=UNKNOWN_SCOPE)
+
+    pump()
+    run.refresh_from_db()
+
+    assert run.verification["export"] == "not checked: the next export restates the scope"
