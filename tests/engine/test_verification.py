@@ -105,7 +105,7 @@ def test_it_repairs_an_entry_the_master_lost_with_a_full_export(synced):
     check = Verification.objects.get(config=org2.config, side="export")
 
     assert repaired.full_export and repaired.repair == "export"
-    assert (check.state, check.last_repair_differed) == (State.VERIFIED, 1)
+    assert (check.state, check.last_repair_differed, check.detail) == (State.VERIFIED, 1, "")
     assert GlobalEntry.objects.get(object_id=lost.guid).deleted is False
     for org in synced.others("ORG2"):
         cycle(org)
@@ -254,3 +254,23 @@ def test_the_export_side_is_not_checked_while_the_scope_is_to_be_restated(synced
     run.refresh_from_db()
 
     assert run.verification["export"] == "not checked: the next export restates the scope"
+
+
+def test_a_difference_found_before_the_repair_is_carried_out_waits_for_it(synced):
+    org2 = synced["ORG2"]
+    forget_at_master(org2.people[0].guid)
+    # A repair asked for whose full export has not been acknowledged yet.
+    Verification.objects.filter(config=org2.config, side="export").update(
+        state=State.REPAIRING, repair_pending=True, repairs=1, detail="Repair asked for."
+    )
+
+    run = cycle(org2)
+
+    assert run.verification["export"].endswith("): repair pending")
+    check = Verification.objects.get(config=org2.config, side="export")
+    assert (check.state, check.repairs, check.detail) == (
+        State.REPAIRING,
+        1,
+        "Repair asked for.",
+    )
+    assert org2.refresh().config.requestor_usn > 0  # no second repair asked for
