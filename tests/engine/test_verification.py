@@ -2,10 +2,12 @@
 difference once (docs/protocol.md, rule 10)."""
 
 import uuid
+from datetime import timedelta
 
 from django.db import connection
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from directory import changes
 from directory.models import DigestCell
@@ -274,3 +276,32 @@ def test_a_difference_found_before_the_repair_is_carried_out_waits_for_it(synced
         "Repair asked for.",
     )
     assert org2.refresh().config.requestor_usn > 0  # no second repair asked for
+
+
+def test_a_difference_within_the_cooldown_of_a_repair_is_reported_not_repaired(synced):
+    config = synced["ORG2"].refresh().config
+    now = timezone.now()
+    local, master = Tally(), Tally()
+    master.add("ORG3:1", 5)
+    difference = f"{local} here, {master} at the master"
+
+    def judged(since_repair: timedelta) -> tuple[str, str, str]:
+        check = Verification(
+            config=config, side="import", state=State.VERIFIED, repaired_at=now - since_repair
+        )
+        outcome = verify._outcome(config, check, "import", local, master, now)
+        return outcome, check.state, check.detail
+
+    assert judged(verify.REPAIR_COOLDOWN - timedelta(microseconds=1)) == (
+        f"diverged ({difference})",
+        State.DIVERGED,
+        f"Different again within 1:00:00 of a repair ({difference}); repairs are not "
+        "repeated automatically.",
+    )
+    assert not RequestorConfig.objects.get(pk=config.pk).full_reply_pending
+    assert judged(verify.REPAIR_COOLDOWN) == (
+        f"differs ({difference}): repairing",
+        State.REPAIRING,
+        f"Different: {difference}.",
+    )
+    assert RequestorConfig.objects.get(pk=config.pk).full_reply_pending
