@@ -4,11 +4,13 @@ shows failing; the next cycle after the fix sends the changes again."""
 import uuid
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from console.status import State, organization_status
 from directory import changes
-from master.models import AllowedRequestor
+from master import processing
+from master.models import AllowedRequestor, MasterConfig
 from requestor.constants import RunStatus
 from requestor.housekeeping import fail_stalled_runs
 from requestor.models import Run
@@ -23,6 +25,7 @@ from tests.engine.helpers import (
 )
 from transport import inbox
 from transport.constants import Direction, MessageKind, Status
+from transport.exceptions import MessageRejected
 from transport.inbox import pump
 from transport.models import Message
 
@@ -128,3 +131,21 @@ def test_a_refusal_fails_only_the_sent_copy_it_names(synced):
     inbox.refused_here(refusal(error="A copy of a message already accepted."))
     sent.refresh_from_db()
     assert (sent.status, sent.error) == failed
+
+
+def test_a_disabled_master_refuses_an_export_and_says_so(synced):
+    org2 = synced["ORG2"]
+    MasterConfig.objects.update(enabled=False)
+
+    run = cycle(org2)
+
+    assert run.status == RunStatus.FAILED
+    assert f"The master at {org2.config.master_address} is disabled." in run.error
+
+
+def test_no_master_is_locked_at_an_address_none_receives_at(synced):
+    # (A master removed after its message was routed to it.)
+    with pytest.raises(MessageRejected) as refused:
+        processing.lock_master("/o=ORG1/cn=NOBODY")
+
+    assert str(refused.value) == "No master receives mail at /o=ORG1/cn=NOBODY."
