@@ -149,3 +149,25 @@ def test_no_master_is_locked_at_an_address_none_receives_at(synced):
         processing.lock_master("/o=ORG1/cn=NOBODY")
 
     assert str(refused.value) == "No master receives mail at /o=ORG1/cn=NOBODY."
+
+
+def test_a_master_names_why_it_refuses_a_sender(synced):
+    master = MasterConfig.objects.get()
+    requestor = AllowedRequestor.objects.get(organization_name="ORG2")
+    sender = requestor.address.upper()  # addresses and names compare in any case
+
+    def refusal(sender: str, organization: str) -> str:
+        with pytest.raises(MessageRejected) as refused:
+            processing.allowed_requestor(master, sender, organization)
+        return str(refused.value)
+
+    assert processing.allowed_requestor(master, sender, "org2") == requestor
+    assert refusal("stranger@far.example", "ORG2") == (
+        "stranger@far.example is not a requestor address of this master; an administrator "
+        "must add it to the Requestor E-mail Addresses on the Master Configuration page."
+    )
+    assert refusal(sender, "ORG3") == (
+        f"{sender} speaks for ORG2, but the export claims to come from ORG3."
+    )
+    AllowedRequestor.objects.filter(pk=requestor.pk).update(enabled=False)
+    assert refusal(sender, "ORG2") == f"The requestor {sender} is disabled on this master."
