@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from directory import changes
+from master import processing
 from master.housekeeping import purge_master_tombstones
 from master.models import GlobalEntry, MasterConfig
 from tests.engine.helpers import (
@@ -26,6 +28,7 @@ from tests.engine.helpers import (
 )
 from transport import signing
 from transport.constants import MessageKind, Status
+from transport.exceptions import MessageRejected
 from transport.housekeeping import purge_archive
 from transport.inbox import pump
 from transport.models import Message
@@ -149,3 +152,20 @@ def test_it_refuses_a_tombstone_lifetime_shorter_than_a_delayed_message(synced):
     assert "Keep tombstones at least 12 days" in str(caught.value)
     master.tombstone_lifetime_days = 12
     master.full_clean()
+
+
+def test_an_export_written_exactly_a_tombstone_lifetime_ago_is_still_applied(synced, monkeypatch):
+    master = MasterConfig.objects.get()
+    now = signing.now_ms()
+    monkeypatch.setattr(signing, "now_ms", lambda: now)
+    oldest = now - master.tombstone_lifetime_days * processing.DAY_MS
+
+    processing.refuse_older_than_tombstones(master, SimpleNamespace(sequence=oldest))
+    with pytest.raises(MessageRejected) as refused:
+        processing.refuse_older_than_tombstones(master, SimpleNamespace(sequence=oldest - 1))
+
+    assert str(refused.value) == (
+        "Stale: this export was written more than the master's tombstone lifetime "
+        f"({master.tombstone_lifetime_days} days) ago, by its sequence {oldest - 1}; applying "
+        "it could bring back deleted entries. The requestor's next cycle sends its changes again."
+    )
