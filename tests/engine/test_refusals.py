@@ -11,6 +11,7 @@ from console.status import State, organization_status
 from directory import changes
 from master import processing
 from master.models import AllowedRequestor, MasterConfig
+from master.quarantine import quarantine
 from requestor.constants import RunStatus
 from requestor.housekeeping import fail_stalled_runs
 from requestor.models import Run
@@ -23,9 +24,9 @@ from tests.engine.helpers import (
     queue_cycle,
     synced_fixtures,
 )
-from transport import inbox
+from transport import inbox, wire
 from transport.constants import Direction, MessageKind, Status
-from transport.exceptions import MessageRejected
+from transport.exceptions import MessageHeld, MessageRejected
 from transport.inbox import pump
 from transport.models import Message
 
@@ -171,3 +172,23 @@ def test_a_master_names_why_it_refuses_a_sender(synced):
     )
     AllowedRequestor.objects.filter(pk=requestor.pk).update(enabled=False)
     assert refusal(sender, "ORG2") == f"The requestor {sender} is disabled on this master."
+
+
+def test_a_quarantined_requestors_export_is_held_with_the_reason(synced):
+    # The inbox holds a quarantined sender's messages before they reach the master; the master
+    # holds them itself too, for one quarantined in between.
+    org2 = synced["ORG2"]
+    run = queue_cycle(org2)
+    message = outbound(kind=MessageKind.EXPORT, batch=run.batch).get()
+    requestor = AllowedRequestor.objects.get(organization_name="ORG2")
+    quarantine(requestor, "Refused messages")
+    requestor.refresh_from_db()
+
+    with pytest.raises(MessageHeld) as held:
+        processing.handle_export(message, wire.decode(bytes(message.payload)))
+
+    assert str(held.value) == (
+        f"ORG2 is quarantined on this master since {requestor.quarantined_at:%Y-%m-%d %H:%M} "
+        "UTC (Refused messages). Its messages are kept and applied in order when an "
+        "administrator releases it."
+    )
