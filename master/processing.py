@@ -115,6 +115,11 @@ def _is_live(deleted: bool, usn: int) -> bool:
     return not deleted and usn > 0  # pragma: no mutate
 
 
+# (deleted, source_usn, usn) of an entry this part creates: not live. With USN 0 no other
+# deleted flag or source USN changes what _count does (neither side live: nothing to move).
+_UNSEEN = (True, -1, 0)  # pragma: no mutate
+
+
 @dataclass
 class _Changes:
     """What one export part does to the master database, and to its digests."""
@@ -172,7 +177,7 @@ class _Changes:
         mine = Tally.of(self.requestor.reply_digest, self.requestor.reply_count)
         everyone = Tally.of(self.master.reply_digest, self.master.reply_count)
         for entry in [*self.create, *self.update]:
-            deleted, source_usn, usn = self.before.pop(entry.object_id, (True, -1, 0))
+            deleted, source_usn, usn = self.before.pop(entry.object_id, _UNSEEN)
             now_live = _is_live(entry.deleted, entry.usn)
             was_live = _is_live(deleted, usn)
             if (was_live, source_usn, usn) == (now_live, entry.source_usn, entry.usn):
