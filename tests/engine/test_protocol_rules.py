@@ -19,7 +19,7 @@ synced_base, synced = synced_fixtures()
 
 
 def export_document(
-    org, changes_: list[dict], full: bool = False, sequence: int | None = None
+    org, changes_: list[dict], full: bool = False, sequence: int | None = None, **header
 ) -> wire.ExportDocument:
     config = RequestorConfig.objects.get(pk=org.config.pk)
     usns = [change["usn"] for change in changes_]
@@ -39,6 +39,7 @@ def export_document(
                 "usn_from": 0 if full else min(usns) - 1,
                 "usn_through": max(usns),
                 "changes": changes_,
+                **header,
             }
         )
     )
@@ -182,3 +183,36 @@ def test_a_full_export_is_superseded_only_by_a_newer_full_export_of_its_own(sync
     gone.refresh_from_db()
     assert gone.deleted
     assert GlobalEntry.objects.get(pk=kept[0].pk).attrs["title"] == "Promoted"
+
+
+def test_a_full_export_arriving_in_the_middle_of_a_newer_one_takes_nothing_from_it(synced):
+    """Mistake: letting an older full export, delivered late, claim the entries a newer full
+    export of the same organization has listed so far: the newer one's last part would then
+    sweep them as unlisted."""
+    org2 = synced["ORG2"]
+    listed = [
+        change(e.object_id, e.source_usn, e.attrs)
+        for e in (GlobalEntry.objects.get(object_id=person.guid) for person in org2.people)
+    ]
+    older = export_document(org2, listed, full=True)
+    batch, first = str(uuid.uuid4()), older.sequence + 10
+    newer = [
+        export_document(
+            org2,
+            chunk,
+            full=True,
+            sequence=first + index,
+            batch=batch,
+            part=index + 1,
+            parts=2,
+            usn_through=older.usn_through,
+        )
+        for index, chunk in enumerate([listed[:1], listed[1:]])
+    ]
+
+    processed(org2, newer[0])
+    processed(org2, older)
+    processed(org2, newer[1])
+
+    ids = [change["id"] for change in listed]
+    assert GlobalEntry.objects.filter(object_id__in=ids, deleted=False).count() == len(ids)
