@@ -4,10 +4,17 @@ fails under the mistake named in its docstring."""
 import uuid
 
 from django.db import transaction
+from django.utils import timezone
 
 from directory import changes
 from master import processing
-from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig
+from master.models import (
+    AllowedRequestor,
+    GlobalEntry,
+    LedgerEntry,
+    MasterConfig,
+    ReceivedBatch,
+)
 from requestor.cycle import run_cycle
 from requestor.models import RequestorConfig
 from tests.engine.helpers import cycle, outbound, synced_fixtures
@@ -216,3 +223,34 @@ def test_a_full_export_arriving_in_the_middle_of_a_newer_one_takes_nothing_from_
 
     ids = [change["id"] for change in listed]
     assert GlobalEntry.objects.filter(object_id__in=ids, deleted=False).count() == len(ids)
+
+
+def test_a_batch_counts_what_each_part_and_its_sweep_changed(synced):
+    org2 = synced["ORG2"]
+    entries = [GlobalEntry.objects.get(object_id=person.guid) for person in org2.people]
+    promoted = change(
+        entries[0].object_id, entries[0].source_usn + 100, {**entries[0].attrs, "title": "Boss"}
+    )
+    unchanged = [change(e.object_id, e.source_usn, e.attrs) for e in entries[1:-1]]
+    batch, started = str(uuid.uuid4()), timezone.now()
+    parts = [
+        export_document(
+            org2,
+            chunk,
+            full=True,
+            sequence=signing.now_ms() + index,
+            batch=batch,
+            part=index + 1,
+            parts=2,
+            usn_through=promoted["usn"],
+        )
+        for index, chunk in enumerate([[promoted], unchanged])
+    ]
+
+    for part in parts:
+        processed(org2, part)
+
+    # One entry changed by the first part, none by the second, one swept (the last, unlisted).
+    assert ReceivedBatch.objects.get(batch=batch).changed == 2
+    assert GlobalEntry.objects.get(pk=entries[-1].pk).deleted
+    assert AllowedRequestor.objects.get(organization_name="ORG2").last_contact_at >= started
