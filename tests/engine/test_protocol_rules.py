@@ -202,7 +202,8 @@ def test_a_full_export_arriving_in_the_middle_of_a_newer_one_takes_nothing_from_
         for e in (GlobalEntry.objects.get(object_id=person.guid) for person in org2.people)
     ]
     older = export_document(org2, listed, full=True)
-    batch, first = str(uuid.uuid4()), older.sequence + 10
+    # Numbered right after it: superseded by one sequence.
+    batch, first = str(uuid.uuid4()), older.sequence + 1
     newer = [
         export_document(
             org2,
@@ -247,6 +248,10 @@ def test_a_batch_counts_what_each_part_and_its_sweep_changed(synced):
         for index, chunk in enumerate([[promoted], unchanged])
     ]
 
+    # A full export numbered right before this batch's first part is older: it does not
+    # stop this batch's sweep, whose first sequence is the last part's minus one.
+    everyone = [change(e.object_id, e.source_usn, e.attrs) for e in entries]
+    processed(org2, export_document(org2, everyone, full=True, sequence=parts[0].sequence - 1))
     for part in parts:
         processed(org2, part)
 
@@ -254,3 +259,29 @@ def test_a_batch_counts_what_each_part_and_its_sweep_changed(synced):
     assert ReceivedBatch.objects.get(batch=batch).changed == 2
     assert GlobalEntry.objects.get(pk=entries[-1].pk).deleted
     assert AllowedRequestor.objects.get(organization_name="ORG2").last_contact_at >= started
+
+
+def test_two_full_exports_interleaved_leave_the_newer_ones_claims_alone(synced):
+    """Mistake: taking a batch's first sequence wrongly from a later part's (the parts of a
+    batch are numbered in a row): the older batch's last part, arriving after the newer batch
+    began, would then claim back what the newer one listed, and the newer one sweep it."""
+    org2 = synced["ORG2"]
+    listed = [
+        change(e.object_id, e.source_usn, e.attrs)
+        for e in (GlobalEntry.objects.get(object_id=person.guid) for person in org2.people)
+    ]
+    older, newer = signing.now_ms(), signing.now_ms() + 2  # the first parts' sequences
+
+    def part(first: int, number: int, chunk: list[dict]) -> wire.ExportDocument:
+        fields = {"batch": str(uuid.UUID(int=first)), "part": number, "parts": 2}
+        return export_document(
+            org2, chunk, full=True, sequence=first + number - 1, usn_through=10_000, **fields
+        )
+
+    processed(org2, part(older, 1, listed[1:]))
+    processed(org2, part(newer, 1, listed[:1]))
+    processed(org2, part(older, 2, listed[:1]))
+    processed(org2, part(newer, 2, listed[1:]))
+
+    ids = [change["id"] for change in listed]
+    assert GlobalEntry.objects.filter(object_id__in=ids, deleted=False).count() == len(ids)
