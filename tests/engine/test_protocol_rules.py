@@ -82,6 +82,30 @@ def change(guid, usn: int, attrs: dict | None = None, op: str = "upsert") -> dic
     return {"id": str(guid), "op": op, "kind": "mailbox", "usn": usn, "attrs": attrs or {}}
 
 
+def held(org) -> list[GlobalEntry]:
+    """The master's entries of the organization's people, in their order."""
+    return [GlobalEntry.objects.get(object_id=person.guid) for person in org.people]
+
+
+def as_held(entries) -> list[dict]:
+    """Changes that state these entries exactly as the master holds them."""
+    return [change(e.object_id, e.source_usn, e.attrs) for e in entries]
+
+
+def full_part(org, chunk: list[dict], batch: str, number: int, first: int, **header):
+    """Part `number` of 2 of a full export batch whose first part is numbered `first`."""
+    return export_document(
+        org,
+        chunk,
+        full=True,
+        sequence=first + number - 1,
+        batch=batch,
+        part=number,
+        parts=2,
+        **header,
+    )
+
+
 def test_a_delete_of_an_object_the_master_never_saw_is_remembered_not_published(synced):
     """Mistake: publishing the delete of an unknown object (a ledger row, a master USN, an
     entry in the other organizations' replies)."""
@@ -150,10 +174,8 @@ def test_a_full_export_leaves_alone_what_changed_after_its_snapshot(synced):
     """Mistake: sweeping every live entry a full export did not list, even one that a later
     export, arrived first, created after the full export's snapshot."""
     org2 = synced["ORG2"]
-    listed = [GlobalEntry.objects.get(object_id=person.guid) for person in org2.people]
-    full = export_document(
-        org2, [change(e.object_id, e.source_usn, e.attrs) for e in listed], full=True
-    )
+    listed = held(org2)
+    full = export_document(org2, as_held(listed), full=True)
     attrs = {"display_name": "Hired later", "alias": "later", "primary_smtp": "later@org2.example"}
     later = change(uuid.uuid4(), full.usn_through + 5, attrs)
 
@@ -169,14 +191,10 @@ def test_a_full_export_is_superseded_only_by_a_newer_full_export_of_its_own(sync
     """Mistake: letting any newer batch (another organization's full export, or an incremental
     one of the same organization) stop a full export from sweeping what it did not list."""
     org2, org3 = synced["ORG2"], synced["ORG3"]
-    gone, *kept = [GlobalEntry.objects.get(object_id=person.guid) for person in org2.people]
-    full = export_document(
-        org2, [change(e.object_id, e.source_usn, e.attrs) for e in kept], full=True
-    )
-    theirs = [GlobalEntry.objects.get(object_id=person.guid) for person in org3.people]
-    newer_of_org3 = export_document(
-        org3, [change(e.object_id, e.source_usn, e.attrs) for e in theirs], full=True
-    )
+    gone, *kept = held(org2)
+    full = export_document(org2, as_held(kept), full=True)
+    theirs = held(org3)
+    newer_of_org3 = export_document(org3, as_held(theirs), full=True)
     promoted = {**kept[0].attrs, "title": "Promoted"}
     newer_of_org2 = export_document(
         org2, [change(kept[0].object_id, full.usn_through + 1, promoted)]
@@ -197,25 +215,13 @@ def test_a_full_export_arriving_in_the_middle_of_a_newer_one_takes_nothing_from_
     export of the same organization has listed so far: the newer one's last part would then
     sweep them as unlisted."""
     org2 = synced["ORG2"]
-    listed = [
-        change(e.object_id, e.source_usn, e.attrs)
-        for e in (GlobalEntry.objects.get(object_id=person.guid) for person in org2.people)
-    ]
+    listed = as_held(held(org2))
     older = export_document(org2, listed, full=True)
     # Numbered right after it: superseded by one sequence.
     batch, first = str(uuid.uuid4()), older.sequence + 1
     newer = [
-        export_document(
-            org2,
-            chunk,
-            full=True,
-            sequence=first + index,
-            batch=batch,
-            part=index + 1,
-            parts=2,
-            usn_through=older.usn_through,
-        )
-        for index, chunk in enumerate([listed[:1], listed[1:]])
+        full_part(org2, chunk, batch, number, first, usn_through=older.usn_through)
+        for number, chunk in [(1, listed[:1]), (2, listed[1:])]
     ]
 
     processed(org2, newer[0])
@@ -228,30 +234,19 @@ def test_a_full_export_arriving_in_the_middle_of_a_newer_one_takes_nothing_from_
 
 def test_a_batch_counts_what_each_part_and_its_sweep_changed(synced):
     org2 = synced["ORG2"]
-    entries = [GlobalEntry.objects.get(object_id=person.guid) for person in org2.people]
+    entries = held(org2)
     promoted = change(
         entries[0].object_id, entries[0].source_usn + 100, {**entries[0].attrs, "title": "Boss"}
     )
-    unchanged = [change(e.object_id, e.source_usn, e.attrs) for e in entries[1:-1]]
-    batch, started = str(uuid.uuid4()), timezone.now()
+    batch, started, first = str(uuid.uuid4()), timezone.now(), signing.now_ms()
     parts = [
-        export_document(
-            org2,
-            chunk,
-            full=True,
-            sequence=signing.now_ms() + index,
-            batch=batch,
-            part=index + 1,
-            parts=2,
-            usn_through=promoted["usn"],
-        )
-        for index, chunk in enumerate([[promoted], unchanged])
+        full_part(org2, chunk, batch, number, first, usn_through=promoted["usn"])
+        for number, chunk in [(1, [promoted]), (2, as_held(entries[1:-1]))]
     ]
 
     # A full export numbered right before this batch's first part is older: it does not
     # stop this batch's sweep, whose first sequence is the last part's minus one.
-    everyone = [change(e.object_id, e.source_usn, e.attrs) for e in entries]
-    processed(org2, export_document(org2, everyone, full=True, sequence=parts[0].sequence - 1))
+    processed(org2, export_document(org2, as_held(entries), full=True, sequence=first - 1))
     for part in parts:
         processed(org2, part)
 
@@ -266,17 +261,12 @@ def test_two_full_exports_interleaved_leave_the_newer_ones_claims_alone(synced):
     batch are numbered in a row): the older batch's last part, arriving after the newer batch
     began, would then claim back what the newer one listed, and the newer one sweep it."""
     org2 = synced["ORG2"]
-    listed = [
-        change(e.object_id, e.source_usn, e.attrs)
-        for e in (GlobalEntry.objects.get(object_id=person.guid) for person in org2.people)
-    ]
+    listed = as_held(held(org2))
     older, newer = signing.now_ms(), signing.now_ms() + 2  # the first parts' sequences
 
     def part(first: int, number: int, chunk: list[dict]) -> wire.ExportDocument:
-        fields = {"batch": str(uuid.UUID(int=first)), "part": number, "parts": 2}
-        return export_document(
-            org2, chunk, full=True, sequence=first + number - 1, usn_through=10_000, **fields
-        )
+        batch = str(uuid.UUID(int=first))
+        return full_part(org2, chunk, batch, number, first, usn_through=10_000)
 
     processed(org2, part(older, 1, listed[1:]))
     processed(org2, part(newer, 1, listed[:1]))
