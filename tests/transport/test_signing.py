@@ -1,10 +1,13 @@
 """Authenticity and replay protection: nobody can forge, alter, redirect or replay a message."""
 
+import base64
 import io
 import time
 import uuid
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.core.management import call_command
 from django.test import override_settings
 
@@ -84,6 +87,55 @@ def test_it_names_the_key_a_message_is_signed_with_and_the_keys_it_trusts(scenar
     assert refusal("", key, trusted) == (
         "The message is not signed; every InterOrg message must be."
     )
+
+
+def test_the_signed_bytes_are_those_the_protocol_documents():
+    """docs/protocol.md: the signature covers b"interorg-sync/1\\n" + the lowercased recipient +
+    b"\\n" + the payload. Another implementation, or another version, signs exactly that."""
+    private = Ed25519PrivateKey.generate()
+    public = base64.b64encode(
+        private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+    ).decode()
+    payload = wire.encode(seeded_export_doc(CORRUPTION_SEED))
+    documented = b"interorg-sync/1\n" + b"master@hub.example\n" + payload
+    signature = base64.b64encode(private.sign(documented)).decode()
+
+    # Whatever the case and spacing the address arrives in.
+    signing.verify(
+        " Master@HUB.example ", payload, signature, signing.fingerprint(public), [public]
+    )
+    # A signature over anything else is refused.
+    for other in (b"interorg-sync/1\n" + b"MASTER@HUB.EXAMPLE\n" + payload, documented + b"\n"):
+        forged = base64.b64encode(private.sign(other)).decode()
+        with pytest.raises(signing.SignatureError, match="forged or altered"):
+            signing.verify(
+                "master@hub.example", payload, forged, signing.fingerprint(public), [public]
+            )
+
+
+def test_a_signature_made_here_verifies_over_the_documented_bytes(scenario):
+    organization = scenario["ORG2"].organization.pk
+    payload = wire.encode(seeded_export_doc(CORRUPTION_SEED))
+    signature, key = signing.sign(organization, " Master@HUB.example", payload)
+
+    public = SigningKey.objects.get(organization_id=organization, fingerprint=key).public_key
+    verifier = Ed25519PublicKey.from_public_bytes(base64.b64decode(public))
+    verifier.verify(base64.b64decode(signature), b"interorg-sync/1\nmaster@hub.example\n" + payload)
+
+
+def test_a_signature_that_is_not_strict_base64_is_refused(scenario):
+    """Characters outside base64 are not skipped: the header is refused as it came."""
+    organization = scenario["ORG2"].organization.pk
+    payload = wire.encode(seeded_export_doc(CORRUPTION_SEED))
+    signature, key = signing.sign(organization, MASTER_DN, payload)
+    trusted = signing.local_public_keys(organization)
+    signing.verify(MASTER_DN, payload, signature, key, trusted)
+
+    for bent in (signature[:8] + "!" + signature[8:], signature[:8] + " " + signature[8:]):
+        with pytest.raises(signing.SignatureError, match="forged or altered"):
+            signing.verify(MASTER_DN, payload, bent, key, trusted)
 
 
 def test_it_accepts_a_message_signed_by_its_sender(scenario):
