@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 from directory.constants import Kind
+from interorg_site.state import SettingsAndState
 from master.constants import (
     DEFAULT_DELETE_FLOOR,
     DEFAULT_DELETE_LIMIT,
@@ -29,8 +30,12 @@ from transport.validators import (
 DAY = 24 * 3600
 
 
-class MasterConfig(models.Model):
+class MasterConfig(SettingsAndState):
     """The master service of an organization (the InterOrg Master Configuration page)."""
+
+    # Written by master.processing under this row's lock, or by a command naming them.
+    state_fields = ("usn", "epoch", "purged_through_usn", "sequence", "history")
+    state_fields += ("reply_digest", "reply_count")
 
     organization = models.OneToOneField(
         "directory.Organization", on_delete=models.CASCADE, related_name="master_config"
@@ -105,8 +110,14 @@ class MasterConfig(models.Model):
             )
 
 
-class AllowedRequestor(models.Model):
+class AllowedRequestor(SettingsAndState):
     """A requestor agent the master accepts exports from, and what the master knows of it."""
+
+    # Written by master.processing under the master's row lock, or by master.quarantine.
+    state_fields = ("quarantined_at", "quarantine_reason", "quarantined_by", "refusals")
+    state_fields += ("full_export_wanted", "acked_usn", "pending_ranges", "reported_master_usn")
+    state_fields += ("sent_master_usn", "last_sequence", "last_contact_at")
+    state_fields += ("reply_digest", "reply_count", "export_digest", "export_count")
 
     master = models.ForeignKey(MasterConfig, on_delete=models.CASCADE, related_name="requestors")
     address = models.CharField(

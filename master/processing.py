@@ -44,6 +44,23 @@ LEDGER_FIELDS = [
     "chain",
 ]
 DAY_MS = 24 * 3600 * 1000
+# What processing writes on the master and on the requestor: their state, never their settings
+# (an administrator's change saved meanwhile stays; see master.models.SettingsAndState).
+MASTER_STATE = ["usn", "epoch", "sequence", "history", "reply_digest", "reply_count"]
+REQUESTOR_STATE = [
+    "acked_usn",
+    "pending_ranges",
+    "reported_master_usn",
+    "sent_master_usn",
+    "last_sequence",
+    "last_contact_at",
+    "refusals",
+    "full_export_wanted",
+    "reply_digest",
+    "reply_count",
+    "export_digest",
+    "export_count",
+]
 
 
 def lock_master(address: str) -> MasterConfig:
@@ -240,10 +257,8 @@ def process_export(
         send_reply(master, requestor, batch, prepared)
         batch.replied = True
     batch.save()
-    requestor.save()
-    master.save(
-        update_fields=["usn", "epoch", "sequence", "history", "reply_digest", "reply_count"]
-    )
+    requestor.save(update_fields=REQUESTOR_STATE)
+    master.save(update_fields=MASTER_STATE)
 
 
 def _superseded(requestor: AllowedRequestor, document: wire.ExportDocument) -> bool:
@@ -261,7 +276,7 @@ def _first_sequence(document: wire.ExportDocument) -> int:
     return document.sequence - document.part + 1
 
 
-def apply_changes(changes: _Changes, document: wire.ExportDocument, claim: bool = True) -> None:
+def apply_changes(changes: _Changes, document: wire.ExportDocument, claim: bool) -> None:
     """Apply each change newer than what the master holds for that object (rule 3). A full
     export, unless a newer one superseded it, claims the objects it lists for its sweep."""
     requestor = changes.requestor
@@ -380,7 +395,7 @@ def guard(
 
 
 def record_part(
-    requestor: AllowedRequestor, document: wire.ExportDocument, live: int = 0
+    requestor: AllowedRequestor, document: wire.ExportDocument, live: int
 ) -> ReceivedBatch:
     batch, _ = ReceivedBatch.objects.get_or_create(
         requestor=requestor,

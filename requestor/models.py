@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from directory.constants import TRUST_LEVEL_MAX, Kind
 from directory.models import LdapDirectory
+from interorg_site.state import SettingsAndState
 from requestor.constants import (
     DEFAULT_GRACE_DAYS,
     DEFAULT_IMPORT_DELETE_FLOOR,
@@ -80,8 +81,10 @@ class UnstrippedCharField(models.CharField):
 NEEDS_DN = "needs its own EX address (DN)"
 
 
-class RequestorConfig(models.Model):
+class RequestorConfig(SettingsAndState):
     """The requestor service of an organization: what it exports, where it imports, its USNs."""
+
+    state_fields = SYNC_STATE
 
     organization = models.OneToOneField(
         "directory.Organization", on_delete=models.CASCADE, related_name="requestor_config"
@@ -335,16 +338,6 @@ class RequestorConfig(models.Model):
             raise ValidationError(
                 {"import_domains": "List the domains to import, or check Import all."}
             )
-
-    def save(self, *args, **kwargs) -> None:
-        if self.pk and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
-            # An edit of the options must not write back sync state read before a cycle moved it.
-            kwargs["update_fields"] = {
-                f.name
-                for f in self._meta.concrete_fields
-                if not f.primary_key and f.name not in SYNC_STATE
-            }
-        super().save(*args, **kwargs)
 
     def excluded(self) -> tuple[set[str], set[str]]:
         """The addresses and the origin organizations never to import, lowercased."""

@@ -1,12 +1,15 @@
 """Server Type and Master Configuration (the requestor allowlist with addresses and keys)."""
 
+from django.db.models import Max
 from django.test import Client
 from django.urls import reverse
 
 from console.constants import ConsoleRole
+from console.forms import AllowedRequestorForm
 from console.models import OrganizationRole
 from directory.constants import Role
-from master.models import AllowedRequestor, GlobalEntry, MasterConfig
+from directory.factories import RecipientFactory
+from master.models import AllowedRequestor, GlobalEntry, LedgerEntry, MasterConfig
 from requestor.cycle import sync_all
 from tests.console.conftest import make_user
 from transport.signing import active_key
@@ -176,3 +179,64 @@ def test_it_refuses_a_short_tombstone_lifetime_in_the_admin(world, admin_client)
     assert response.status_code == 200
     assert "Keep tombstones at least 12 days" in response.content.decode()
     assert MasterConfig.objects.get(pk=master.pk).tombstone_lifetime_days == 60
+
+
+SYNC_STATE = ("usn", "epoch", "sequence", "history", "reply_digest", "reply_count")
+REQUESTOR_STATE = ("acked_usn", "reported_master_usn", "sent_master_usn", "last_sequence")
+REQUESTOR_STATE += ("reply_digest", "reply_count", "export_digest", "export_count")
+
+
+def test_saving_the_page_never_writes_back_the_sync_state_it_read(world, monkeypatch):
+    """A worker applies an export while the page is being saved, after the page read the master
+    and its requestors: the save writes the settings only. Written back from the copy it read,
+    the master's USN would step back and the next export would reuse USNs the requestors
+    already hold (they would never receive those entries), and the digests would lie."""
+    sync_all()
+    RecipientFactory(container=world.org2.recipients, display_name="Applied meanwhile")
+    client = master_client(world)
+    data = allowlist_data(world.master, tombstone_lifetime_days=90)
+    meanwhile = {}
+    clean = AllowedRequestorForm.clean
+
+    def export_applied_meanwhile(form):
+        if not meanwhile:
+            sync_all()
+            meanwhile["master"] = MasterConfig.objects.values(*SYNC_STATE).get()
+            meanwhile["requestors"] = list(
+                AllowedRequestor.objects.order_by("pk").values(*REQUESTOR_STATE)
+            )
+        return clean(form)
+
+    monkeypatch.setattr(AllowedRequestorForm, "clean", export_applied_meanwhile)
+    response = client.post(reverse("console:master-config", kwargs={"org": "ORG1"}), data)
+
+    assert response.status_code == 302
+    master = MasterConfig.objects.get()
+    assert master.tombstone_lifetime_days == 90
+    assert MasterConfig.objects.values(*SYNC_STATE).get() == meanwhile["master"]
+    requestors = AllowedRequestor.objects.order_by("pk").values(*REQUESTOR_STATE)
+    assert list(requestors) == meanwhile["requestors"]
+    assert master.usn == LedgerEntry.objects.aggregate(Max("usn"))["usn__max"]
+
+
+def test_a_copy_read_before_an_export_and_saved_after_it_writes_the_settings_only(world):
+    """The same for every other path that saves a copy it read (the admin, a script, a
+    command): the settings are written, the protocol's state is left as the export made it."""
+    sync_all()
+    master = MasterConfig.objects.get()
+    requestor = AllowedRequestor.objects.get(organization_name="ORG2")
+    RecipientFactory(container=world.org2.recipients, display_name="Applied meanwhile")
+    sync_all()
+    state = MasterConfig.objects.values(*SYNC_STATE).get()
+    requestors = list(AllowedRequestor.objects.order_by("pk").values(*REQUESTOR_STATE))
+    assert state["usn"] > master.usn
+
+    master.tombstone_lifetime_days = 90
+    master.save()
+    requestor.delete_limit = 7
+    requestor.save()
+
+    assert MasterConfig.objects.get().tombstone_lifetime_days == 90
+    assert AllowedRequestor.objects.get(pk=requestor.pk).delete_limit == 7
+    assert MasterConfig.objects.values(*SYNC_STATE).get() == state
+    assert list(AllowedRequestor.objects.order_by("pk").values(*REQUESTOR_STATE)) == requestors

@@ -36,7 +36,7 @@ def master():
     for usn in (1, 2, 3):
         ledger(master, usn, f"chain{usn}")
     master.usn, master.history = 3, "chain3"
-    master.save()
+    master.save(update_fields=["usn", "history"])
     return master
 
 
@@ -96,6 +96,6 @@ def test_a_reply_is_full_only_for_a_requestor_behind_the_purged_tombstones(maste
     ledger(master, 5, "chain5")
     ledger(master, 6, "chain6")
     master.usn, master.history, master.purged_through_usn = 6, "chain6", 5
-    master.save()
+    master.save(update_fields=["usn", "history", "purged_through_usn"])
 
     assert reply_is_full(master, report(master, applied)) is full
