@@ -2,10 +2,13 @@
 and brought up to date under the lock: what another requestor's export committed in between
 (a change, a delete) replaces what was read, so the reply is the one read under the lock."""
 
+import uuid
+
 import pytest
 
 from directory.changes import delete_recipients, save_recipient
 from master import processing
+from master.factories import AllowedRequestorFactory
 from master.models import GlobalEntry, MasterConfig
 from requestor.cycle import run_cycle, sync_all
 from tests.engine.conftest import MASTER_DN
@@ -143,7 +146,7 @@ def test_a_prepared_reply_that_guessed_wrong_is_read_again_whole(scenario, monke
     assert not prepared.full
     master = MasterConfig.objects.get()
     processing.start_new_epoch(master)
-    master.save()
+    master.save(update_fields=["epoch"])
     monkeypatch.setattr(processing, "prepare_reply", lambda *args: prepared)
     reads = reads_of_reply_entries(monkeypatch)
 
@@ -189,3 +192,97 @@ def test_what_committed_since_a_prepared_reply_can_fill_several_parts(scenario, 
         assert later.after == earlier.through == earlier.entries[-1].usn
     entries = [(e.key, e.op, e.usn) for part in parts for e in part.entries]
     assert entries == master_holds(scenario["ORG2"], prepared.after, full=False)
+
+
+def test_the_inbox_reads_the_reply_before_it_locks_the_master(scenario, monkeypatch):
+    """Mistake: preparing the reply for another address or sender (none is found, so the whole
+    reply is read under the master's lock, where every other export waits for it)."""
+    export2, _prepared = prepare_org2_reply_after_a_change(scenario)
+    reads = reads_of_reply_entries(monkeypatch)
+    reads_when_locked = []
+    lock_master = processing.lock_master
+
+    def locking(address):
+        reads_when_locked.append(list(reads))
+        return lock_master(address)
+
+    monkeypatch.setattr(processing, "lock_master", locking)
+
+    inbox.process_message(export2.pk)
+
+    # Read whole before the lock; under it, only what committed since (see above).
+    [before_lock] = reads_when_locked
+    assert len(before_lock) == 1
+    assert reads[:1] == before_lock
+    assert len(reads) == 2
+    assert reply_to(scenario["ORG2"]) == master_holds(
+        scenario["ORG2"], before_lock[0][0], full=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "full"),
+    [
+        ("incremental", False),
+        ("first", True),
+        ("other-epoch", True),
+        ("behind-the-purge", True),
+        ("at-the-purge", False),
+    ],
+)
+def test_the_reply_read_before_the_lock_is_the_one_sent(scenario, monkeypatch, case, full):
+    """Mistakes: guessing wrong whether the reply is full, or from where (the reply is then read
+    again whole under the lock, where every other export waits)."""
+    org2 = scenario["ORG2"]
+    sync_all()
+    change_in_org3(scenario, scenario["ORG3"].people[0], "Newer than ORG2's copy")
+    if case == "first":
+        org2.refresh().config.import_all_recipients()
+    run_cycle(org2.config.pk)
+    deliver_pending()
+    export2 = received_export(org2)
+    document = wire.decode(bytes(export2.payload))
+    assert (document.master_usn == 0) is (case == "first")
+    if case == "other-epoch":
+        MasterConfig.objects.update(epoch=uuid.uuid4())
+    purged = {"behind-the-purge": document.master_usn + 1, "at-the-purge": document.master_usn}
+    if case in purged:
+        MasterConfig.objects.update(purged_through_usn=purged[case])
+    reads = reads_of_reply_entries(monkeypatch)
+
+    inbox.process_message(export2.pk)
+
+    # Read whole before the lock, as it is sent; under the lock only what committed since.
+    assert reads[0] == ((0, True) if full else (document.master_usn, False))
+    assert len(reads) == 2
+    assert reads[1][1] is False
+    assert reply_to(org2) == master_holds(org2, reads[0][0], full)
+
+
+def test_a_reply_holds_only_its_own_masters_entries_up_to_its_usn(scenario):
+    """Mistakes: reading the entries of every master of the installation (a hosting provider
+    runs several: a reply would carry another master's organizations), or past the USN the
+    reply is read at (an entry committed meanwhile would be sent twice, or out of order)."""
+    sync_all()
+    master = MasterConfig.objects.get()
+    other = AllowedRequestorFactory(master__organization__name="HOSTED")
+    GlobalEntry.objects.create(
+        master=other.master,
+        requestor=other,
+        object_id=uuid.uuid4(),
+        global_key=f"{other.organization_name}:elsewhere",
+        origin=other.organization_name,
+        kind="mailbox",
+        attrs={"display_name": "Another master's entry"},
+        deleted=False,
+        source_usn=1,
+        usn=2,
+    )
+    requestor = master.requestors.get(organization_name="ORG2")
+
+    for through in (master.usn, master.usn - 1):
+        items, texts = processing._reply_entries(master.pk, requestor.pk, 0, through, True)
+        expected = GlobalEntry.objects.filter(master=master, usn__lte=through, deleted=False)
+        expected = expected.exclude(requestor=requestor).order_by("usn")
+        assert [item["key"] for item in items] == [e.global_key for e in expected]
+        assert len(texts) == len(items) > 0

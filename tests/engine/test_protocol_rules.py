@@ -3,8 +3,11 @@ fails under the mistake named in its docstring."""
 
 import uuid
 
+import pytest
 from django.db import transaction
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from directory import changes
 from master import processing
@@ -17,9 +20,10 @@ from master.models import (
 )
 from requestor.cycle import run_cycle
 from requestor.models import RequestorConfig
-from tests.engine.helpers import cycle, outbound, synced_fixtures
+from tests.engine.helpers import assert_digests_agree, cycle, outbound, synced_fixtures
 from transport import signing, wire
 from transport.constants import MessageKind
+from transport.exceptions import MessageHeld
 from transport.inbox import pump
 
 synced_base, synced = synced_fixtures()
@@ -275,3 +279,151 @@ def test_two_full_exports_interleaved_leave_the_newer_ones_claims_alone(synced):
 
     ids = [change["id"] for change in listed]
     assert GlobalEntry.objects.filter(object_id__in=ids, deleted=False).count() == len(ids)
+
+
+def test_an_export_naming_another_organizations_object_leaves_its_entry_alone(synced):
+    """Mistake: looking up the master's entries by object id alone. An object id is unique
+    within its organization only; an export naming another organization's object (a clash, or
+    a forgery) makes an entry of its own and never touches the other's."""
+    org2, org3 = synced["ORG2"], synced["ORG3"]
+    theirs = held(org2)[0]
+    usn = theirs.source_usn + 1000
+    claimed = {"display_name": "Impostor", "primary_smtp": "impostor@org3.example"}
+
+    processed(org3, export_document(org3, [change(theirs.object_id, usn, claimed)]))
+
+    after = GlobalEntry.objects.get(pk=theirs.pk)
+    assert (after.attrs, after.source_usn, after.usn) == (
+        theirs.attrs,
+        theirs.source_usn,
+        theirs.usn,
+    )
+    own = GlobalEntry.objects.get(object_id=theirs.object_id, origin="ORG3")
+    assert (own.attrs, own.source_usn, own.deleted) == (claimed, usn, False)
+    assert_digests_agree(synced, master_only=True)
+
+
+def test_a_change_of_kind_alone_is_published_and_a_restatement_is_not(synced):
+    """Mistakes: publishing a change that states the entry exactly as held (a new master USN
+    for nothing, sent to every organization); missing a change of kind alone."""
+    org2 = synced["ORG2"]
+    entry = held(org2)[0]
+    before = master_state()
+
+    processed(
+        org2, export_document(org2, [change(entry.object_id, entry.source_usn + 1, entry.attrs)])
+    )
+    restated = GlobalEntry.objects.get(pk=entry.pk)
+    assert master_state() == before
+    assert (restated.source_usn, restated.usn) == (entry.source_usn + 1, entry.usn)
+
+    recast = {
+        **change(entry.object_id, entry.source_usn + 2, entry.attrs),
+        "kind": "custom_recipient",
+    }
+    processed(org2, export_document(org2, [recast]))
+    recast_entry = GlobalEntry.objects.get(pk=entry.pk)
+    assert master_state() == (before[0] + 1, before[1] + 1)
+    assert (recast_entry.kind, recast_entry.usn) == ("custom_recipient", before[0] + 1)
+    assert_digests_agree(synced, master_only=True)
+
+
+def test_the_digests_follow_an_entry_deleted_then_made_again(synced):
+    """Mistake: taking a tombstone for a live entry when it comes back (its old member taken
+    out of digests it is not in)."""
+    org2 = synced["ORG2"]
+    entry = held(org2)[0]
+
+    processed(
+        org2, export_document(org2, [change(entry.object_id, entry.source_usn + 1, op="delete")])
+    )
+    assert GlobalEntry.objects.get(pk=entry.pk).deleted
+    assert_digests_agree(synced, master_only=True)
+    processed(
+        org2, export_document(org2, [change(entry.object_id, entry.source_usn + 2, entry.attrs)])
+    )
+
+    assert not GlobalEntry.objects.get(pk=entry.pk).deleted
+    assert_digests_agree(synced, master_only=True)
+
+
+def test_the_digests_count_every_entry_after_one_a_full_export_lists_unchanged(synced):
+    """Mistake: stopping at the first entry a part leaves as it was (a full export lists every
+    entry; most are unchanged), so the entries after it are not counted."""
+    org2 = synced["ORG2"]
+    entries = held(org2)
+    last = entries[-1]
+    renamed = change(last.object_id, last.source_usn + 100, {**last.attrs, "title": "Renamed"})
+
+    processed(org2, export_document(org2, [*as_held(entries[:-1]), renamed], full=True))
+
+    assert GlobalEntry.objects.get(pk=last.pk).attrs["title"] == "Renamed"
+    assert_digests_agree(synced, master_only=True)
+
+
+def test_the_mass_delete_guard_counts_the_deletes_of_every_part_of_a_batch(synced):
+    """Mistake: judging each part's deletes alone: a batch cut into parts that each delete
+    less than the limit would pass however much it deletes in all."""
+    org2 = synced["ORG2"]
+    requestor = AllowedRequestor.objects.get(organization_name="ORG2")
+    requestor.delete_limit, requestor.delete_percent = 2, 100
+    requestor.save()
+    entries = held(org2)
+    gone = [change(e.object_id, e.source_usn + 10 + n, op="delete") for n, e in enumerate(entries)]
+    batch, first = str(uuid.uuid4()), signing.now_ms()
+
+    def part(number: int, chunk: list[dict]) -> wire.ExportDocument:
+        return export_document(
+            org2, chunk, sequence=first + number - 1, batch=batch, part=number, parts=2
+        )
+
+    processed(org2, part(1, gone[:1]))
+    with pytest.raises(MessageHeld, match=r"delete 3 of 3 entries of ORG2"):
+        processed(org2, part(2, gone[1:3]))
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.integers(1, 12)).map(lambda t: (t[0], t[0] + t[1])),
+        max_size=25,
+    )
+)
+def test_the_ack_follows_exactly_the_usns_covered_without_a_gap(ranges):
+    """Each export acknowledges (usn_from, usn_through]. The ack is the highest USN with every
+    USN up to it covered; what arrived ahead of a gap is kept as the fewest ranges (merged
+    where they touch or overlap) until the gap fills. The oracle counts the USNs themselves."""
+    requestor = AllowedRequestor(acked_usn=0, pending_ranges=[])
+    covered: set[int] = set()
+    for low, high in ranges:
+        processing.acknowledge(requestor, low, high)
+        covered |= set(range(low + 1, high + 1))
+
+        acked = 0
+        while acked + 1 in covered:
+            acked += 1
+        ahead = sorted(usn for usn in covered if usn > acked)
+        runs: list[list[int]] = []
+        for usn in ahead:
+            if runs and usn == runs[-1][1] + 1:
+                runs[-1][1] = usn
+            else:
+                runs.append([usn - 1, usn])
+        assert requestor.acked_usn == acked
+        assert requestor.pending_ranges == runs
+
+
+def test_an_export_without_the_masters_fingerprint_is_not_taken_for_a_restore(synced):
+    """Mistake: recording a missing fingerprint as some value: compared with the ledger it
+    would look like another history, and the master would start a new epoch (a full reply to
+    every requestor) for a requestor that simply did not send one."""
+    org2 = synced["ORG2"]
+    entry = held(org2)[0]
+    epoch = MasterConfig.objects.get().epoch
+    document = export_document(org2, [change(entry.object_id, entry.source_usn + 1, entry.attrs)])
+    assert document.master_usn > 0
+    assert document.master_fingerprint is None
+
+    processed(org2, document)
+
+    assert MasterConfig.objects.get().epoch == epoch
+    assert ReceivedBatch.objects.get(batch=document.batch).master_fingerprint == ""
