@@ -192,6 +192,14 @@ def test_what_committed_since_a_prepared_reply_can_fill_several_parts(scenario, 
         assert later.after == earlier.through == earlier.entries[-1].usn
     entries = [(e.key, e.op, e.usn) for part in parts for e in part.entries]
     assert entries == master_holds(scenario["ORG2"], prepared.after, full=False)
+    # Only the last part says where the master's ledger stands, and carries the digests: a
+    # requestor stopped after an earlier part reports no fingerprint of a USN it never had.
+    assert all(part.fingerprint is None and part.verification is None for part in parts[:-1])
+    master = MasterConfig.objects.get()
+    assert (parts[-1].through, parts[-1].fingerprint) == (master.usn, master.history)
+    assert parts[-1].verification is not None
+    # The master's next message is numbered after the last part, not after a gap or before it.
+    assert master.sequence == parts[-1].sequence
 
 
 def test_the_inbox_reads_the_reply_before_it_locks_the_master(scenario, monkeypatch):

@@ -256,6 +256,7 @@ def test_a_batch_counts_what_each_part_and_its_sweep_changed(synced):
 
     # One entry changed by the first part, none by the second, one swept (the last, unlisted).
     assert ReceivedBatch.objects.get(batch=batch).changed == 2
+    assert ReceivedBatch.objects.get(batch=batch).replied
     assert GlobalEntry.objects.get(pk=entries[-1].pk).deleted
     assert AllowedRequestor.objects.get(organization_name="ORG2").last_contact_at >= started
 
@@ -427,3 +428,18 @@ def test_an_export_without_the_masters_fingerprint_is_not_taken_for_a_restore(sy
 
     assert MasterConfig.objects.get().epoch == epoch
     assert ReceivedBatch.objects.get(batch=document.batch).master_fingerprint == ""
+
+
+def test_a_requestor_known_by_its_smtp_address_is_answered_from_the_masters(synced):
+    """Mistake: answering every requestor from the master's EX address (a DN): a requestor in
+    another installation, reached over SMTP, expects its master's SMTP address."""
+    org2 = synced["ORG2"]
+    AllowedRequestor.objects.filter(organization_name="ORG2").update(address="sync@org2.example")
+    entry = held(org2)[0]
+    master = MasterConfig.objects.get()
+
+    processed(org2, export_document(org2, [change(entry.object_id, entry.source_usn + 1)]))
+
+    [reply] = outbound(kind=MessageKind.REPLY, recipient="sync@org2.example")
+    assert reply.sender == master.address != master.dn
+    assert wire.decode(bytes(reply.payload)).sender.address == master.address
