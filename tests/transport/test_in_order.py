@@ -152,3 +152,38 @@ def test_a_message_passed_over_is_not_held_from_its_own_task(monkeypatch):
 
     message.refresh_from_db()
     assert message.status == Status.PROCESSED
+
+
+def test_one_message_processed_on_its_own_waits_for_its_organizations_turn():
+    """The Celery task for one message (transport.tasks.process_message runs process_safely)
+    waits while another worker holds the organization's turn, then applies the message: it is
+    the sweep that passes over, not the task."""
+    scenario = build_scenario()
+    org2 = scenario["ORG2"]
+    epoch = uuid.uuid4()
+    RequestorConfig.objects.filter(pk=org2.config.pk).update(master_epoch=epoch)
+    message = receive(MASTER_DN, org2.config.dn, master_reply(epoch, 0, 5, str(uuid.uuid4()), 1))
+    taken, release = threading.Event(), threading.Event()
+
+    def hold_turn():
+        with transaction.atomic():
+            inbox.in_order(registry.agent_at(org2.config.dn), org2.organization.pk)
+            taken.set()
+            release.wait(30)
+
+    holder = in_thread(hold_turn)
+    assert taken.wait(30)
+    outcome = []
+    task = in_thread(lambda: outcome.append(inbox.process_safely(message.pk)))
+    task.join(2)
+    try:
+        assert task.is_alive()
+        assert outcome == []
+    finally:
+        release.set()
+        for thread in (holder, task):
+            thread.join(30)
+
+    assert outcome == [True]
+    message.refresh_from_db()
+    assert message.status == Status.PROCESSED

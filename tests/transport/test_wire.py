@@ -84,6 +84,17 @@ def test_it_encodes_the_same_document_to_the_same_bytes():
     assert wire.encode(document) == wire.encode(json.loads(json.dumps(document)))
 
 
+def test_the_gzip_header_carries_no_time(monkeypatch):
+    """The same document is the same payload whenever it is encoded: gzip's MTIME is zero
+    (RFC 1952: no time stored), so nothing of when, or where, a message was made leaks."""
+    document = reply_doc()
+    payload = wire.encode(document)
+    monkeypatch.setattr(gzip.time, "time", lambda: 2_000_000_000.0)
+
+    assert payload[4:8] == bytes(4)
+    assert wire.encode(document) == payload
+
+
 def test_it_round_trips_documents_without_changes_or_entries():
     for document in (export_doc(changes=[]), reply_doc(entries=[], after=9, through=9)):
         assert (
@@ -574,6 +585,24 @@ def test_it_rejects_bidi_override_characters(character):
     message = rejected(with_attrs(display_name=f"Ada{character}moc.live"))
 
     assert message.endswith("display_name contains control characters")
+
+
+def test_it_checks_every_attribute_not_only_up_to_the_first_usual_one():
+    """Mistake: stopping at the first printable, short value (most are) instead of going on."""
+    message = rejected(with_attrs(display_name="Ada Lovelace", title="Count\u202eess"))
+
+    assert message.endswith("title contains control characters")
+    message = rejected(with_attrs(display_name="Ada Lovelace", title="t" * 1000))
+    assert message.endswith(f"title is longer than {GENERAL_ATTRIBUTES['title']} characters")
+
+
+def test_the_document_model_takes_only_the_integer_1_as_its_version():
+    """decode checks the version first; the model, validated on its own, refuses JSON's true
+    and 1.0 (which Literal[1] alone would take) with its own words."""
+    for value in (True, 1.0):
+        with pytest.raises(ValueError, match="the protocol version must be an integer"):
+            wire.ExportDocument.model_validate_json(json.dumps({**export_doc(), "protocol": value}))
+    assert wire.ExportDocument.model_validate_json(json.dumps(export_doc())).protocol == 1
 
 
 def test_it_allows_a_newline_in_the_address_only():
