@@ -6,6 +6,7 @@ import json
 import random
 import string
 import uuid
+import zlib
 
 import pytest
 from django.test import override_settings
@@ -132,8 +133,10 @@ def test_it_decodes_any_gzip_level_and_json_layout(level):
         b"PK\x03\x04 a zip file",
         b"\x1f\x8b\x09\x00 not deflate",
         bytes(range(256)),
+        # zlib's own wrapping of the same deflate data: RFC 1950, not gzip (RFC 1952).
+        zlib.compress(json.dumps(export_doc()).encode()),
     ],
-    ids=["plain-json", "zip", "bad-method", "noise"],
+    ids=["plain-json", "zip", "bad-method", "noise", "zlib"],
 )
 def test_it_rejects_a_payload_that_is_not_gzip(payload):
     with pytest.raises(wire.WireError, match="not valid gzip data"):
