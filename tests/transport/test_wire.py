@@ -204,6 +204,17 @@ def test_it_accepts_a_payload_expanding_to_exactly_the_limit():
         wire.decompress(gz(b"x" * 4097))
 
 
+@pytest.mark.parametrize("limit", [1, 1000, 300 * 1024])
+def test_inflating_stops_one_byte_past_the_limit(limit):
+    """Never more than the limit and the one byte that proves it exceeded: not a whole read
+    of inflated data more, whatever the limit against the size of one read."""
+    reader = wire._Reader(gz(b"x" * (4 * 1024 * 1024)), limit)
+    with pytest.raises(wire.WireError, match="gzip bomb"):
+        while reader.inflate() is not None:
+            pass
+    assert reader.size == limit + 1
+
+
 def test_it_takes_an_explicit_decompression_limit():
     with pytest.raises(wire.WireError, match="expands beyond 2000 bytes"):
         wire.decompress(gz(b"x" * 2001), limit=2000)
