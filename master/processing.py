@@ -45,7 +45,7 @@ LEDGER_FIELDS = [
 ]
 DAY_MS = 24 * 3600 * 1000
 # What processing writes on the master and on the requestor: their state, never their settings
-# (an administrator's change saved meanwhile stays; see master.models.SettingsAndState).
+# (an administrator's change saved meanwhile stays; see interorg_site/state.py).
 MASTER_STATE = ["usn", "epoch", "sequence", "history", "reply_digest", "reply_count"]
 REQUESTOR_STATE = [
     "acked_usn",
