@@ -228,6 +228,11 @@ class Container(models.Model):
         return self.dn
 
     def clean(self) -> None:
+        # A container stays in its organization: the old one would never export the move.
+        if self.pk and self.site_id and self.site.organization_id != self.organization_id:
+            raise ValidationError({"site": f"{self._stays()}: choose one of its sites."})
+        if self.pk and self.parent_id and self.parent.organization_id != self.organization_id:
+            raise ValidationError({"parent": f"{self._stays()}: choose one of its containers."})
         if self.parent_id and self.site_id and self.parent.site_id != self.site_id:
             raise ValidationError({"parent": "The parent container must be in the same site."})
         node = self.parent
@@ -235,6 +240,9 @@ class Container(models.Model):
             if self.pk and node.pk == self.pk:
                 raise ValidationError({"parent": "A container cannot lie inside itself."})
             node = node.parent
+
+    def _stays(self) -> str:
+        return f"A container stays in its organization ({self.organization.name})"
 
     def compute_dn(self) -> str:
         base = self.parent.dn if self.parent_id else self.site.dn

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from console.constants import ADMINISTRATORS_GROUP
+from console.constants import ADMINISTRATORS_GROUP, ConsoleRole
 from directory.factories import ContainerFactory
 from directory.models import Container, Organization, Site
 from master.models import MasterConfig
@@ -291,3 +291,46 @@ def test_the_server_type_form_checks_the_mail_domain(world, admin_client_):
     assert "Enter a domain" in response.content.decode()
     world.org2.organization.refresh_from_db()
     assert world.org2.organization.mail_domain == "org2.example"
+
+
+def test_a_container_does_not_move_to_another_organizations_site(world):
+    """Someone who administers two organizations sees both's sites, but a container stays in its
+    own: a move to another organization's site (or into one of its containers) is a clear 400
+    and changes nothing."""
+    both = make_user(
+        "both",
+        {
+            world.org2.organization: ConsoleRole.ADMINISTRATOR,
+            world.org3.organization: ConsoleRole.ADMINISTRATOR,
+        },
+    )
+    admin_api = token_client(both)
+    lab = ContainerFactory(site=world.org2.recipients.site, name="Lab")
+    elsewhere = world.org3.recipients
+    for body in (
+        {"name": "Lab", "site": elsewhere.site_id},
+        {"site": elsewhere.site_id, "parent": elsewhere.pk},
+        {"parent": elsewhere.pk},
+    ):
+        refused = admin_api.patch(f"/api/v1/containers/{lab.pk}/", body, format="json")
+        assert refused.status_code == 400, (body, refused.content)
+        assert "ORG2" in str(refused.json()), refused.json()
+        moved = Container.objects.get(pk=lab.pk)
+        assert (moved.site_id, moved.organization_id, moved.dn) == (
+            lab.site_id,
+            lab.organization_id,
+            "/o=ORG2/ou=Site2/cn=Lab",
+        )
+    replaced = admin_api.put(
+        f"/api/v1/containers/{lab.pk}/", {"name": "type", "site": elsewhere.site_id}, format="json"
+    )
+    assert replaced.status_code == 400, replaced.content
+
+
+def test_the_admin_keeps_a_container_in_its_organization(world, admin_client):
+    lab = ContainerFactory(site=world.org2.recipients.site, name="Lab")
+    change = reverse("admin:directory_container_change", args=[lab.pk])
+    page = admin_client.post(change, {"site": world.org3.recipients.site_id, "name": "Lab"})
+    assert page.status_code == 200  # the form again, with the error
+    assert "A container stays in its organization (ORG2)" in page.content.decode()
+    assert Container.objects.get(pk=lab.pk).dn == "/o=ORG2/ou=Site2/cn=Lab"
