@@ -355,6 +355,39 @@ def test_it_rejects_a_duplicate_as_a_replay_and_changes_nothing(scenario):
     assert state() == before
 
 
+def test_a_message_the_inbox_is_done_with_is_never_processed_again(scenario):
+    """Asked again for a message it processed, rejected or deferred (a task delivered twice, a
+    sweep racing a task), the inbox does nothing: the applied export is not taken for its own
+    replay, the refusal is not counted twice, the early part waits for the parts before it."""
+    org2 = scenario["ORG2"]
+    _, payload = export_of(org2)
+    done = processed(receive(org2.config.dn, MASTER_DN, payload))
+    copy = processed(receive(org2.config.dn, MASTER_DN, payload))
+    epoch = uuid.uuid4()
+    RequestorConfig.objects.filter(pk=org2.config.pk).update(master_epoch=epoch)
+    applied = processed(
+        receive(MASTER_DN, org2.config.dn, master_reply(epoch, 0, 5, str(uuid.uuid4()), 1))
+    )
+    early = processed(
+        receive(MASTER_DN, org2.config.dn, master_reply(epoch, 9, 12, str(uuid.uuid4()), 2))
+    )
+    assert [m.status for m in (done, copy, applied, early)] == [
+        Status.PROCESSED,
+        Status.REJECTED,
+        Status.PROCESSED,
+        Status.DEFERRED,
+    ]
+    before = state()
+    rows = list(Message.objects.order_by("pk").values())
+
+    for message in (done, copy, applied, early):
+        assert inbox.process_message(message.pk) is False
+        assert inbox.process_message(message.pk, wait=False) is False
+
+    assert list(Message.objects.order_by("pk").values()) == rows
+    assert state() == before
+
+
 def test_it_does_not_count_a_rejected_copy_as_the_original(scenario):
     org2 = scenario["ORG2"]
     allowed = AllowedRequestor.objects.filter(address=org2.config.dn)
