@@ -353,6 +353,8 @@ def test_it_rejects_a_duplicate_as_a_replay_and_changes_nothing(scenario):
     assert f"archived as message {first.pk}" in copy.error
     assert (copy.batch, copy.part) == (first.batch, first.part)
     assert state() == before
+    # Mail is delivered twice now and then: a copy is no refusal, and never quarantines.
+    assert AllowedRequestor.objects.get(address=org2.config.dn).refusals == 0
 
 
 def test_a_message_the_inbox_is_done_with_is_never_processed_again(scenario):
