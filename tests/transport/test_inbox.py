@@ -194,6 +194,24 @@ def test_it_rejects_a_document_whose_sender_is_not_the_envelope_sender(scenario)
     assert message.batch == uuid.UUID(document["batch"])
     assert message.summary["sender"]["address"] == org2.config.dn
     assert message.summary["count"] == len(document["changes"]) > 0
+    # Filed with the organization it came to, whose administrators (and quarantine) see it.
+    assert message.organization_id == scenario.master.organization_id
+    assert state() == before
+
+
+def test_it_rejects_a_document_of_another_type_than_its_agent_takes(scenario):
+    """The master, trusted by a requestor, sends it an export: a requestor takes replies."""
+    org2 = scenario["ORG2"]
+    document = export_doc(sender={"organization": "ORG1", "address": MASTER_DN})
+    before = state()
+
+    message = processed(receive(MASTER_DN, org2.config.dn, wire.encode(document)))
+
+    assert (message.status, message.error) == (
+        Status.REJECTED,
+        f"The agent at {org2.config.dn} takes reply messages, not export.",
+    )
+    assert (message.kind, message.organization_id) == ("export", org2.organization.pk)
     assert state() == before
 
 
