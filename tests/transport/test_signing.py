@@ -177,6 +177,23 @@ def test_it_rejects_an_unsigned_message(scenario):
     assert message.error == "The message is not signed; every InterOrg message must be."
 
 
+def test_it_says_where_the_key_of_an_allowed_sender_from_elsewhere_comes_from(scenario):
+    """Allowed, but from another installation and with no key pasted: nothing to verify with."""
+    far = "/o=FAR/ou=Site/cn=Recipients/cn=REQUESTOR"
+    AllowedRequestor.objects.create(master=scenario.master, address=far, organization_name="FAR")
+    org2 = scenario["ORG2"]
+    payload = export_payload(org2, sender={"organization": "FAR", "address": far})
+
+    message = deliver(far, MASTER_DN, payload, org2.organization)
+
+    assert (message.status, message.error) == (
+        Status.REJECTED,
+        f"No public key is configured for {far}; paste the key that `manage.py keys show` "
+        "prints in the sender's organization.",
+    )
+    assert GlobalEntry.objects.count() == 0
+
+
 def test_it_rejects_an_altered_payload(scenario):
     org2 = scenario["ORG2"]
     payload = export_payload(org2)
