@@ -198,7 +198,8 @@ def _process(pk: int, wait: bool) -> bool:
         except MessageDeferred as exc:
             message.status, message.error = Status.DEFERRED, str(exc)
         else:
-            message.status = Status.PROCESSED
+            # What an earlier attempt said (waiting for a part, a database error) is over.
+            message.status, message.error = Status.PROCESSED, ""
         # Not the payload (megabytes, and unchanged), unless it was dropped.
         message.save(update_fields=PROCESSED_FIELDS + body_fields)
         if held is not None:

@@ -101,6 +101,14 @@ def test_it_retries_a_serialization_failure_with_growing_pauses(scenario, monkey
     pump()
     run.refresh_from_db()
     assert run.status == RunStatus.OK
+    export.refresh_from_db()
+    # Every attempt is counted, the one that went through too; nothing waits any more.
+    assert (export.status, export.attempts, export.next_attempt_at, export.error) == (
+        Status.PROCESSED,
+        4,
+        None,
+        "",
+    )
 
 
 def test_it_gives_up_after_many_attempts_keeping_the_message(scenario, monkeypatch):
@@ -192,3 +200,20 @@ def test_it_says_when_a_message_waiting_after_an_error_is_due(scenario, monkeypa
     inbox._retry_later(waiting.pk, OperationalError("server\n  closed " + "x" * 400))
     waiting.refresh_from_db()
     assert waiting.error.endswith(" OperationalError: server closed " + "x" * 286)
+
+
+def test_an_error_never_undoes_what_another_worker_did_with_the_message(scenario, monkeypatch):
+    """A worker that fails on a message another worker has processed meanwhile (a task and a
+    sweep racing) leaves the message as the other one left it, whatever the error."""
+    sync_all()
+    done = inbound(kind=MessageKind.EXPORT, status=Status.PROCESSED).first()
+    before = Message.objects.filter(pk=done.pk).values().get()
+
+    for error in (OperationalError("deadlock detected"), RuntimeError("a bug")):
+
+        def fails(pk, wait=True, error=error):
+            raise error
+
+        monkeypatch.setattr(inbox, "process_message", fails)
+        assert inbox.process_safely(done.pk) is True
+        assert Message.objects.filter(pk=done.pk).values().get() == before

@@ -482,6 +482,7 @@ def test_it_defers_a_part_that_comes_early_and_retries_it(scenario):
 
     late.refresh_from_db()
     assert (early.status, late.status) == (Status.PROCESSED, Status.PROCESSED)
+    assert late.error == ""  # applied: no longer waiting for anything
     assert org2.refresh().config.master_usn == 9
     assert org2.contact_names() == {f"Remote {usn}" for usn in range(1, 10)}
 
