@@ -106,7 +106,7 @@ def test_a_held_export_applies_nothing_and_says_who_how_many_and_whom(synced_sce
     assert (hold.peer, hold.deletes, hold.live, hold.decision) == ("ORG2", 8, 30, "pending")
     assert sorted(hold.sample) == sorted(f"{name} (ORG2)" for name in names)
     assert "delete 8 of 30" in hold.reason
-    assert hold.message.status == Status.HELD
+    assert (hold.message.status, hold.message.error) == (Status.HELD, hold.reason)
     assert run.status == RunStatus.HELD and run.error.startswith("Held by the master")
     # Nothing of the batch was applied, not even its rename.
     assert live_at_master("ORG2") == 30
