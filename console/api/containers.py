@@ -19,7 +19,8 @@ from directory.models import Container, Site
 class ContainerSerializer(CleanedModelSerializer):
     """A container. Create one with its site (id) and name, inside `parent` or at the top of
     the site; change `name` or `parent` (or `site`, for a container at the top) to rename or
-    move it with everything inside it."""
+    move it with everything inside it. A container stays in its organization: a site or parent
+    of another one is refused (400)."""
 
     organization = serializers.CharField(source="organization.name", read_only=True)
     site = VisibleRelatedField(Site, organization_path="organization")
