@@ -339,6 +339,8 @@ JSON_FAULTS = {
     "after-an-array": "[1, 2] x",
     "after-a-string": '"abc" 1',
     "an-object-cut-short": "{",
+    "after-an-empty-object": "{} x",
+    "a-brace-after-an-empty-object": "{}}",
 }
 
 
@@ -352,6 +354,15 @@ def test_a_json_fault_is_named_as_json_names_it_in_the_whole_payload(text, sizes
 
     expected = f"The attachment is not valid JSON ({fault.msg}: char {fault.pos})."
     assert outcome(gz(text.encode()), sizes) == expected
+
+
+@pytest.mark.parametrize("sizes", [AT_ONCE, IN_PIECES], ids=["at-once", "in-pieces"])
+@pytest.mark.parametrize("text", ["{}", "{ }", "{}\n ", " {\n}"])
+def test_an_empty_document_is_read_as_one_without_fields(text, sizes):
+    """Mistake: the closing brace of an empty object taken for a field, or stepped over wrong."""
+    assert outcome(gz(text.encode()), sizes) == (
+        "The document has no protocol version; this installation speaks 1."
+    )
 
 
 def test_decompress_gives_a_payload_of_many_pieces_back_whole():
@@ -478,8 +489,9 @@ LONG = "x" * 2000  # read 100, 200, 400, 800 characters at a time: cut past 500
         (f'[1, 2, "{LONG}"]', "Element 3"),
         ('{"' + "k" * 60 + f'": "{LONG}"}}', 'The field "' + "k" * 38 + "…"),
         ('{"' + "k" * 38 + f'": "{LONG}"}}', 'The field "' + "k" * 38 + '"'),
+        ('{"' + LONG + '": 1}', "A field name"),
     ],
-    ids=["the-document", "an-element", "a-long-field", "a-field-as-long-as-shown"],
+    ids=["the-document", "an-element", "a-long-field", "a-field-as-long-as-shown", "a-name"],
 )
 def test_a_value_too_long_is_named_by_what_it_is(monkeypatch, text, named):
     monkeypatch.setattr(wire, "MAX_VALUE_LENGTH", 500)
