@@ -341,6 +341,8 @@ JSON_FAULTS = {
     "an-object-cut-short": "{",
     "after-an-empty-object": "{} x",
     "a-brace-after-an-empty-object": "{}}",
+    "a-brace-after-an-object": '{"a": 1}}',
+    "fields-without-a-comma": '{"a": 1 "b": 2}',
 }
 
 
