@@ -8,12 +8,14 @@ import json
 import re
 import tracemalloc
 import uuid
+from typing import Annotated
 
 import pytest
 from django.conf import settings
 from django.test import override_settings
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import Field, TypeAdapter, ValidationError
 
 from tests.engine.conftest import MASTER_DN
 from tests.transport.documents import NOW_MS, SENDER_2, export_doc, gz, reply_doc
@@ -274,6 +276,38 @@ def test_reading_in_pieces_decodes_or_refuses_as_reading_at_once(data):
     payload = gz(json.dumps(document, ensure_ascii=False, indent=indent).encode())
 
     assert outcome(payload, IN_PIECES) == outcome(payload, AT_ONCE)
+
+
+WHOLE = TypeAdapter(Annotated[wire.Document, Field(discriminator="type")])
+
+
+@FUZZ
+@given(st.data())
+def test_a_document_is_refused_with_the_problems_the_schema_finds_in_it_whole(data):
+    """The oracle: the schema's own verdict on the document validated whole, its problems in
+    the schema's order. Mistake: the problems of the items, validated apart from the rest,
+    put elsewhere than the schema puts them (before or after the unknown fields, under another
+    list's name), or lost."""
+    document = copy.deepcopy(data.draw(st.sampled_from([BASE_EXPORT, BASE_REPLY])))
+    items = document["changes" if document["type"] == "export" else "entries"]
+    items.extend(copy.deepcopy(items) * data.draw(st.integers(0, 3)))
+    if data.draw(st.booleans()):  # an item the schema refuses
+        mutate(data.draw(st.sampled_from(items)), data)
+    if data.draw(st.booleans()):  # a field the schema does not know, before or after the items
+        document[data.draw(st.sampled_from(["unknown", "display_name", "usn"]))] = 1
+    for _ in range(data.draw(st.integers(min_value=0, max_value=2))):
+        mutate(document, data)
+    if not isinstance(document, dict) or document.get("protocol") != 1:
+        return  # the protocol's own refusals come first (pinned elsewhere)
+    text = json.dumps(document, ensure_ascii=False)
+    try:
+        WHOLE.validate_json(text)
+    except ValidationError as exc:
+        expected = wire._describe(exc.errors(include_url=False), exc.error_count())
+    else:
+        return  # valid whole: decoding it is compared with reading at once above
+    for sizes in (AT_ONCE, IN_PIECES):
+        assert outcome(gz(text.encode("utf-8", "surrogatepass")), sizes) == expected
 
 
 @FUZZ
