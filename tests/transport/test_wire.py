@@ -7,10 +7,11 @@ import random
 import string
 import uuid
 import zlib
+from unittest.mock import patch
 
 import pytest
 from django.test import override_settings
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from directory.constants import GENERAL_ATTRIBUTES
@@ -297,8 +298,19 @@ def test_it_rejects_a_document_without_protocol_version():
 def test_it_keeps_a_huge_protocol_value_out_of_the_message():
     message = rejected(export_doc(protocol="v" * 100_000))
 
-    assert "is not supported" in message
-    assert len(message) < 300
+    # The value is quoted as far as 199 characters of its repr and an ellipsis: 200 in all.
+    quoted = "'" + "v" * 198 + "…"
+    assert message == (
+        f"Protocol version {quoted} is not supported; this installation speaks version 1."
+    )
+
+
+def test_it_quotes_a_protocol_value_of_exactly_the_quoted_length_whole():
+    shown = "'" + "v" * 198 + "'"  # a repr of 200 characters
+
+    assert rejected(export_doc(protocol="v" * 198)) == (
+        f"Protocol version {shown} is not supported; this installation speaks version 1."
+    )
 
 
 @pytest.mark.parametrize("value", ["status", "Export", "", None, 1])
@@ -855,13 +867,120 @@ def test_it_refuses_an_item_that_cannot_fit_in_any_part():
     }
     changes = [*make_changes(3), {**make_changes(4)[3], "attrs": attrs}]
 
-    with pytest.raises(wire.WireError, match="One item alone needs more than 9000 bytes"):
+    with pytest.raises(wire.WireError) as refused:
         wire.split(changes, 9000, render_export)
+
+    assert str(refused.value) == (
+        "One item alone needs more than 9000 bytes; raise the maximum message size."
+    )
+
+
+def test_a_part_exactly_at_the_payload_limit_is_not_cut():
+    # Random letters compress badly: the payload is large against the items' JSON, and the
+    # first guess (three times the limit, uncompressed) keeps them in one chunk.
+    changes = make_changes(30, noise=120)
+
+    def render(chunks, index):  # the same bytes every time: no random epoch
+        return {**render_export(chunks, index), "master_epoch": str(uuid.UUID(int=5))}
+
+    [(_, payload)] = wire.split(changes, 10 * MESSAGE_SIZE, render)
+    length = len(payload)
+    # The smallest message size whose payload limit is exactly that length.
+    size = wire.MIME_OVERHEAD + (4 * length + 2) // 3
+    assert wire.payload_limit(size) == length > 1024
+
+    assert [p for _, p in wire.split(changes, size, render)] == [payload]
+    assert len(wire.split(changes, size - 1, render)) == 2
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+_ITEMS = st.lists(st.dictionaries(st.text(max_size=4), _JSON_VALUES, max_size=3), max_size=4)
+
+
+@given(
+    fields=st.lists(
+        st.tuples(st.text(max_size=6).filter(lambda k: k != "items"), _JSON_VALUES | _ITEMS),
+        max_size=5,
+        unique_by=lambda field: field[0],
+    ),
+    position=st.integers(min_value=0, max_value=5),
+    chunk=_ITEMS,
+    copied=st.booleans(),
+)
+def test_a_part_is_written_as_the_json_of_its_document_wherever_its_items_stand(
+    fields, position, chunk, copied
+):
+    # Other lists before or after the items, even an equal one, and a renderer that copies the
+    # chunk: the part's text is still exactly the document's own JSON.
+    fields.insert(min(position, len(fields)), ("items", list(chunk) if copied else chunk))
+    document = dict(fields)
+    equal_lists = [key for key, value in document.items() if value == chunk]
+    if copied and len(equal_lists) > 1:
+        event("an equal list besides a copied chunk: which one is meant cannot be told")
+        with pytest.raises(ValueError, match="does not hold its chunk of items"):
+            wire._encode_part(document, chunk, [wire.json_bytes(item) for item in chunk])
+        return
+
+    text = wire._encode_part(document, chunk, [wire.json_bytes(item) for item in chunk])
+
+    assert text == wire.json_bytes(document)
+    assert json.loads(text) == document
+
+
+def test_a_part_whose_document_does_not_hold_its_items_is_refused_in_words():
+    with pytest.raises(ValueError) as refused:
+        wire._encode_part({"type": "export", "changes": [{"usn": 2}]}, [{"usn": 1}], [b"{}"])
+
+    assert str(refused.value) == (
+        "The document rendered for a part does not hold its chunk of items."
+    )
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=40), max_size=40),
+    budget=st.integers(min_value=1, max_value=120),
+    cap=st.integers(min_value=1, max_value=6),
+)
+# Ranges that fill the budget exactly, the first and the next (a search seldom lands on them),
+# and ranges cut by the cap alone.
+@example(sizes=[4, 4, 4, 4], budget=10, cap=6)
+@example(sizes=[0, 0, 0, 0, 0], budget=100, cap=2)
+def test_items_are_cut_into_the_fewest_ranges_that_fit_the_budget_greedily(sizes, budget, cap):
+    # The oracle is the rule itself: consecutive ranges covering every item, each within the
+    # budget (an item and its comma) and the item cap unless it holds one item alone, and each
+    # but the last as full as it can be: the next item would not have fitted.
+    texts = [b"x" * size for size in sizes]
+    with patch.object(wire, "MAX_ITEMS_PER_PART", cap):
+        bounds = wire._chunk(texts, budget)
+
+    if not texts:
+        assert bounds == [(0, 0)]
+        return
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(texts)
+    assert all(end == after for (_, end), (after, _) in zip(bounds, bounds[1:], strict=False))
+
+    def used(start, end):
+        return sum(size + 1 for size in sizes[start:end])
+
+    for start, end in bounds:
+        assert end > start
+        assert end - start == 1 or (used(start, end) <= budget and end - start <= cap)
+    for start, end in bounds[:-1]:
+        assert used(start, end + 1) > budget or end - start == cap
 
 
 def test_it_computes_the_payload_limit_for_base64_inside_mime():
     assert wire.payload_limit(MESSAGE_SIZE) == (MESSAGE_SIZE - wire.MIME_OVERHEAD) * 3 // 4
     assert wire.payload_limit(1000) == 1024
+    # Whole bytes: base64 takes 4 characters for 3 bytes, so a room of 4,003 characters holds
+    # 3,002 bytes and not a fraction more.
+    room = 4003
+    limit = wire.payload_limit(room + wire.MIME_OVERHEAD)
+    assert (limit, type(limit)) == (3002, int)
 
 
 # --- corruption ---------------------------------------------------------------------------
