@@ -12,7 +12,6 @@ scope itself changing) is the requestor's business: it compares the scope it las
 the current one at every export (requestor.scope).
 """
 
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
@@ -32,6 +31,7 @@ from directory.models import (
     Tombstone,
     _writing,
     allocate_usns,
+    new_guid,
 )
 from transport.digest import Tally, from_hex, member, to_hex
 
@@ -247,7 +247,7 @@ def insert_recipients(
 
     def counted(rows: Iterable[Sequence]) -> Iterator[tuple]:
         for row in rows:
-            row = (*row, uuid.uuid4()) if with_guid else tuple(row)
+            row = (*row, new_guid()) if with_guid else tuple(row)
             delta.apply(pick(row + pad), +1)
             yield row
 

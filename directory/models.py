@@ -14,6 +14,7 @@ from django.core.validators import (
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Lower
+from uuid6 import uuid7
 
 from directory.constants import (
     CUSTOM_ATTRIBUTE_MAX_LENGTH,
@@ -46,6 +47,19 @@ smtp_validator = EmailValidator("Enter a valid SMTP address, such as jane.doe@ex
 mail_domain_validator = DomainNameValidator(
     message="Enter a domain such as org1.example: letters, digits and hyphens between dots."
 )
+
+
+def new_guid() -> uuid.UUID:
+    """A new recipient's object GUID: an RFC 9562 version 7 UUID, which starts with the time.
+
+    Recipients made one after the other get GUIDs in order, so the unique index of GUIDs (and
+    the global keys and object ids made from them at the master and in every organization
+    importing them) takes each new one at its right edge, not at a random page: a bulk import
+    of 100,000 contacts reads and dirties far fewer index pages. Still 122 bits of which 74
+    are random, and a GUID scanned from a directory (entryUUID, objectGUID) is kept as it is.
+    """
+    return uuid7()
+
 
 # Set while directory.changes writes recipients: every change takes a local USN there and keeps
 # the organization's digests, so a save, update or delete from anywhere else is refused.
@@ -311,7 +325,7 @@ class Recipient(models.Model):
     )
     container = models.ForeignKey(Container, on_delete=models.PROTECT, related_name="recipients")
     guid = models.UUIDField(
-        "object GUID", default=uuid.uuid4, unique=True, editable=False, help_text="Never changes."
+        "object GUID", default=new_guid, unique=True, editable=False, help_text="Never changes."
     )
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.MAILBOX)
 
