@@ -91,3 +91,37 @@ def test_it_keeps_distribution_list_members(container):
 def test_it_names_a_recipient_by_its_dn(container):
     recipient = RecipientFactory(container=container, alias="jdoe")
     assert recipient.dn == "/o=ORG1/ou=Site1/cn=Recipients/cn=jdoe"
+
+
+def test_new_recipients_get_guids_in_the_order_they_are_made(container):
+    # Version 7 GUIDs, each greater than the one before, whether a recipient is saved alone
+    # (the console, the API, a scan) or written in bulk (an import's contacts), so that their
+    # unique index grows at its right edge.
+    organization = container.organization
+    alone = []
+    for number in range(3):
+        recipient = RecipientFactory.build(
+            container=container, primary_smtp=f"alone{number}@org1.example"
+        )
+        changes.save_recipient(recipient)
+        alone.append(recipient.guid)
+    fields = ["organization_id", "container_id", "kind", "display_name", "alias", "primary_smtp"]
+    rows = [
+        (organization.pk, container.pk, Kind.MAILBOX, f"Bulk {n}", f"bulk{n}", f"bulk{n}@x.example")
+        for n in range(50)
+    ]
+    first = changes.allocate_usns(organization.pk, len(rows))
+    rows = [(*row, first + n) for n, row in enumerate(rows)]
+    fields.append("usn")
+    changes.insert_recipients(organization.pk, fields, rows)
+    bulk = list(
+        organization.recipients.filter(alias__startswith="bulk")
+        .order_by("usn")
+        .values_list("guid", flat=True)
+    )
+
+    made = [*alone, *bulk]
+    assert len(made) == 53
+    assert {guid.version for guid in made} == {7}
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
