@@ -197,6 +197,8 @@ def test_it_refuses_replies_without_an_import_container(synced):
 
     rejected = messages_for(org3, status=Status.REJECTED)
     assert rejected.exists()
-    assert "No container for importing is set" in rejected.first().error
+    assert rejected.first().error == (
+        "No container for importing is set; choose one on the Import Config page."
+    )
     assert set(org3.contacts().values_list("pk", "display_name")) == before
     assert "Not Imported" in synced["ORG2"].contact_names()
