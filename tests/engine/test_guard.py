@@ -1,5 +1,7 @@
 """The mass-delete guard, holds and quarantine (docs/protocol.md, rule 11)."""
 
+import uuid
+
 import pytest
 from django.utils import timezone
 
@@ -7,9 +9,10 @@ from directory import changes
 from directory.models import Recipient
 from master import quarantine
 from master.models import AllowedRequestor, GlobalEntry
+from requestor import importer
 from requestor.constants import RunStatus
 from requestor.cycle import sync_all
-from requestor.models import RequestorConfig
+from requestor.models import RequestorConfig, Run
 from tests.engine.helpers import (
     add_many,
     assert_converged,
@@ -19,7 +22,8 @@ from tests.engine.helpers import (
     send_signed,
     synced_fixtures,
 )
-from transport import holds
+from tests.transport.documents import reply_doc
+from transport import holds, wire
 from transport.constants import Status
 from transport.models import Hold, Message
 
@@ -386,3 +390,30 @@ def test_the_import_guard_counts_the_shown_contacts_not_the_hidden_ones(synced_s
     cycle(synced_scenario["ORG2"])
 
     assert cycle(org3).status == RunStatus.HELD
+
+
+@pytest.mark.parametrize("export_all", [False, True])
+def test_a_masters_notice_leaves_a_finished_run_and_one_it_cannot_find_alone(
+    synced_scenario, export_all
+):
+    # A notice that comes late (its export was approved and applied since, or superseded), or
+    # for an export whose run is gone (cleaned up), changes no run and fails nothing.
+    org2 = synced_scenario["ORG2"]
+    finished = cycle(org2)
+    assert (finished.status, finished.error) == (RunStatus.OK, "")
+    runs = list(Run.objects.order_by("pk").values_list("pk", "status", "error"))
+    exported = org2.config.requestor_usn
+    assert exported > 0
+    for in_reply_to in (finished.batch, uuid.uuid4()):
+        notice = reply_doc(
+            in_reply_to=str(in_reply_to),
+            held=f"{holds.HELD_PREFIX}It would delete 8 of 30 entries of ORG2 at the master.",
+            export_all=export_all,
+            entries=[],
+        )
+        importer.master_notice(org2.config, wire.decode(wire.encode(notice)))
+
+    assert list(Run.objects.order_by("pk").values_list("pk", "status", "error")) == runs
+    org2.refresh()
+    # A rejection asks for everything again all the same: the next export starts from 0.
+    assert org2.config.requestor_usn == (0 if export_all else exported)
