@@ -417,3 +417,21 @@ def test_a_masters_notice_leaves_a_finished_run_and_one_it_cannot_find_alone(
     org2.refresh()
     # A rejection asks for everything again all the same: the next export starts from 0.
     assert org2.config.requestor_usn == (0 if export_all else exported)
+
+
+def test_a_masters_notice_naming_another_organizations_run_leaves_it_alone(synced_scenario):
+    # Two requestors of one installation: a notice addressed to ORG2 that names a batch of
+    # ORG3's (a master's mistake, or a forged reference) must not mark ORG3's run held.
+    org2, org3 = synced_scenario["ORG2"], synced_scenario["ORG3"]
+    theirs = cycle(org3)
+    Run.objects.filter(pk=theirs.pk).update(status=RunStatus.WAITING)  # its reply still to come
+    notice = reply_doc(
+        in_reply_to=str(theirs.batch),
+        held=f"{holds.HELD_PREFIX}It would delete 8 of 30 entries of ORG2 at the master.",
+        entries=[],
+    )
+
+    importer.master_notice(org2.config, wire.decode(wire.encode(notice)))
+
+    theirs.refresh_from_db()
+    assert (theirs.status, theirs.error) == (RunStatus.WAITING, "")
