@@ -392,6 +392,17 @@ def test_the_import_guard_counts_the_shown_contacts_not_the_hidden_ones(synced_s
     assert cycle(org3).status == RunStatus.HELD
 
 
+def held_notice(in_reply_to, export_all: bool = False) -> wire.ReplyDocument:
+    """The master's notice that it holds (or, with export_all, rejected) an export of ORG2."""
+    notice = reply_doc(
+        in_reply_to=str(in_reply_to),
+        held=f"{holds.HELD_PREFIX}It would delete 8 of 30 entries of ORG2 at the master.",
+        export_all=export_all,
+        entries=[],
+    )
+    return wire.decode(wire.encode(notice))
+
+
 @pytest.mark.parametrize("export_all", [False, True])
 def test_a_masters_notice_leaves_a_finished_run_and_one_it_cannot_find_alone(
     synced_scenario, export_all
@@ -405,13 +416,7 @@ def test_a_masters_notice_leaves_a_finished_run_and_one_it_cannot_find_alone(
     exported = org2.config.requestor_usn
     assert exported > 0
     for in_reply_to in (finished.batch, uuid.uuid4()):
-        notice = reply_doc(
-            in_reply_to=str(in_reply_to),
-            held=f"{holds.HELD_PREFIX}It would delete 8 of 30 entries of ORG2 at the master.",
-            export_all=export_all,
-            entries=[],
-        )
-        importer.master_notice(org2.config, wire.decode(wire.encode(notice)))
+        importer.master_notice(org2.config, held_notice(in_reply_to, export_all=export_all))
 
     assert list(Run.objects.order_by("pk").values_list("pk", "status", "error")) == runs
     org2.refresh()
@@ -425,13 +430,8 @@ def test_a_masters_notice_naming_another_organizations_run_leaves_it_alone(synce
     org2, org3 = synced_scenario["ORG2"], synced_scenario["ORG3"]
     theirs = cycle(org3)
     Run.objects.filter(pk=theirs.pk).update(status=RunStatus.WAITING)  # its reply still to come
-    notice = reply_doc(
-        in_reply_to=str(theirs.batch),
-        held=f"{holds.HELD_PREFIX}It would delete 8 of 30 entries of ORG2 at the master.",
-        entries=[],
-    )
 
-    importer.master_notice(org2.config, wire.decode(wire.encode(notice)))
+    importer.master_notice(org2.config, held_notice(theirs.batch))
 
     theirs.refresh_from_db()
     assert (theirs.status, theirs.error) == (RunStatus.WAITING, "")
