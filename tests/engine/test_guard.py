@@ -1,8 +1,11 @@
 """The mass-delete guard, holds and quarantine (docs/protocol.md, rule 11)."""
 
+import re
 import uuid
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from directory import changes
@@ -435,3 +438,23 @@ def test_a_masters_notice_naming_another_organizations_run_leaves_it_alone(synce
 
     theirs.refresh_from_db()
     assert (theirs.status, theirs.error) == (RunStatus.WAITING, "")
+
+
+@pytest.mark.parametrize("export_all", [False, True])
+def test_a_masters_notice_writes_only_what_it_says_of_the_run(synced_scenario, export_all):
+    # The notice rewrites the run's status, end and error, and no column it did not change: a
+    # counter or label another process sets meanwhile (the console, housekeeping) stays.
+    org2 = synced_scenario["ORG2"]
+    run = cycle(org2)
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.WAITING, finished_at=None)
+
+    with CaptureQueriesContext(connection) as queries:
+        importer.master_notice(org2.config, held_notice(run.batch, export_all=export_all))
+
+    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "requestor_run"')]
+    assert len(updates) == 1
+    written = re.findall(r'"(\w+)" = ', updates[0].partition(" WHERE ")[0])
+    assert sorted(written) == ["error", "finished_at", "status"]
+    run.refresh_from_db()
+    assert run.status == (RunStatus.FAILED if export_all else RunStatus.HELD)
+    assert (run.finished_at is not None) is export_all

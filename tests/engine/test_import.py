@@ -2,12 +2,15 @@
 
 import re
 
+import pytest
+
 from directory import changes
 from directory.constants import Kind
 from directory.models import Recipient
 from master.models import GlobalEntry
+from requestor import importer
 from requestor.cycle import sync_all
-from requestor.models import Conflict
+from requestor.models import Conflict, ImportedChange
 from tests.engine.helpers import (
     assert_converged,
     assert_no_duplicates,
@@ -15,7 +18,11 @@ from tests.engine.helpers import (
     messages_for,
     synced_fixtures,
 )
-from transport.constants import Status
+from tests.transport.documents import reply_doc
+from transport import wire
+from transport.constants import Direction, Status
+from transport.exceptions import MessageRejected
+from transport.models import Message
 
 synced_base, synced = synced_fixtures()
 
@@ -184,6 +191,44 @@ def test_it_never_touches_recipients_it_did_not_create(synced):
     assert_converged(synced)
 
 
+def test_it_applies_a_reply_only_from_its_own_master(synced):
+    """The inbox refuses a sender the requestor does not trust before any of this runs; the
+    importer checks again under the requestor's lock, so a reply that got past the inbox just
+    before an administrator pointed the requestor at a new master is refused, not applied."""
+    org2 = synced["ORG2"]
+    before = set(org2.contacts().values_list("pk", "display_name", "master_usn"))
+    master_usn = org2.config.master_usn
+    impostor = synced["ORG3"].config.dn
+    message = Message(
+        direction=Direction.INBOUND,
+        status=Status.RECEIVED,
+        sender=impostor,
+        recipient=org2.config.dn.upper(),  # received at its DN, whatever the case
+    )
+    document = wire.decode(
+        wire.encode(
+            reply_doc(
+                in_reply_to=str(org2.config.last_export_batch),
+                epoch=str(org2.config.master_epoch),
+                after=master_usn,
+                through=master_usn + 10,
+                entries=[],
+            )
+        )
+    )
+
+    with pytest.raises(MessageRejected) as refused:
+        importer.handle_reply(message, document)
+
+    assert str(refused.value) == (
+        "Replies are accepted only from this requestor's master, "
+        f"{org2.config.master_address}; this one came from {impostor}."
+    )
+    assert message.organization_id == org2.organization.pk
+    assert set(org2.contacts().values_list("pk", "display_name", "master_usn")) == before
+    assert org2.refresh().config.master_usn == master_usn
+
+
 def test_it_refuses_replies_without_an_import_container(synced):
     org3 = synced["ORG3"]
     org3.config.import_container = None
@@ -202,3 +247,35 @@ def test_it_refuses_replies_without_an_import_container(synced):
     )
     assert set(org3.contacts().values_list("pk", "display_name")) == before
     assert "Not Imported" in synced["ORG2"].contact_names()
+
+
+def test_its_history_names_each_contact_and_says_what_an_update_changed(synced):
+    """The import history's row of each entry: who and which address for every change, and
+    the attributes only for an update (nothing in that column for an addition or a hiding)."""
+    org1, org2 = synced["ORG1"], synced["ORG2"]
+    newhire = org2.add(alias="newhire", display_name="New Hire")
+    key = f"ORG2:{newhire.guid}"
+
+    def rows() -> list[tuple]:
+        return list(
+            ImportedChange.objects.filter(organization=org1.organization, global_key=key)
+            .order_by("pk")
+            .values_list("op", "origin", "display_name", "primary_smtp", "detail")
+        )
+
+    cycle(org2)
+    cycle(org1)
+    newhire.display_name = "New Hire-Smith"
+    changes.save_recipient(newhire)
+    cycle(org2)
+    cycle(org1)
+    changes.delete_recipients([newhire])
+    cycle(org2)
+    cycle(org1)
+
+    address = "newhire@org2.example"
+    assert rows() == [
+        ("added", "ORG2", "New Hire (ORG2)", address, ""),
+        ("updated", "ORG2", "New Hire-Smith (ORG2)", address, "display_name"),
+        ("hidden", "ORG2", "New Hire-Smith (ORG2)", address, ""),
+    ]
