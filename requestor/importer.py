@@ -84,10 +84,11 @@ class Counts:
     # What the part did to the address book, entry by entry: ImportedChange rows of LOG_FIELDS.
     log: list[tuple] = field(default_factory=list)
 
-    def note(self, config, op: str, key: str, origin: str, usn, name="", smtp="", detail=""):
-        self.log.append(
-            (config.organization_id, key, origin, op, usn, name[:256], smtp[:256], detail[:256])
-        )
+    def note(self, config, op: str, key: str, origin: str, usn, name: str, smtp: str, detail=""):
+        # (The wire caps a name and an address at 256 characters, and the names of every General
+        # attribute joined are shorter: the slices only guard the columns.)
+        clipped = name[:256], smtp[:256], detail[:256]  # pragma: no mutate
+        self.log.append((config.organization_id, key, origin, op, usn, *clipped))
 
 
 def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
