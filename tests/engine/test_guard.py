@@ -395,6 +395,30 @@ def test_the_import_guard_counts_the_shown_contacts_not_the_hidden_ones(synced_s
     assert cycle(org3).status == RunStatus.HELD
 
 
+@pytest.mark.parametrize(("deleted", "is_held"), [(6, False), (7, True)], ids=["under", "over"])
+def test_the_import_guards_share_is_of_the_contacts_before_the_part(
+    synced_scenario, deleted, is_held
+):
+    # 33 contacts before the part: 6 of them are 18 % (applied), 7 are 21 % (held). Measured
+    # against what is left after the part, 6 of 27 would already be over 20 %.
+    org3 = synced_scenario["ORG3"]
+    RequestorConfig.objects.filter(pk=org3.config.pk).update(
+        import_delete_limit=1000, import_delete_percent=20, import_delete_floor=0
+    )
+    assert org3.contacts().count() == 33
+    delete_people(synced_scenario["ORG2"], deleted)
+    cycle(synced_scenario["ORG2"])
+
+    run = cycle(org3)
+
+    assert (run.status == RunStatus.HELD) is is_held
+    assert org3.contacts().count() == (33 if is_held else 33 - deleted)
+    if is_held:
+        assert f"It would delete 7 of 33 contacts of {org3.organization.name} (21 %)" in (
+            Hold.objects.get().reason
+        )
+
+
 def held_notice(in_reply_to, export_all: bool = False) -> wire.ReplyDocument:
     """The master's notice that it holds (or, with export_all, rejected) an export of ORG2."""
     notice = reply_doc(
