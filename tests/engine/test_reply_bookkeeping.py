@@ -1,0 +1,263 @@
+"""What one reply part does to a requestor's own records, beside its contacts
+(requestor.importer.apply_reply): the master USN and the master's fingerprint at it, a full
+export asked for again, and the run the part answers."""
+
+import uuid
+
+import pytest
+
+from directory import changes
+from requestor import importer
+from requestor.models import Conflict, RequestorConfig, Run
+from tests.engine.conftest import MASTER_DN
+from tests.engine.helpers import cycle, send_signed, synced_fixtures
+from tests.transport.documents import reply_doc
+from transport import signing, wire
+from transport.constants import Direction, Status
+from transport.inbox import pump
+from transport.models import Message
+
+synced_base, synced = synced_fixtures()
+
+OLD, NEW = "0" * 31 + "1", "f" * 32
+
+
+def config_of(org) -> RequestorConfig:
+    return RequestorConfig.objects.get(pk=org.config.pk)
+
+
+def receive_reply(org, **fields) -> None:
+    """A reply part of the master to `org` handed to the importer as the inbox would (the
+    part's entries are left out unless given: what is looked at here is the bookkeeping)."""
+    config = config_of(org)
+    document = reply_doc(
+        epoch=str(config.master_epoch), entries=[], in_reply_to=str(uuid.uuid4()), ack=0
+    )
+    document.update(fields)
+    message = Message(
+        direction=Direction.INBOUND,
+        status=Status.RECEIVED,
+        sender=config.master_address,
+        recipient=config.dn,
+    )
+    importer.handle_reply(message, wire.decode(wire.encode(document)))
+
+
+@pytest.fixture
+def org2(synced):
+    """ORG2 after the initial sync, knowing the master's fingerprint OLD at its master USN."""
+    org2 = synced["ORG2"]
+    RequestorConfig.objects.filter(pk=org2.config.pk).update(master_fingerprint=OLD)
+    assert config_of(org2).master_usn >= 5
+    return org2
+
+
+# The part's (after, through) from the requestor's master USN U, and its fingerprint, then the
+# master USN and the fingerprint the requestor holds after it. The fingerprint is the master's
+# at exactly the requestor's master USN, or none when it does not know that one.
+@pytest.mark.parametrize(
+    ("span", "fingerprint", "expected"),
+    [
+        ((0, 5), NEW, (5, NEW)),  # a part that moves it on gives its fingerprint,
+        ((0, 5), None, (5, "")),  # or none, and the old one is no longer at that USN
+        ((-2, 0), NEW, (0, NEW)),  # a part that ends where it is tells the fingerprint there
+        ((-2, 0), None, (0, OLD)),  # and one without any leaves it as it is;
+        ((-5, -2), NEW, (0, OLD)),  # a part that ends before, whatever it says, changes nothing
+    ],
+    ids=["ahead", "ahead-without", "at", "at-without", "behind"],
+)
+def test_it_keeps_the_masters_fingerprint_at_its_master_usn(org2, span, fingerprint, expected):
+    usn = config_of(org2).master_usn
+    after, through = (usn + step for step in span)
+
+    receive_reply(org2, after=after, through=through, fingerprint=fingerprint)
+
+    config = config_of(org2)
+    assert (config.master_usn - usn, config.master_fingerprint) == expected
+
+
+@pytest.mark.parametrize(
+    ("answers", "asked_again"),
+    [("its export", True), ("its full export", False), ("an unknown export", True)],
+)
+def test_a_reply_asking_for_everything_again_is_heeded_once(org2, answers, asked_again):
+    # An administrator at the master rejected a held export: the master's replies ask for a
+    # full export until one comes. The reply to that full export still carries the request
+    # (the master had not seen it yet): heeding it again would start over for ever.
+    run = cycle(org2)
+    Run.objects.filter(pk=run.pk).update(full_export=answers == "its full export")
+    config = config_of(org2)
+    assert (config.last_export_batch, config.requestor_usn) == (run.batch, run.export_through)
+    in_reply_to = uuid.uuid4() if answers == "an unknown export" else run.batch
+    usn = config.master_usn
+
+    receive_reply(
+        org2,
+        in_reply_to=str(in_reply_to),
+        after=usn,
+        through=usn + 1,
+        ack=run.export_through,
+        export_all=True,
+    )
+
+    config = config_of(org2)
+    if asked_again:
+        assert (config.last_export_batch, config.requestor_usn) == (None, 0)
+    else:
+        assert (config.last_export_batch, config.requestor_usn) == (run.batch, run.export_through)
+    assert config.master_usn == usn + 1
+
+
+def test_a_reply_naming_another_organizations_export_leaves_its_run_alone(synced):
+    # Two requestors of one installation: a reply part to ORG2 that names an export of ORG3's
+    # (a master's mistake, or a forged reference) is counted in no run of ORG3's.
+    org2, org3 = synced["ORG2"], synced["ORG3"]
+    theirs = cycle(org3)
+    columns = ["status", "reply_parts_applied", "acknowledged", "master_lag", "finished_at"]
+    before = Run.objects.filter(pk=theirs.pk).values(*columns).get()
+    usn = config_of(org2).master_usn
+
+    receive_reply(org2, in_reply_to=str(theirs.batch), after=usn, through=usn + 3, ack=1)
+
+    assert Run.objects.filter(pk=theirs.pk).values(*columns).get() == before
+    assert config_of(org2).master_usn == usn + 3
+
+
+def from_the_master(synced, org, **fields) -> Message:
+    """A reply part of the master to `org`, signed, received and processed by the inbox."""
+    document = reply_doc(
+        sender={"organization": "ORG1", "address": MASTER_DN},
+        sequence=signing.now_ms(),
+        epoch=str(config_of(org).master_epoch),
+        entries=[],
+        in_reply_to=str(uuid.uuid4()),
+        ack=0,
+    )
+    document.update(fields)
+    message = send_signed(synced["ORG1"].organization, MASTER_DN, config_of(org).dn, document)
+    pump()
+    message.refresh_from_db()
+    return message
+
+
+def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(synced, org2):
+    # The master was restored, or is another one: its USNs start over. Only a full reply of
+    # the new epoch, from its first part, tells what the address book holds now.
+    shown = org2.contacts().count()
+    assert shown > 0 and org2.hidden().count() == 0
+    old_epoch, epoch, batch = config_of(org2).master_epoch, str(uuid.uuid4()), str(uuid.uuid4())
+
+    partial = from_the_master(synced, org2, epoch=epoch, full=False, after=0, through=3)
+    second = from_the_master(
+        synced,
+        org2,
+        epoch=epoch,
+        full=True,
+        batch=batch,
+        part=2,
+        parts=2,
+        after=4,
+        through=9,
+        fingerprint=NEW,
+    )
+
+    assert (partial.status, partial.error) == (
+        Status.REJECTED,
+        f"This reply belongs to master epoch {epoch}, but this requestor follows epoch "
+        f"{old_epoch}; a full reply will replace it.",
+    )
+    assert (second.status, second.error) == (
+        Status.DEFERRED,
+        "Waiting for the first part of the master's full reply.",
+    )
+    assert config_of(org2).master_epoch == old_epoch
+
+    first = from_the_master(
+        synced, org2, epoch=epoch, full=True, batch=batch, part=1, parts=2, after=0, through=4
+    )
+
+    assert first.status == Status.PROCESSED
+    second.refresh_from_db()
+    assert second.status == Status.PROCESSED  # tried again once the first part was applied
+    config = config_of(org2)
+    assert (str(config.master_epoch), config.master_usn, config.master_fingerprint) == (
+        epoch,
+        9,
+        NEW,
+    )
+    # The full reply, whole, listed none of them: they are hidden for their grace period.
+    assert (config.full_reply_pending, config.full_reply_batch) == (False, None)
+    assert not org2.contacts().exists()
+    assert org2.hidden().count() == shown
+
+
+def test_the_first_part_of_a_new_epochs_full_reply_waits_for_the_rest(synced, org2):
+    epoch, batch = str(uuid.uuid4()), str(uuid.uuid4())
+    shown = org2.contacts().count()
+
+    first = from_the_master(
+        synced, org2, epoch=epoch, full=True, batch=batch, part=1, parts=2, after=0, through=4
+    )
+
+    assert first.status == Status.PROCESSED
+    config = config_of(org2)
+    assert (str(config.master_epoch), config.master_usn, config.master_fingerprint) == (
+        epoch,
+        4,
+        "",
+    )
+    assert (config.full_reply_pending, str(config.full_reply_batch)) == (True, batch)
+    # What the old epoch's USNs said of the contacts means nothing now; none is taken out yet.
+    assert set(org2.contacts().values_list("master_usn", flat=True)) == {0}
+    assert (org2.contacts().count(), org2.hidden().count()) == (shown, 0)
+
+
+def test_a_new_epoch_with_nothing_in_it_takes_every_contact_out(synced, org2):
+    # A master that starts over empty: its full reply ends at USN 0, without a fingerprint.
+    epoch = str(uuid.uuid4())
+
+    reply = from_the_master(synced, org2, epoch=epoch, full=True, after=0, through=0)
+
+    assert reply.status == Status.PROCESSED
+    config = config_of(org2)
+    assert (str(config.master_epoch), config.master_usn, config.master_fingerprint) == (
+        epoch,
+        0,
+        "",
+    )
+    assert not org2.contacts().exists() and org2.hidden().count() > 0
+
+
+def entry(origin: str, usn: int, smtp: str, name: str) -> dict:
+    return {
+        "key": f"{origin}:{uuid.uuid4()}",
+        "origin": origin,
+        "op": "upsert",
+        "kind": "mailbox",
+        "usn": usn,
+        "attrs": {"display_name": name, "alias": name.split()[0].lower(), "primary_smtp": smtp},
+    }
+
+
+def test_set_aside_entries_are_tried_again_after_the_whole_reply(synced, org2):
+    # An entry set aside because a local recipient held its address is tried again once that
+    # address is free, after the last part of a reply: an entry of the reply that takes the
+    # address meanwhile is the master's current word and keeps it; the old one stays aside.
+    desk = org2.add(alias="desk", primary_smtp="shared@partner.example")
+    usn = config_of(org2).master_usn
+    aside = entry("ORG3", usn + 1, "shared@partner.example", "Old Desk")
+    from_the_master(synced, org2, after=usn, through=usn + 1, entries=[aside])
+    assert Conflict.objects.filter(config=org2.config).get().global_key == aside["key"]
+    desk.primary_smtp = "desk@org2.example"
+    changes.save_recipient(desk)
+
+    batch = str(uuid.uuid4())
+    other = entry("ORG3", usn + 2, "someone@org3.example", "Someone Else")
+    taker = entry("ORG1", usn + 3, "shared@partner.example", "New Desk")
+    for part, (after, item) in enumerate([(usn + 1, other), (usn + 2, taker)], start=1):
+        fields = {"batch": batch, "part": part, "parts": 2, "after": after}
+        from_the_master(synced, org2, **fields, through=after + 1, entries=[item])
+
+    holder = org2.contacts().get(primary_smtp="shared@partner.example")
+    assert holder.global_key == taker["key"]
+    assert Conflict.objects.filter(config=org2.config).get().global_key == aside["key"]
