@@ -5,8 +5,10 @@ export asked for again, and the run the part answers."""
 import uuid
 
 import pytest
+from django.utils import timezone
 
 from directory import changes
+from directory.models import Recipient
 from requestor import importer
 from requestor.models import Conflict, RequestorConfig, Run
 from tests.engine.conftest import MASTER_DN
@@ -14,6 +16,7 @@ from tests.engine.helpers import cycle, send_signed, synced_fixtures
 from tests.transport.documents import reply_doc
 from transport import signing, wire
 from transport.constants import Direction, Status
+from transport.digest import Tally
 from transport.inbox import pump
 from transport.models import Message
 
@@ -192,8 +195,10 @@ def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(sync
 
 
 def test_the_first_part_of_a_new_epochs_full_reply_waits_for_the_rest(synced, org2):
+    set_aside = an_entry_set_aside(synced, org2)
     epoch, batch = str(uuid.uuid4()), str(uuid.uuid4())
     shown = org2.contacts().count()
+    started = timezone.now()
 
     first = from_the_master(
         synced, org2, epoch=epoch, full=True, batch=batch, part=1, parts=2, after=0, through=4
@@ -207,8 +212,15 @@ def test_the_first_part_of_a_new_epochs_full_reply_waits_for_the_rest(synced, or
         "",
     )
     assert (config.full_reply_pending, str(config.full_reply_batch)) == (True, batch)
-    # What the old epoch's USNs said of the contacts means nothing now; none is taken out yet.
+    assert config.full_reply_requested_at >= started
+    # What the old epoch's USNs said of the contacts and of the entries set aside means nothing
+    # now (the digests follow); none is taken out before the rest of the reply has come.
     assert set(org2.contacts().values_list("master_usn", flat=True)) == {0}
+    assert Conflict.objects.get(global_key=set_aside["key"]).master_usn == 0
+    counted = Tally()
+    for key in org2.contacts().values_list("global_key", flat=True):
+        counted.add(key, 0)
+    assert changes.contacts_tally(org2.organization.pk).hex == counted.hex
     assert (org2.contacts().count(), org2.hidden().count()) == (shown, 0)
 
 
@@ -239,22 +251,56 @@ def entry(origin: str, usn: int, smtp: str, name: str) -> dict:
     }
 
 
+def an_entry_set_aside(synced, org) -> dict:
+    """An entry of ORG3 the master sends `org`, set aside: a local recipient (alias desk)
+    holds its address."""
+    org.add(alias="desk", primary_smtp="shared@partner.example")
+    usn = config_of(org).master_usn
+    aside = entry("ORG3", usn + 1, "shared@partner.example", "Old Desk")
+    from_the_master(synced, org, after=usn, through=usn + 1, entries=[aside])
+    assert Conflict.objects.filter(config=org.config).get().global_key == aside["key"]
+    return aside
+
+
+@pytest.mark.parametrize("ends", [0, -2], ids=["where-it-is", "before"])
+def test_a_part_the_requestor_is_already_past_adds_nothing(synced, org2, ends):
+    # Its entries are older than what was applied since (only a full reply the requestor
+    # waits for is applied whatever its USNs).
+    usn = config_of(org2).master_usn
+    late = entry("ORG3", usn + ends, "late@org3.example", "Late Comer")
+
+    reply = from_the_master(synced, org2, after=usn + ends - 1, through=usn + ends, entries=[late])
+
+    assert reply.status == Status.PROCESSED
+    assert not org2.contacts().filter(global_key=late["key"]).exists()
+    assert config_of(org2).master_usn == usn
+
+
+def test_a_part_after_a_gap_waits_for_the_parts_before_it(synced, org2):
+    usn = config_of(org2).master_usn
+
+    reply = from_the_master(synced, org2, after=usn + 2, through=usn + 4)
+
+    assert (reply.status, reply.error) == (
+        Status.DEFERRED,
+        f"Waiting for master USNs ({usn}, {usn + 2}] before this part.",
+    )
+
+
 def test_set_aside_entries_are_tried_again_after_the_whole_reply(synced, org2):
     # An entry set aside because a local recipient held its address is tried again once that
     # address is free, after the last part of a reply: an entry of the reply that takes the
     # address meanwhile is the master's current word and keeps it; the old one stays aside.
-    desk = org2.add(alias="desk", primary_smtp="shared@partner.example")
-    usn = config_of(org2).master_usn
-    aside = entry("ORG3", usn + 1, "shared@partner.example", "Old Desk")
-    from_the_master(synced, org2, after=usn, through=usn + 1, entries=[aside])
-    assert Conflict.objects.filter(config=org2.config).get().global_key == aside["key"]
+    aside = an_entry_set_aside(synced, org2)
+    desk = Recipient.objects.get(organization=org2.organization, alias="desk")
     desk.primary_smtp = "desk@org2.example"
     changes.save_recipient(desk)
+    usn = config_of(org2).master_usn
 
     batch = str(uuid.uuid4())
-    other = entry("ORG3", usn + 2, "someone@org3.example", "Someone Else")
-    taker = entry("ORG1", usn + 3, "shared@partner.example", "New Desk")
-    for part, (after, item) in enumerate([(usn + 1, other), (usn + 2, taker)], start=1):
+    other = entry("ORG3", usn + 1, "someone@org3.example", "Someone Else")
+    taker = entry("ORG1", usn + 2, "shared@partner.example", "New Desk")
+    for part, (after, item) in enumerate([(usn, other), (usn + 1, taker)], start=1):
         fields = {"batch": batch, "part": part, "parts": 2, "after": after}
         from_the_master(synced, org2, **fields, through=after + 1, entries=[item])
 
