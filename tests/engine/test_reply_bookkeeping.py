@@ -3,6 +3,7 @@
 export asked for again, and the run the part answers."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -307,3 +308,50 @@ def test_set_aside_entries_are_tried_again_after_the_whole_reply(synced, org2):
     holder = org2.contacts().get(primary_smtp="shared@partner.example")
     assert holder.global_key == taker["key"]
     assert Conflict.objects.filter(config=org2.config).get().global_key == aside["key"]
+
+
+# A full reply that ends where the requestor already is: applied (its entries written, the
+# contacts it does not list taken out) only if the requestor waits for it. Either it is the
+# full reply being applied, or one was asked for and this one answers an export sent since.
+@pytest.mark.parametrize(
+    ("pending", "answers", "started", "applied"),
+    [
+        (True, "a run", 1, True),  # the run started after the request
+        (True, "a run", 0, True),  # at the very moment of it
+        (True, "a run", -1, False),  # before it: an older full reply, arriving late
+        (False, "a run", 1, False),  # none asked for
+        (True, "nothing known", None, False),  # an export this requestor has no run of
+        (False, "the batch", None, True),  # the full reply whose first part was applied
+    ],
+    ids=["after", "at", "before", "not-asked", "unknown-export", "same-batch"],
+)
+def test_a_full_reply_that_brings_nothing_new_is_applied_only_when_waited_for(
+    synced, org2, pending, answers, started, applied
+):
+    usn, asked = config_of(org2).master_usn, timezone.now() - timedelta(minutes=5)
+    run, batch = cycle(org2), uuid.uuid4()
+    if started is not None:
+        Run.objects.filter(pk=run.pk).update(started_at=asked + timedelta(seconds=started))
+    RequestorConfig.objects.filter(pk=org2.config.pk).update(
+        full_reply_pending=pending,
+        full_reply_requested_at=asked,
+        full_reply_batch=batch if answers == "the batch" else None,
+    )
+    shown = org2.contacts().count()
+    listed = entry("ORG3", usn, "listed@org3.example", "Listed Only")
+    in_reply_to = run.batch if answers == "a run" else uuid.uuid4()
+
+    reply = from_the_master(
+        synced,
+        org2,
+        batch=str(batch),
+        in_reply_to=str(in_reply_to),
+        full=True,
+        after=0,
+        through=usn,
+        entries=[listed],
+    )
+
+    assert reply.status == Status.PROCESSED
+    assert org2.contacts().filter(global_key=listed["key"]).exists() is applied
+    assert org2.contacts().count() == (1 if applied else shown)
