@@ -11,7 +11,7 @@ from django.utils import timezone
 from directory import changes
 from directory.models import Recipient
 from requestor import importer
-from requestor.models import Conflict, RequestorConfig, Run
+from requestor.models import Conflict, ImportedChange, RequestorConfig, Run
 from tests.engine.conftest import MASTER_DN
 from tests.engine.helpers import cycle, send_signed, synced_fixtures
 from tests.transport.documents import reply_doc
@@ -199,10 +199,21 @@ def test_the_first_part_of_a_new_epochs_full_reply_waits_for_the_rest(synced, or
     set_aside = an_entry_set_aside(synced, org2)
     epoch, batch = str(uuid.uuid4()), str(uuid.uuid4())
     shown = org2.contacts().count()
+    kept = org2.contacts().order_by("pk").first()
     started = timezone.now()
 
+    # It lists one contact as it is, at the new epoch's USN 1.
     first = from_the_master(
-        synced, org2, epoch=epoch, full=True, batch=batch, part=1, parts=2, after=0, through=4
+        synced,
+        org2,
+        epoch=epoch,
+        full=True,
+        batch=batch,
+        part=1,
+        parts=2,
+        after=0,
+        through=4,
+        entries=[as_listed(kept, 1)],
     )
 
     assert first.status == Status.PROCESSED
@@ -215,14 +226,36 @@ def test_the_first_part_of_a_new_epochs_full_reply_waits_for_the_rest(synced, or
     assert (config.full_reply_pending, str(config.full_reply_batch)) == (True, batch)
     assert config.full_reply_requested_at >= started
     # What the old epoch's USNs said of the contacts and of the entries set aside means nothing
-    # now (the digests follow); none is taken out before the rest of the reply has come.
-    assert set(org2.contacts().values_list("master_usn", flat=True)) == {0}
+    # now (the digests follow); the contact listed is at its new USN, and none is taken out
+    # before the rest of the reply has come.
+    usns = dict(org2.contacts().values_list("global_key", "master_usn"))
+    assert usns == {key: 1 if key == kept.global_key else 0 for key in usns}
     assert Conflict.objects.get(global_key=set_aside["key"]).master_usn == 0
     counted = Tally()
-    for key in org2.contacts().values_list("global_key", flat=True):
-        counted.add(key, 0)
+    for key, usn in usns.items():
+        counted.add(key, usn)
     assert changes.contacts_tally(org2.organization.pk).hex == counted.hex
     assert (org2.contacts().count(), org2.hidden().count()) == (shown, 0)
+
+
+def test_an_entry_held_at_its_master_usn_is_not_written_again(synced, org2):
+    # A full reply lists every entry: those the requestor holds as they are (at the same master
+    # USN) are left alone, even if the part says otherwise of them (it cannot, from a master).
+    contact = org2.contacts().order_by("pk").first()
+    before = Recipient.objects.filter(pk=contact.pk).values().get()
+    listed = as_listed(contact, contact.master_usn)
+    listed["attrs"]["display_name"] = "Not Written"
+    usn = config_of(org2).master_usn
+
+    reply = from_the_master(
+        synced, org2, full=True, part=1, parts=2, after=0, through=usn + 1, entries=[listed]
+    )
+
+    assert reply.status == Status.PROCESSED
+    assert Recipient.objects.filter(pk=contact.pk).values().get() == before
+    assert not ImportedChange.objects.filter(
+        organization=org2.organization, global_key=contact.global_key, batch=reply.batch
+    ).exists()
 
 
 def test_a_new_epoch_with_nothing_in_it_takes_every_contact_out(synced, org2):
@@ -249,6 +282,19 @@ def entry(origin: str, usn: int, smtp: str, name: str) -> dict:
         "kind": "mailbox",
         "usn": usn,
         "attrs": {"display_name": name, "alias": name.split()[0].lower(), "primary_smtp": smtp},
+    }
+
+
+def as_listed(contact: Recipient, usn: int) -> dict:
+    """The master's entry of `contact` as the requestor holds it, at master USN `usn`."""
+    attrs = {"display_name": contact.display_name, "primary_smtp": contact.primary_smtp}
+    return {
+        "key": contact.global_key,
+        "origin": contact.origin_organization,
+        "op": "upsert",
+        "kind": "mailbox",
+        "usn": usn,
+        "attrs": {**attrs, "alias": contact.alias},
     }
 
 
