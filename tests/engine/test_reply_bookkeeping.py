@@ -6,6 +6,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from directory import changes
@@ -401,3 +403,18 @@ def test_a_full_reply_that_brings_nothing_new_is_applied_only_when_waited_for(
     assert reply.status == Status.PROCESSED
     assert org2.contacts().filter(global_key=listed["key"]).exists() is applied
     assert org2.contacts().count() == (1 if applied else shown)
+
+
+def test_a_part_reads_no_set_aside_table_while_nothing_is_set_aside(synced, org2):
+    # The usual case: no conflict and no filtered entry. Settling the part's keys would look
+    # for rows there are none of; the tally of what is set aside says so without a query.
+    assert config_of(org2).set_aside_count == 0
+    usn = config_of(org2).master_usn
+    new = entry("ORG3", usn + 1, "new@org3.example", "New Person")
+
+    with CaptureQueriesContext(connection) as queries:
+        receive_reply(org2, after=usn, through=usn + 1, entries=[new])
+
+    assert org2.contacts().filter(global_key=new["key"]).exists()
+    tables = ('"requestor_conflict"', '"requestor_filteredentry"')
+    assert [q["sql"] for q in queries if any(table in q["sql"] for table in tables)] == []
