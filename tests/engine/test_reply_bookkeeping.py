@@ -13,7 +13,7 @@ from django.utils import timezone
 from directory import changes
 from directory.models import Recipient
 from requestor import importer
-from requestor.models import Conflict, ImportedChange, RequestorConfig, Run
+from requestor.models import Conflict, FilteredEntry, ImportedChange, RequestorConfig, Run
 from tests.engine.conftest import MASTER_DN
 from tests.engine.helpers import cycle, send_signed, synced_fixtures
 from tests.transport.documents import reply_doc
@@ -418,3 +418,31 @@ def test_a_part_reads_no_set_aside_table_while_nothing_is_set_aside(synced, org2
     assert org2.contacts().filter(global_key=new["key"]).exists()
     tables = ('"requestor_conflict"', '"requestor_filteredentry"')
     assert [q["sql"] for q in queries if any(table in q["sql"] for table in tables)] == []
+
+
+def test_the_history_says_what_was_set_aside_and_why(synced, org2):
+    RequestorConfig.objects.filter(pk=org2.config.pk).update(
+        excluded_addresses="left.out@org3.example"
+    )
+    aside = an_entry_set_aside(synced, org2)
+    usn = config_of(org2).master_usn
+    left_out = entry("ORG3", usn + 1, "left.out@org3.example", "Left Out")
+    from_the_master(synced, org2, after=usn, through=usn + 1, entries=[left_out])
+
+    conflict = Conflict.objects.get(global_key=aside["key"])
+    filtered = FilteredEntry.objects.get(global_key=left_out["key"])
+    columns = ["op", "origin", "master_usn", "display_name", "primary_smtp", "detail"]
+    rows = ImportedChange.objects.filter(organization=org2.organization, op="set_aside")
+    assert sorted(rows.values_list(*columns)) == sorted(
+        [
+            ("set_aside", "ORG3", usn, "Old Desk", "shared@partner.example", conflict.reason),
+            (
+                "set_aside",
+                "ORG3",
+                usn + 1,
+                "",  # a filtered entry keeps no name
+                "left.out@org3.example",
+                filtered.get_reason_display(),
+            ),
+        ]
+    )
