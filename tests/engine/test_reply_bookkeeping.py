@@ -448,26 +448,29 @@ def test_the_history_says_what_was_set_aside_and_why(synced, org2):
     )
 
 
-def test_a_hidden_contact_removed_for_good_is_in_the_history(synced, org2):
+@pytest.mark.parametrize("grace_days", [0, 7])
+def test_a_hidden_contact_left_out_is_in_the_history_once(synced, org2, grace_days):
     # A contact hidden for its grace period whose entry comes back left out by the Import
-    # Config (its address excluded meanwhile), with no grace period any more: it is removed at
-    # once, and the history says so with the master USN that took it out.
+    # Config (its address excluded meanwhile). Without a grace period any more it is removed at
+    # once, and the history says so with the master USN that took it out; with one, it stays
+    # hidden, and the history does not say it again.
     contact = org2.contacts().order_by("pk").first()
     usn = config_of(org2).master_usn
     gone = {**as_listed(contact, usn + 1), "op": "delete", "attrs": {}}
     from_the_master(synced, org2, after=usn, through=usn + 1, entries=[gone])
     assert org2.hidden().filter(pk=contact.pk).exists()
     RequestorConfig.objects.filter(pk=org2.config.pk).update(
-        grace_days=0, excluded_addresses=contact.primary_smtp
+        grace_days=grace_days, excluded_addresses=contact.primary_smtp
     )
 
     back = as_listed(contact, usn + 2)
     from_the_master(synced, org2, after=usn + 1, through=usn + 2, entries=[back])
 
-    assert not Recipient.objects.filter(pk=contact.pk).exists()
+    assert org2.hidden().filter(pk=contact.pk).exists() is bool(grace_days)
     history = ImportedChange.objects.filter(global_key=contact.global_key, master_usn__gt=usn)
+    removed = [] if grace_days else [("removed", usn + 2)]
     assert list(history.order_by("pk").values_list("op", "master_usn")) == [
         ("hidden", usn + 1),
-        ("removed", usn + 2),
+        *removed,
         ("set_aside", usn + 2),
     ]
