@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from directory import changes
-from directory.models import Recipient
+from directory.models import Organization, Recipient
 from requestor import importer
 from requestor.models import Conflict, FilteredEntry, ImportedChange, RequestorConfig, Run
 from tests.engine.conftest import MASTER_DN
@@ -458,7 +458,10 @@ def test_a_hidden_contact_left_out_is_in_the_history_once(synced, org2, grace_da
     usn = config_of(org2).master_usn
     gone = {**as_listed(contact, usn + 1), "op": "delete", "attrs": {}}
     from_the_master(synced, org2, after=usn, through=usn + 1, entries=[gone])
-    assert org2.hidden().filter(pk=contact.pk).exists()
+    # Hidden, at the master USN of the delete.
+    assert org2.hidden().filter(pk=contact.pk).values_list("master_usn", flat=True).get() == (
+        usn + 1
+    )
     RequestorConfig.objects.filter(pk=org2.config.pk).update(
         grace_days=grace_days, excluded_addresses=contact.primary_smtp
     )
@@ -474,3 +477,29 @@ def test_a_hidden_contact_left_out_is_in_the_history_once(synced, org2, grace_da
         *removed,
         ("set_aside", usn + 2),
     ]
+
+
+def test_a_contact_a_full_reply_no_longer_lists_is_hidden_at_its_last_master_usn(synced, org2):
+    listed, dropped = org2.contacts().order_by("pk")[:2]
+    others = org2.contacts().exclude(pk__in=[listed.pk, dropped.pk])
+    usn = config_of(org2).master_usn
+    entries = [as_listed(c, c.master_usn) for c in [listed, *others]]
+
+    reply = from_the_master(synced, org2, full=True, after=0, through=usn + 1, entries=entries)
+
+    assert reply.status == Status.PROCESSED
+    assert list(org2.hidden().values_list("pk", "master_usn")) == [(dropped.pk, dropped.master_usn)]
+    history = ImportedChange.objects.filter(global_key=dropped.global_key, batch=reply.batch)
+    assert list(history.values_list("op", "master_usn")) == [("hidden", dropped.master_usn)]
+
+
+def test_contacts_written_by_a_part_take_local_usns_of_their_own(synced, org2):
+    usn = config_of(org2).master_usn
+    new = [entry("ORG3", usn + n, f"new{n}@org3.example", f"New {n}") for n in (1, 2, 3)]
+
+    receive_reply(org2, after=usn, through=usn + 3, entries=new)
+
+    written = org2.contacts().filter(global_key__in=[e["key"] for e in new])
+    local = sorted(written.values_list("usn", flat=True))
+    top = Organization.objects.get(pk=org2.organization.pk).usn
+    assert local == [top - 2, top - 1, top]
