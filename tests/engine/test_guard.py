@@ -372,6 +372,9 @@ def test_a_requestor_holds_a_reply_readdressing_more_than_its_import_limit(synce
     assert "It would delete 30 of 33 contacts of ORG3 (30 of them by a new address) (91 %);" in (
         hold.reason
     )
+    # The first ten of them by name, for the administrator who decides.
+    assert len(hold.sample) == holds.SAMPLE_SIZE
+    assert set(hold.sample) < set(org3.contacts().values_list("display_name", flat=True))
     assert set(org3.contacts().values_list("primary_smtp", flat=True)) == before
     holds.approve(hold.pk)
     assert org3.contacts().filter(primary_smtp__endswith="@wrong.example").count() == 30

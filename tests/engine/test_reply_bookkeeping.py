@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from directory import changes
+from directory.constants import GENERAL_ATTRIBUTES
 from directory.models import Organization, Recipient
 from requestor import importer
 from requestor.models import Conflict, FilteredEntry, ImportedChange, RequestorConfig, Run
@@ -289,14 +290,14 @@ def entry(origin: str, usn: int, smtp: str, name: str) -> dict:
 
 def as_listed(contact: Recipient, usn: int) -> dict:
     """The master's entry of `contact` as the requestor holds it, at master USN `usn`."""
-    attrs = {"display_name": contact.display_name, "primary_smtp": contact.primary_smtp}
+    attrs = {name: getattr(contact, name) for name in GENERAL_ATTRIBUTES}
     return {
         "key": contact.global_key,
         "origin": contact.origin_organization,
         "op": "upsert",
         "kind": "mailbox",
         "usn": usn,
-        "attrs": {**attrs, "alias": contact.alias},
+        "attrs": {name: value for name, value in attrs.items() if value},
     }
 
 
@@ -507,3 +508,34 @@ def test_contacts_written_by_a_part_take_local_usns_of_their_own(synced, org2):
     organization = Organization.objects.get(pk=org2.organization.pk)
     assert local == [organization.usn - 2, organization.usn - 1, organization.usn]
     assert organization.own_usn == own < local[0]
+
+
+def test_contacts_updated_by_a_part_take_the_newest_local_usns(synced, org2):
+    contacts = list(org2.contacts().order_by("pk")[:3])
+    usn = config_of(org2).master_usn
+    changed = []
+    for offset, contact in enumerate(contacts, start=1):
+        listed = as_listed(contact, usn + offset)
+        listed["attrs"]["display_name"] = f"Renamed {offset}"
+        changed.append(listed)
+
+    receive_reply(org2, after=usn, through=usn + 3, entries=changed)
+
+    top = Organization.objects.get(pk=org2.organization.pk).usn
+    written = Recipient.objects.filter(pk__in=[c.pk for c in contacts])
+    assert sorted(written.values_list("usn", flat=True)) == [top - 2, top - 1, top]
+
+
+def test_an_updates_history_names_the_entrys_attributes_not_the_alias_chosen_here(synced, org2):
+    # The alias is the requestor's own choice (the source's, or a fallback where that one is
+    # taken here), not an attribute of the entry: it is not reported as changed.
+    contact = org2.contacts().order_by("pk").first()
+    usn = config_of(org2).master_usn
+    listed = as_listed(contact, usn + 1)
+    listed["attrs"].update(alias="renamed.alias", title="Chief Tester")
+
+    receive_reply(org2, after=usn, through=usn + 1, entries=[listed])
+
+    assert Recipient.objects.get(pk=contact.pk).alias == "renamed.alias"
+    history = ImportedChange.objects.filter(global_key=contact.global_key, master_usn=usn + 1)
+    assert list(history.values_list("op", "detail")) == [("updated", "title")]
