@@ -74,8 +74,6 @@ class Counts:
     deleted: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     filtered: list[FilteredEntry] = field(default_factory=list)
-    # Hidden contacts an entry brought back (counted with the updated ones too).
-    restored: int = 0
     # Contacts whose address a change replaces (the import guard counts them with removals: a
     # wrong SMTP rewrite at the origin breaks mail to them as surely as a delete).
     readdressed: int = 0
@@ -626,7 +624,6 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
         delta.add(contact)
         update.append(contact)
         op = ImportedChange.Op.RESTORED if restored else ImportedChange.Op.UPDATED
-        counts.restored += restored
         counts.note(
             config,
             op,
