@@ -637,7 +637,8 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
     with changes.writing():
         _make_room(update, before)
         update_objects(Recipient, update, CONTACT_FIELDS)
-    delta.save(locked=True)  # allocate_usns above
+    # Locked by allocate_usns above (unlocked, save() would only lock it again).
+    delta.save(locked=True)  # pragma: no mutate
     # Made as COPY sends them, so that the database takes the first rows in while the rest are
     # still being made.
     create = (
