@@ -662,7 +662,7 @@ def _write(config, upserts, aliases, counts: Counts) -> None:
                 entry.origin,
                 entry.usn,
                 entry.attrs.get("display_name", ""),
-                entry.attrs.get("primary_smtp", ""),
+                entry.attrs["primary_smtp"],  # an entry without one was set aside
             )
     counts.updated += len(update)
 

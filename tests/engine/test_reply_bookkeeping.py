@@ -500,6 +500,7 @@ def test_contacts_written_by_a_part_take_local_usns_of_their_own(synced, org2):
     own = Organization.objects.get(pk=org2.organization.pk).own_usn
     usn = config_of(org2).master_usn
     new = [entry("ORG3", usn + n, f"new{n}@org3.example", f"New {n}") for n in (1, 2, 3)]
+    del new[2]["attrs"]["display_name"]  # an entry may come without a name
 
     receive_reply(org2, after=usn, through=usn + 3, entries=new)
 
@@ -508,6 +509,19 @@ def test_contacts_written_by_a_part_take_local_usns_of_their_own(synced, org2):
     organization = Organization.objects.get(pk=org2.organization.pk)
     assert local == [organization.usn - 2, organization.usn - 1, organization.usn]
     assert organization.own_usn == own < local[0]
+    history = ImportedChange.objects.filter(global_key__in=[e["key"] for e in new])
+    columns = ["global_key", "op", "master_usn", "display_name", "primary_smtp", "detail"]
+    assert sorted(history.values_list(*columns)) == sorted(
+        (
+            e["key"],
+            "added",
+            e["usn"],
+            e["attrs"].get("display_name", ""),
+            e["attrs"]["primary_smtp"],
+            "",
+        )
+        for e in new
+    )
 
 
 def test_contacts_updated_by_a_part_take_the_newest_local_usns(synced, org2):
@@ -539,3 +553,19 @@ def test_an_updates_history_names_the_entrys_attributes_not_the_alias_chosen_her
     assert Recipient.objects.get(pk=contact.pk).alias == "renamed.alias"
     history = ImportedChange.objects.filter(global_key=contact.global_key, master_usn=usn + 1)
     assert list(history.values_list("op", "detail")) == [("updated", "title")]
+
+
+def test_a_run_counts_what_its_part_imports_and_the_set_aside_entries_freed_after_it(synced, org2):
+    run = cycle(org2)
+    aside = an_entry_set_aside(synced, org2)
+    desk = Recipient.objects.get(organization=org2.organization, alias="desk")
+    desk.primary_smtp = "desk@org2.example"
+    changes.save_recipient(desk)
+    usn = config_of(org2).master_usn
+    new = entry("ORG3", usn + 1, "new@org3.example", "New Person")
+
+    receive_reply(org2, in_reply_to=str(run.batch), after=usn, through=usn + 1, entries=[new])
+
+    imported = org2.contacts().filter(global_key__in=[aside["key"], new["key"]])
+    assert imported.count() == 2
+    assert Run.objects.get(pk=run.pk).imported == run.imported + 2
