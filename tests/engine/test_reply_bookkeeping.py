@@ -155,6 +155,7 @@ def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(sync
     old_epoch, epoch, batch = config_of(org2).master_epoch, str(uuid.uuid4()), str(uuid.uuid4())
 
     partial = from_the_master(synced, org2, epoch=epoch, full=False, after=0, through=3)
+    listed = org2.contacts().order_by("pk").first()
     second = from_the_master(
         synced,
         org2,
@@ -166,6 +167,7 @@ def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(sync
         after=4,
         through=9,
         fingerprint=NEW,
+        entries=[as_listed(listed, 5)],
     )
 
     assert (partial.status, partial.error) == (
@@ -192,14 +194,22 @@ def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(sync
         9,
         NEW,
     )
-    # The full reply, whole, listed none of them: they are hidden for their grace period.
+    # The full reply, whole, listed one of them: the others are hidden for their grace
+    # period, once the last part was applied (the first did not take the listed one out).
     assert (config.full_reply_pending, config.full_reply_batch) == (False, None)
-    assert not org2.contacts().exists()
-    assert org2.hidden().count() == shown
+    assert list(org2.contacts().values_list("pk", "master_usn")) == [(listed.pk, 5)]
+    assert org2.hidden().count() == shown - 1
+    history = ImportedChange.objects.filter(global_key=listed.global_key, batch=batch)
+    assert list(history.values_list("op", flat=True)) == ["updated"]
 
 
 def test_the_first_part_of_a_new_epochs_full_reply_waits_for_the_rest(synced, org2):
     set_aside = an_entry_set_aside(synced, org2)
+    # An earlier reply of two parts, both applied: its second part is not this reply's.
+    usn, earlier = config_of(org2).master_usn, str(uuid.uuid4())
+    for part in (1, 2):
+        fields = {"batch": earlier, "part": part, "parts": 2, "after": usn + part - 1}
+        assert from_the_master(synced, org2, **fields, through=usn + part).status == "processed"
     epoch, batch = str(uuid.uuid4()), str(uuid.uuid4())
     shown = org2.contacts().count()
     kept = org2.contacts().order_by("pk").first()
@@ -569,3 +579,28 @@ def test_a_run_counts_what_its_part_imports_and_the_set_aside_entries_freed_afte
     imported = org2.contacts().filter(global_key__in=[aside["key"], new["key"]])
     assert imported.count() == 2
     assert Run.objects.get(pk=run.pk).imported == run.imported + 2
+
+
+def test_a_run_counts_the_contacts_its_part_updates_and_those_restored_after_it(synced, org2):
+    # A contact hidden when its entry moved to an address a local recipient holds comes back
+    # once that address is free: counted with the contacts the part itself updated.
+    run = cycle(org2)
+    moved, renamed = org2.contacts().order_by("pk")[:2]
+    desk = org2.add(alias="desk", primary_smtp="shared@partner.example")
+    usn = config_of(org2).master_usn
+    taken = as_listed(moved, usn + 1)
+    taken["attrs"]["primary_smtp"] = "shared@partner.example"
+    from_the_master(synced, org2, after=usn, through=usn + 1, entries=[taken])
+    assert org2.hidden().filter(pk=moved.pk).exists()
+    desk.primary_smtp = "desk@org2.example"
+    changes.save_recipient(desk)
+    listed = as_listed(renamed, usn + 2)
+    listed["attrs"]["display_name"] = "Renamed Meanwhile"
+
+    receive_reply(
+        org2, in_reply_to=str(run.batch), after=usn + 1, through=usn + 2, entries=[listed]
+    )
+
+    assert org2.contacts().get(pk=moved.pk).primary_smtp == "shared@partner.example"
+    assert org2.contacts().get(pk=renamed.pk).display_name == "Renamed Meanwhile"
+    assert Run.objects.get(pk=run.pk).updated == run.updated + 2
