@@ -155,7 +155,7 @@ def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(sync
     old_epoch, epoch, batch = config_of(org2).master_epoch, str(uuid.uuid4()), str(uuid.uuid4())
 
     partial = from_the_master(synced, org2, epoch=epoch, full=False, after=0, through=3)
-    listed = org2.contacts().order_by("pk").first()
+    early, listed = org2.contacts().order_by("pk")[:2]
     second = from_the_master(
         synced,
         org2,
@@ -182,7 +182,16 @@ def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(sync
     assert config_of(org2).master_epoch == old_epoch
 
     first = from_the_master(
-        synced, org2, epoch=epoch, full=True, batch=batch, part=1, parts=2, after=0, through=4
+        synced,
+        org2,
+        epoch=epoch,
+        full=True,
+        batch=batch,
+        part=1,
+        parts=2,
+        after=0,
+        through=4,
+        entries=[as_listed(early, 2)],
     )
 
     assert first.status == Status.PROCESSED
@@ -194,11 +203,15 @@ def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(sync
         9,
         NEW,
     )
-    # The full reply, whole, listed one of them: the others are hidden for their grace
-    # period, once the last part was applied (the first did not take the listed one out).
+    # The full reply, whole, listed two of them, one in each part: the others are hidden for
+    # their grace period, once the last part was applied (the first did not take the one
+    # listed in the second out).
     assert (config.full_reply_pending, config.full_reply_batch) == (False, None)
-    assert list(org2.contacts().values_list("pk", "master_usn")) == [(listed.pk, 5)]
-    assert org2.hidden().count() == shown - 1
+    assert sorted(org2.contacts().values_list("pk", "master_usn")) == [
+        (early.pk, 2),
+        (listed.pk, 5),
+    ]
+    assert org2.hidden().count() == shown - 2
     history = ImportedChange.objects.filter(global_key=listed.global_key, batch=batch)
     assert list(history.values_list("op", flat=True)) == ["updated"]
 
@@ -604,3 +617,30 @@ def test_a_run_counts_the_contacts_its_part_updates_and_those_restored_after_it(
     assert org2.contacts().get(pk=moved.pk).primary_smtp == "shared@partner.example"
     assert org2.contacts().get(pk=renamed.pk).display_name == "Renamed Meanwhile"
     assert Run.objects.get(pk=run.pk).updated == run.updated + 2
+
+
+def test_a_set_aside_entry_kept_without_its_attributes_is_not_tried_again(synced, org2):
+    # Conflicts recorded before their attributes were kept have none: even with their address
+    # free, they wait for the master's next word on the entry rather than become empty contacts.
+    usn = config_of(org2).master_usn
+    legacy = Conflict.objects.create(
+        config=org2.config,
+        global_key=f"ORG3:{uuid.uuid4()}",
+        origin="ORG3",
+        display_name="Old Record",
+        address="free@org3.example",
+        reason="The address belongs to a recipient of this organization.",
+        master_usn=usn,
+        attrs={},
+    )
+    tally = Tally()
+    tally.add(legacy.global_key, usn)
+    RequestorConfig.objects.filter(pk=org2.config.pk).update(
+        set_aside_digest=tally.hex, set_aside_count=1
+    )
+    before = Conflict.objects.filter(pk=legacy.pk).values().get()
+
+    receive_reply(org2, after=usn, through=usn + 1)
+
+    assert Conflict.objects.filter(pk=legacy.pk).values().get() == before
+    assert not Recipient.objects.filter(global_key=legacy.global_key).exists()
