@@ -781,11 +781,13 @@ def retry_conflicts(config: RequestorConfig, counts: Counts) -> None:
     changed its address, or the contact that had it is gone), as if the master sent them now."""
     if not config.set_aside_count:
         return
-    conflicts = list(Conflict.objects.filter(config=config).exclude(attrs={}))
+    conflicts = [
+        (conflict, conflict.address.lower())
+        for conflict in Conflict.objects.filter(config=config).exclude(attrs={})
+    ]
     if not conflicts:
         return
-    addresses = {conflict.address.lower() for conflict in conflicts}
-    held = {smtp for (smtp,) in _lowered(config, "primary_smtp", addresses)}
+    held = {smtp for (smtp,) in _lowered(config, "primary_smtp", {a for _, a in conflicts})}
     freed = [
         wire.Entry.model_construct(
             key=conflict.global_key,
@@ -795,8 +797,8 @@ def retry_conflicts(config: RequestorConfig, counts: Counts) -> None:
             usn=conflict.master_usn,
             attrs=conflict.attrs,
         )
-        for conflict in conflicts
-        if conflict.address.lower() not in held and _is_smtp_address(conflict.address.lower())
+        for conflict, address in conflicts
+        if address not in held and _is_smtp_address(address)
     ]
     if freed:
         set_aside = Tally.of(config.set_aside_digest, config.set_aside_count)

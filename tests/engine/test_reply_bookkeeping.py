@@ -365,9 +365,7 @@ def test_set_aside_entries_are_tried_again_after_the_whole_reply(synced, org2):
     # address is free, after the last part of a reply: an entry of the reply that takes the
     # address meanwhile is the master's current word and keeps it; the old one stays aside.
     aside = an_entry_set_aside(synced, org2)
-    desk = Recipient.objects.get(organization=org2.organization, alias="desk")
-    desk.primary_smtp = "desk@org2.example"
-    changes.save_recipient(desk)
+    free_the_desk(org2)
     usn = config_of(org2).master_usn
 
     batch = str(uuid.uuid4())
@@ -581,9 +579,7 @@ def test_an_updates_history_names_the_entrys_attributes_not_the_alias_chosen_her
 def test_a_run_counts_what_its_part_imports_and_the_set_aside_entries_freed_after_it(synced, org2):
     run = cycle(org2)
     aside = an_entry_set_aside(synced, org2)
-    desk = Recipient.objects.get(organization=org2.organization, alias="desk")
-    desk.primary_smtp = "desk@org2.example"
-    changes.save_recipient(desk)
+    free_the_desk(org2)
     usn = config_of(org2).master_usn
     new = entry("ORG3", usn + 1, "new@org3.example", "New Person")
 
@@ -644,3 +640,43 @@ def test_a_set_aside_entry_kept_without_its_attributes_is_not_tried_again(synced
 
     assert Conflict.objects.filter(pk=legacy.pk).values().get() == before
     assert not Recipient.objects.filter(global_key=legacy.global_key).exists()
+
+
+def free_the_desk(org) -> None:
+    desk = Recipient.objects.get(organization=org.organization, alias="desk")
+    desk.primary_smtp = "desk@org2.example"
+    changes.save_recipient(desk)
+
+
+def test_a_freed_entry_the_import_config_now_leaves_out_is_recorded_as_left_out(synced, org2):
+    aside = an_entry_set_aside(synced, org2)
+    free_the_desk(org2)
+    RequestorConfig.objects.filter(pk=org2.config.pk).update(
+        excluded_addresses="shared@partner.example"
+    )
+    usn = config_of(org2).master_usn
+
+    receive_reply(org2, after=usn, through=usn + 1)
+
+    assert not Conflict.objects.filter(global_key=aside["key"]).exists()
+    filtered = FilteredEntry.objects.get(global_key=aside["key"])
+    assert (filtered.reason, filtered.master_usn) == (FilteredEntry.Reason.ADDRESS, aside["usn"])
+    assert not org2.contacts().filter(global_key=aside["key"]).exists()
+
+
+def test_two_freed_entries_of_one_address_one_is_imported_the_other_stays_aside(synced, org2):
+    # Two origins with the same address, both set aside while a local recipient held it.
+    first = an_entry_set_aside(synced, org2)
+    usn = config_of(org2).master_usn
+    second = entry("ORG1", usn + 1, "shared@partner.example", "Other Desk")
+    second["kind"] = "distribution_list"
+    from_the_master(synced, org2, after=usn, through=usn + 1, entries=[second])
+    free_the_desk(org2)
+
+    receive_reply(org2, after=usn + 1, through=usn + 2)
+
+    holder = org2.contacts().get(primary_smtp="shared@partner.example")
+    [left] = Conflict.objects.filter(config=org2.config)
+    assert {holder.global_key, left.global_key} == {first["key"], second["key"]}
+    kinds = {first["key"]: "mailbox", second["key"]: "distribution_list"}
+    assert left.kind == kinds[left.global_key]
