@@ -13,8 +13,15 @@ from django.utils import timezone
 from directory import changes
 from directory.constants import GENERAL_ATTRIBUTES
 from directory.models import Organization, Recipient
-from requestor import importer
-from requestor.models import Conflict, FilteredEntry, ImportedChange, RequestorConfig, Run
+from requestor import importer, verify
+from requestor.models import (
+    Conflict,
+    FilteredEntry,
+    ImportedChange,
+    RequestorConfig,
+    Run,
+    Verification,
+)
 from tests.engine.conftest import MASTER_DN
 from tests.engine.helpers import cycle, send_signed, synced_fixtures
 from tests.transport.documents import reply_doc
@@ -680,3 +687,44 @@ def test_two_freed_entries_of_one_address_one_is_imported_the_other_stays_aside(
     assert {holder.global_key, left.global_key} == {first["key"], second["key"]}
     kinds = {first["key"]: "mailbox", second["key"]: "distribution_list"}
     assert left.kind == kinds[left.global_key]
+
+
+def test_an_ack_beyond_an_export_that_covered_nothing_means_a_restore(synced, org2):
+    # The master acknowledges local USN 1 of an export that covered none: this organization
+    # does not remember USNs the master has seen (restored from a backup). It restates its
+    # recipients above that USN and sends everything again.
+    run = cycle(org2)
+    Run.objects.filter(pk=run.pk).update(export_through=0)
+    usn = config_of(org2).master_usn
+
+    receive_reply(org2, in_reply_to=str(run.batch), after=usn, through=usn + 1, ack=1)
+
+    config = config_of(org2)
+    assert (config.last_export_batch, config.requestor_usn) == (None, 0)
+
+
+@pytest.mark.parametrize(
+    ("verification", "differed"), [(None, 0), (3, 3)], ids=["unverified", "verified"]
+)
+def test_a_full_export_acknowledged_whole_carries_out_the_export_repair(
+    synced, org2, verification, differed
+):
+    # The repair was asked for at the very moment the run started: the run's full export is
+    # the repair. How many entries differed is what the master's verification says, if any.
+    run = cycle(org2)
+    Run.objects.filter(pk=run.pk).update(full_export=True)
+    run.refresh_from_db()
+    check = verify.verification(config_of(org2), verify.Side.EXPORT)
+    Verification.objects.filter(pk=check.pk).update(
+        repair_pending=True, repair_requested_at=run.started_at
+    )
+    usn = config_of(org2).master_usn
+    fields = {"in_reply_to": str(run.batch), "ack": run.export_through}
+    if verification is not None:
+        digest = {"digest": "0" * 32, "count": 0}
+        fields["verification"] = {"holdings": digest, "exports": digest, "changed": verification}
+
+    receive_reply(org2, after=usn, through=usn + 1, **fields)
+
+    check.refresh_from_db()
+    assert (check.repair_pending, check.last_repair_differed) == (False, differed)
