@@ -728,3 +728,65 @@ def test_a_full_export_acknowledged_whole_carries_out_the_export_repair(
 
     check.refresh_from_db()
     assert (check.repair_pending, check.last_repair_differed) == (False, differed)
+    assert Run.objects.get(pk=run.pk).repair == verify.Side.EXPORT  # the run that carried it out
+
+
+def test_a_run_adds_up_what_each_part_of_its_reply_did(synced, org2):
+    # Three parts, the last one empty (it closes the reply at the same master USN).
+    run = cycle(org2)
+    Run.objects.filter(pk=run.pk).update(
+        status="waiting",
+        finished_at=None,
+        imported=0,
+        updated=0,
+        deleted=0,
+        conflicts=0,
+        master_lag=None,
+        reply_parts=None,
+        reply_parts_applied=0,
+        full_reply=False,
+    )
+    org2.add(alias="desk", primary_smtp="shared@partner.example")
+    renamed, gone = org2.contacts().order_by("pk")[:2]
+    usn = config_of(org2).master_usn
+    update = as_listed(renamed, usn + 1)
+    update["attrs"]["display_name"] = "Renamed"
+    parts = [
+        (usn, usn + 2, [update, entry("ORG3", usn + 2, "new@org3.example", "New Person")]),
+        (
+            usn + 2,
+            usn + 5,
+            [
+                {**as_listed(gone, usn + 3), "op": "delete", "attrs": {}},
+                entry("ORG3", usn + 5, "shared@partner.example", "Taken Desk"),
+            ],
+        ),
+        (usn + 5, usn + 5, []),
+    ]
+    batch = str(uuid.uuid4())
+    for number, (after, through, entries) in enumerate(parts, start=1):
+        fields = {"batch": batch, "part": number, "parts": 3, "in_reply_to": str(run.batch)}
+        reply = from_the_master(
+            synced, org2, **fields, after=after, through=through, entries=entries, ack=7
+        )
+        assert reply.status == Status.PROCESSED
+
+    run.refresh_from_db()
+    counted = ["imported", "updated", "deleted", "conflicts", "master_lag", "acknowledged"]
+    assert [getattr(run, name) for name in counted] == [1, 1, 1, 1, 5, 7]
+    assert (run.reply_parts, run.reply_parts_applied, run.status) == (3, 3, "ok")
+    assert run.finished_at is not None and run.full_reply is False
+
+
+def test_a_run_answered_by_a_full_reply_says_so(synced, org2):
+    run = cycle(org2)
+    Run.objects.filter(pk=run.pk).update(full_reply=False)
+    usn = config_of(org2).master_usn
+    everyone = [as_listed(c, c.master_usn) for c in org2.contacts()]
+
+    reply = from_the_master(
+        synced, org2, in_reply_to=str(run.batch), full=True, after=0, through=usn, entries=everyone
+    )
+
+    assert reply.status == Status.PROCESSED
+    assert Run.objects.get(pk=run.pk).full_reply is True
