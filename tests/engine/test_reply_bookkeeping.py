@@ -2,6 +2,7 @@
 (requestor.importer.apply_reply): the master USN and the master's fingerprint at it, a full
 export asked for again, and the run the part answers."""
 
+import itertools
 import uuid
 from datetime import timedelta
 
@@ -34,6 +35,7 @@ from transport.models import Message
 synced_base, synced = synced_fixtures()
 
 OLD, NEW = "0" * 31 + "1", "f" * 32
+_TICKS = itertools.count()
 
 
 def config_of(org) -> RequestorConfig:
@@ -141,7 +143,7 @@ def from_the_master(synced, org, **fields) -> Message:
     """A reply part of the master to `org`, signed, received and processed by the inbox."""
     document = reply_doc(
         sender={"organization": "ORG1", "address": MASTER_DN},
-        sequence=signing.now_ms(),
+        sequence=signing.now_ms() + next(_TICKS),  # increasing within a millisecond too
         epoch=str(config_of(org).master_epoch),
         entries=[],
         in_reply_to=str(uuid.uuid4()),
