@@ -1,6 +1,12 @@
-"""What one reply part does to a requestor's own records, beside its contacts
-(requestor.importer.apply_reply): the master USN and the master's fingerprint at it, a full
-export asked for again, and the run the part answers."""
+"""What one reply part does to a requestor's records (requestor.importer), rule by rule: the
+master USN and the master's fingerprint at it, a new master epoch, which parts are applied and
+when a full reply sweeps, the run the part answers and its counts, a full export asked for
+again, a repair carried out, the entries set aside and tried again, the local USNs of the
+contacts written, and the import history's rows.
+
+The parts are made here (signed by the master and passed through the inbox, or handed to the
+importer directly where only the bookkeeping is looked at), so that each test states the USNs
+and entries it is about."""
 
 import itertools
 import uuid
@@ -57,6 +63,64 @@ def receive_reply(org, **fields) -> None:
         recipient=config.dn,
     )
     importer.handle_reply(message, wire.decode(wire.encode(document)))
+
+
+def from_the_master(synced, org, **fields) -> Message:
+    """A reply part of the master to `org`, signed, received and processed by the inbox."""
+    document = reply_doc(
+        sender={"organization": "ORG1", "address": MASTER_DN},
+        sequence=signing.now_ms() + next(_TICKS),  # increasing within a millisecond too
+        epoch=str(config_of(org).master_epoch),
+        entries=[],
+        in_reply_to=str(uuid.uuid4()),
+        ack=0,
+    )
+    document.update(fields)
+    message = send_signed(synced["ORG1"].organization, MASTER_DN, config_of(org).dn, document)
+    pump()
+    message.refresh_from_db()
+    return message
+
+
+def entry(origin: str, usn: int, smtp: str, name: str) -> dict:
+    return {
+        "key": f"{origin}:{uuid.uuid4()}",
+        "origin": origin,
+        "op": "upsert",
+        "kind": "mailbox",
+        "usn": usn,
+        "attrs": {"display_name": name, "alias": name.split()[0].lower(), "primary_smtp": smtp},
+    }
+
+
+def as_listed(contact: Recipient, usn: int) -> dict:
+    """The master's entry of `contact` as the requestor holds it, at master USN `usn`."""
+    attrs = {name: getattr(contact, name) for name in GENERAL_ATTRIBUTES}
+    return {
+        "key": contact.global_key,
+        "origin": contact.origin_organization,
+        "op": "upsert",
+        "kind": "mailbox",
+        "usn": usn,
+        "attrs": {name: value for name, value in attrs.items() if value},
+    }
+
+
+def an_entry_set_aside(synced, org) -> dict:
+    """An entry of ORG3 the master sends `org`, set aside: a local recipient (alias desk)
+    holds its address."""
+    org.add(alias="desk", primary_smtp="shared@partner.example")
+    usn = config_of(org).master_usn
+    aside = entry("ORG3", usn + 1, "shared@partner.example", "Old Desk")
+    from_the_master(synced, org, after=usn, through=usn + 1, entries=[aside])
+    assert Conflict.objects.filter(config=org.config).get().global_key == aside["key"]
+    return aside
+
+
+def free_the_desk(org) -> None:
+    desk = Recipient.objects.get(organization=org.organization, alias="desk")
+    desk.primary_smtp = "desk@org2.example"
+    changes.save_recipient(desk)
 
 
 @pytest.fixture
@@ -139,23 +203,6 @@ def test_a_reply_naming_another_organizations_export_leaves_its_run_alone(synced
     assert config_of(org2).master_usn == usn + 3
 
 
-def from_the_master(synced, org, **fields) -> Message:
-    """A reply part of the master to `org`, signed, received and processed by the inbox."""
-    document = reply_doc(
-        sender={"organization": "ORG1", "address": MASTER_DN},
-        sequence=signing.now_ms() + next(_TICKS),  # increasing within a millisecond too
-        epoch=str(config_of(org).master_epoch),
-        entries=[],
-        in_reply_to=str(uuid.uuid4()),
-        ack=0,
-    )
-    document.update(fields)
-    message = send_signed(synced["ORG1"].organization, MASTER_DN, config_of(org).dn, document)
-    pump()
-    message.refresh_from_db()
-    return message
-
-
 def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(synced, org2):
     # The master was restored, or is another one: its USNs start over. Only a full reply of
     # the new epoch, from its first part, tells what the address book holds now.
@@ -231,7 +278,9 @@ def test_the_first_part_of_a_new_epochs_full_reply_waits_for_the_rest(synced, or
     usn, earlier = config_of(org2).master_usn, str(uuid.uuid4())
     for part in (1, 2):
         fields = {"batch": earlier, "part": part, "parts": 2, "after": usn + part - 1}
-        assert from_the_master(synced, org2, **fields, through=usn + part).status == "processed"
+        assert (
+            from_the_master(synced, org2, **fields, through=usn + part).status == Status.PROCESSED
+        )
     epoch, batch = str(uuid.uuid4()), str(uuid.uuid4())
     shown = org2.contacts().count()
     kept = org2.contacts().order_by("pk").first()
@@ -267,8 +316,8 @@ def test_the_first_part_of_a_new_epochs_full_reply_waits_for_the_rest(synced, or
     assert usns == {key: 1 if key == kept.global_key else 0 for key in usns}
     assert Conflict.objects.get(global_key=set_aside["key"]).master_usn == 0
     counted = Tally()
-    for key, usn in usns.items():
-        counted.add(key, usn)
+    for key, at in usns.items():
+        counted.add(key, at)
     assert changes.contacts_tally(org2.organization.pk).hex == counted.hex
     assert (org2.contacts().count(), org2.hidden().count()) == (shown, 0)
 
@@ -307,41 +356,6 @@ def test_a_new_epoch_with_nothing_in_it_takes_every_contact_out(synced, org2):
         "",
     )
     assert not org2.contacts().exists() and org2.hidden().count() > 0
-
-
-def entry(origin: str, usn: int, smtp: str, name: str) -> dict:
-    return {
-        "key": f"{origin}:{uuid.uuid4()}",
-        "origin": origin,
-        "op": "upsert",
-        "kind": "mailbox",
-        "usn": usn,
-        "attrs": {"display_name": name, "alias": name.split()[0].lower(), "primary_smtp": smtp},
-    }
-
-
-def as_listed(contact: Recipient, usn: int) -> dict:
-    """The master's entry of `contact` as the requestor holds it, at master USN `usn`."""
-    attrs = {name: getattr(contact, name) for name in GENERAL_ATTRIBUTES}
-    return {
-        "key": contact.global_key,
-        "origin": contact.origin_organization,
-        "op": "upsert",
-        "kind": "mailbox",
-        "usn": usn,
-        "attrs": {name: value for name, value in attrs.items() if value},
-    }
-
-
-def an_entry_set_aside(synced, org) -> dict:
-    """An entry of ORG3 the master sends `org`, set aside: a local recipient (alias desk)
-    holds its address."""
-    org.add(alias="desk", primary_smtp="shared@partner.example")
-    usn = config_of(org).master_usn
-    aside = entry("ORG3", usn + 1, "shared@partner.example", "Old Desk")
-    from_the_master(synced, org, after=usn, through=usn + 1, entries=[aside])
-    assert Conflict.objects.filter(config=org.config).get().global_key == aside["key"]
-    return aside
 
 
 @pytest.mark.parametrize("ends", [0, -2], ids=["where-it-is", "before"])
@@ -649,12 +663,6 @@ def test_a_set_aside_entry_kept_without_its_attributes_is_not_tried_again(synced
 
     assert Conflict.objects.filter(pk=legacy.pk).values().get() == before
     assert not Recipient.objects.filter(global_key=legacy.global_key).exists()
-
-
-def free_the_desk(org) -> None:
-    desk = Recipient.objects.get(organization=org.organization, alias="desk")
-    desk.primary_smtp = "desk@org2.example"
-    changes.save_recipient(desk)
 
 
 def test_a_freed_entry_the_import_config_now_leaves_out_is_recorded_as_left_out(synced, org2):
