@@ -82,6 +82,18 @@ def from_the_master(synced, org, **fields) -> Message:
     return message
 
 
+def full_part(synced, org, epoch, batch, part, after, through, **fields) -> Message:
+    """Part `part` of 2 of the master's full reply `batch` in `epoch`, (after, through]."""
+    fields = {"epoch": epoch, "full": True, "batch": batch, "part": part, "parts": 2, **fields}
+    return from_the_master(synced, org, **fields, after=after, through=through)
+
+
+def standing(org) -> tuple:
+    """Where the requestor stands with its master: epoch, master USN, fingerprint at it."""
+    config = config_of(org)
+    return str(config.master_epoch), config.master_usn, config.master_fingerprint
+
+
 def entry(origin: str, usn: int, smtp: str, name: str) -> dict:
     return {
         "key": f"{origin}:{uuid.uuid4()}",
@@ -212,18 +224,8 @@ def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(sync
 
     partial = from_the_master(synced, org2, epoch=epoch, full=False, after=0, through=3)
     early, listed = org2.contacts().order_by("pk")[:2]
-    second = from_the_master(
-        synced,
-        org2,
-        epoch=epoch,
-        full=True,
-        batch=batch,
-        part=2,
-        parts=2,
-        after=4,
-        through=9,
-        fingerprint=NEW,
-        entries=[as_listed(listed, 5)],
+    second = full_part(
+        synced, org2, epoch, batch, 2, 4, 9, fingerprint=NEW, entries=[as_listed(listed, 5)]
     )
 
     assert (partial.status, partial.error) == (
@@ -237,28 +239,13 @@ def test_a_new_master_epoch_starts_over_with_the_first_part_of_a_full_reply(sync
     )
     assert config_of(org2).master_epoch == old_epoch
 
-    first = from_the_master(
-        synced,
-        org2,
-        epoch=epoch,
-        full=True,
-        batch=batch,
-        part=1,
-        parts=2,
-        after=0,
-        through=4,
-        entries=[as_listed(early, 2)],
-    )
+    first = full_part(synced, org2, epoch, batch, 1, 0, 4, entries=[as_listed(early, 2)])
 
     assert first.status == Status.PROCESSED
     second.refresh_from_db()
     assert second.status == Status.PROCESSED  # tried again once the first part was applied
+    assert standing(org2) == (epoch, 9, NEW)
     config = config_of(org2)
-    assert (str(config.master_epoch), config.master_usn, config.master_fingerprint) == (
-        epoch,
-        9,
-        NEW,
-    )
     # The full reply, whole, listed two of them, one in each part: the others are hidden for
     # their grace period, once the last part was applied (the first did not take the one
     # listed in the second out).
@@ -287,26 +274,11 @@ def test_the_first_part_of_a_new_epochs_full_reply_waits_for_the_rest(synced, or
     started = timezone.now()
 
     # It lists one contact as it is, at the new epoch's USN 1.
-    first = from_the_master(
-        synced,
-        org2,
-        epoch=epoch,
-        full=True,
-        batch=batch,
-        part=1,
-        parts=2,
-        after=0,
-        through=4,
-        entries=[as_listed(kept, 1)],
-    )
+    first = full_part(synced, org2, epoch, batch, 1, 0, 4, entries=[as_listed(kept, 1)])
 
     assert first.status == Status.PROCESSED
+    assert standing(org2) == (epoch, 4, "")
     config = config_of(org2)
-    assert (str(config.master_epoch), config.master_usn, config.master_fingerprint) == (
-        epoch,
-        4,
-        "",
-    )
     assert (config.full_reply_pending, str(config.full_reply_batch)) == (True, batch)
     assert config.full_reply_requested_at >= started
     # What the old epoch's USNs said of the contacts and of the entries set aside means nothing
@@ -349,12 +321,7 @@ def test_a_new_epoch_with_nothing_in_it_takes_every_contact_out(synced, org2):
     reply = from_the_master(synced, org2, epoch=epoch, full=True, after=0, through=0)
 
     assert reply.status == Status.PROCESSED
-    config = config_of(org2)
-    assert (str(config.master_epoch), config.master_usn, config.master_fingerprint) == (
-        epoch,
-        0,
-        "",
-    )
+    assert standing(org2) == (epoch, 0, "")
     assert not org2.contacts().exists() and org2.hidden().count() > 0
 
 
