@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import (
     DomainNameValidator,
     EmailValidator,
+    MaxLengthValidator,
     MaxValueValidator,
     MinValueValidator,
     RegexValidator,
@@ -193,7 +194,7 @@ class Site(models.Model):
     def dn(self) -> str:
         return f"/o={self.organization.name}/ou={self.name}"
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, **kwargs) -> None:  # (Django 5 passes its arguments by name)
         if self.pk and not _writing.get():
             old = Site.objects.filter(pk=self.pk).values_list("name", flat=True).first()
             if old is not None and old != self.name and self.containers.exists():
@@ -201,7 +202,7 @@ class Site(models.Model):
                     "A site with containers is renamed by directory.changes.rename_site(), "
                     "which renames their DNs with it."
                 )
-        super().save(*args, **kwargs)
+        super().save(**kwargs)
 
 
 class Container(models.Model):
@@ -268,7 +269,7 @@ class Container(models.Model):
         """True if this container is `other` or lies anywhere inside it."""
         return self.dn == other.dn or self.dn.startswith(other.dn + "/")
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, **kwargs) -> None:  # (Django 5 passes its arguments by name)
         if self.pk and self.organization_id not in (None, self.site.organization_id):
             raise ValueError("A container cannot move to another organization's site.")
         self.organization_id = self.site.organization_id
@@ -279,7 +280,7 @@ class Container(models.Model):
                 "A container with containers inside it is moved or renamed by "
                 "directory.changes.move_container(), which renames their DNs with it."
             )
-        super().save(*args, **kwargs)
+        super().save(**kwargs)
 
     def subtree_ids(self) -> list[int]:
         """Ids of this container and every container inside it."""
@@ -288,14 +289,13 @@ class Container(models.Model):
         return list(inside.values_list("pk", flat=True))  # pragma: no mutate
 
 
-def _general(name: str, **kwargs) -> models.CharField:
-    return models.CharField(max_length=GENERAL_ATTRIBUTES[name], blank=True, **kwargs)
+def _general(name: str) -> models.CharField:
+    return models.CharField(max_length=GENERAL_ATTRIBUTES[name], blank=True)
 
 
-def _custom(number: int) -> models.CharField:
-    return models.CharField(
-        f"custom attribute {number}", max_length=CUSTOM_ATTRIBUTE_MAX_LENGTH, blank=True
-    )
+def _custom() -> models.CharField:
+    # (Named "custom attribute N" after the field, custom_attribute_N.)
+    return models.CharField(max_length=CUSTOM_ATTRIBUTE_MAX_LENGTH, blank=True)
 
 
 class RecipientQuerySet(models.QuerySet):
@@ -342,7 +342,12 @@ class Recipient(models.Model):
     office = _general("office")
     assistant = _general("assistant")
     phone = _general("phone")
-    address = models.TextField(max_length=GENERAL_ATTRIBUTES["address"], blank=True)
+    # A TextField's max_length bounds its form field only: the validator bounds every path.
+    address = models.TextField(
+        max_length=GENERAL_ATTRIBUTES["address"],
+        blank=True,
+        validators=[MaxLengthValidator(GENERAL_ATTRIBUTES["address"])],
+    )
     city = _general("city")
     state = _general("state")
     postal_code = _general("postal_code")
@@ -367,21 +372,21 @@ class Recipient(models.Model):
         default=False,
         help_text="Never exported: the other organizations' contacts for it are deleted.",
     )
-    custom_attribute_1 = _custom(1)
-    custom_attribute_2 = _custom(2)
-    custom_attribute_3 = _custom(3)
-    custom_attribute_4 = _custom(4)
-    custom_attribute_5 = _custom(5)
-    custom_attribute_6 = _custom(6)
-    custom_attribute_7 = _custom(7)
-    custom_attribute_8 = _custom(8)
-    custom_attribute_9 = _custom(9)
-    custom_attribute_10 = _custom(10)
-    custom_attribute_11 = _custom(11)
-    custom_attribute_12 = _custom(12)
-    custom_attribute_13 = _custom(13)
-    custom_attribute_14 = _custom(14)
-    custom_attribute_15 = _custom(15)
+    custom_attribute_1 = _custom()
+    custom_attribute_2 = _custom()
+    custom_attribute_3 = _custom()
+    custom_attribute_4 = _custom()
+    custom_attribute_5 = _custom()
+    custom_attribute_6 = _custom()
+    custom_attribute_7 = _custom()
+    custom_attribute_8 = _custom()
+    custom_attribute_9 = _custom()
+    custom_attribute_10 = _custom()
+    custom_attribute_11 = _custom()
+    custom_attribute_12 = _custom()
+    custom_attribute_13 = _custom()
+    custom_attribute_14 = _custom()
+    custom_attribute_15 = _custom()
     members = models.ManyToManyField(
         "self", symmetrical=False, blank=True, related_name="member_of"
     )
@@ -464,20 +469,18 @@ class Recipient(models.Model):
         # them every per-organization uniqueness check; they are known here, so check them.
         super().validate_constraints(exclude=set(exclude or ()) - {"organization", "hidden_at"})
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, **kwargs) -> None:  # (Django 5 passes its arguments by name)
         require_changes_module("Saving a recipient")  # pragma: no mutate (a message)
         if self.pk and self.organization_id not in (None, self.container.organization_id):
             # The old organization would never export the delete: refuse rather than lose it.
             raise ValueError("A recipient cannot move to another organization's container.")
         self.organization_id = self.container.organization_id
-        super().save(*args, **kwargs)
+        super().save(**kwargs)
 
     def delete(self, *args, **kwargs):
         require_changes_module("Deleting a recipient")  # pragma: no mutate (a message)
-        return super().delete(*args, **kwargs)
-
-    def general_attributes(self) -> dict[str, str]:
-        return {name: getattr(self, name) for name in GENERAL_ATTRIBUTES}
+        # Django's own arguments (the database, keep_parents), passed on.
+        return super().delete(*args, **kwargs)  # pragma: no mutate (one database, no parents)
 
 
 class Tombstone(models.Model):
@@ -779,4 +782,4 @@ def _is_dn(value: str) -> bool:
         import ldap.dn
     except ImportError:
         return True
-    return bool(value.strip()) and ldap.dn.is_dn(value)
+    return ldap.dn.is_dn(value)  # (only asked of a value that is not empty)

@@ -172,3 +172,13 @@ def test_a_site_with_containers_saves_as_long_as_its_name_stays(tree):
         site.save()
     europe.refresh_from_db()
     assert europe.dn == "/o=ORG1/ou=Site1/cn=Recipients/cn=Sales/cn=Europe"
+
+
+def test_a_container_saved_where_it_is_rewrites_nothing_inside(tree):
+    top, sales, europe, _ = tree
+    with CaptureQueriesContext(connection) as queries:
+        changes.move_container(top)
+    updates = [q["sql"] for q in queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 1, updates  # its own row only
+    europe.refresh_from_db()
+    assert europe.dn == "/o=ORG1/ou=Site1/cn=Recipients/cn=Sales/cn=Europe"

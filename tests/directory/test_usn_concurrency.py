@@ -8,14 +8,16 @@ shows deterministically.
 """
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 
 import directory.changes
 from directory import changes
+from directory.factories import RecipientFactory
 from directory.models import Organization, Recipient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -121,3 +123,34 @@ def test_it_would_hand_out_duplicates_without_the_lock(container, monkeypatch):
 
     assert "duplicate USNs" in outcome.problems()
     assert sorted(u for own in outcome.by_writer for u in own) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
+def test_a_change_waits_for_a_rebuild_of_its_organizations_cells(container):
+    """A rebuild of the digest cells (a repair, a full cross-check) replaces them all; a change
+    written meanwhile must wait for it (the organization's row, locked by the rebuild) and then
+    count itself in the new cells. Without that lock the change reads the old cells, which the
+    rebuild is deleting, and creates a cell the rebuild has already made again."""
+    from directory.models import DigestCell
+
+    RecipientFactory(container=container)
+    rebuilt = threading.Event()
+
+    @own_connection
+    def rebuild() -> None:
+        with transaction.atomic():
+            changes.rebuild_cells(container.organization_id)
+            rebuilt.set()
+            time.sleep(0.5)  # the change starts meanwhile, in the same cell
+
+    @own_connection
+    def change() -> int:
+        rebuilt.wait(timeout=30)
+        return RecipientFactory(container=container).usn
+
+    with ThreadPoolExecutor(2) as pool:
+        rebuilding, changing = pool.submit(rebuild), pool.submit(change)
+        rebuilding.result(timeout=60)
+        assert changing.result(timeout=60) == 2
+
+    (cell,) = DigestCell.objects.filter(organization_id=container.organization_id)
+    assert cell.count == 2
