@@ -217,3 +217,37 @@ def test_an_error_never_undoes_what_another_worker_did_with_the_message(scenario
         monkeypatch.setattr(inbox, "process_message", fails)
         assert inbox.process_safely(done.pk) is True
         assert Message.objects.filter(pk=done.pk).values().get() == before
+
+
+def test_a_message_put_to_wait_by_an_error_counts_as_handled_by_the_sweep(scenario, monkeypatch):
+    """A sweep counts each message it dealt with, one it scheduled to try again after a
+    database error too: a sweep of one (a worker of `sync_all --workers`) tries that message and
+    returns, leaving the next one to the next sweep."""
+    sync_all()
+    process_export = processing.process_export
+
+    def org2_fails(master, requestor, document, *args, **kwargs):
+        if requestor.organization_name == "ORG2":
+            raise OperationalError("deadlock detected")
+        return process_export(master, requestor, document, *args, **kwargs)
+
+    monkeypatch.setattr(processing, "process_export", org2_fails)
+    for name in ("ORG2", "ORG3"):
+        person = scenario[name].people[0]
+        person.title = f"Changed in {name}"
+        changes.save_recipient(person)
+        run_cycle(scenario[name].config.pk)
+    deliver_pending()
+    failing = inbound(kind=MessageKind.EXPORT, sender__icontains="ORG2").last()
+    other = inbound(kind=MessageKind.EXPORT, sender__icontains="ORG3").last()
+    assert failing.pk < other.pk
+
+    assert inbox.process_pending(1) == 1
+    failing.refresh_from_db()
+    other.refresh_from_db()
+    assert (failing.status, failing.attempts) == (Status.RECEIVED, 1)
+    assert (other.status, other.attempts) == (Status.RECEIVED, 0)
+
+    assert inbox.process_pending() == 1  # the other; the failed one waits for its pause
+    other.refresh_from_db()
+    assert other.status == Status.PROCESSED
