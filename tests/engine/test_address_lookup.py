@@ -17,10 +17,13 @@ from requestor import importer
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 
+FILLER = 3000
+
+
 @pytest.fixture
 def org():
-    """40 own recipients and 10 contacts of ORG1 (4 of them hidden), in mixed case; ORG2
-    holds the same addresses and aliases."""
+    """40 own recipients and 10 contacts of ORG1 (4 of them hidden), in mixed case, and 3,000
+    others; ORG2 holds the same addresses and aliases."""
     container, other_container = ContainerFactory(), ContainerFactory()
     for n in range(50):
         for where in (container, other_container):
@@ -31,6 +34,18 @@ def org():
                 global_key=f"ORG9:{n}" if n >= 40 else None,
                 master_usn=1 if n >= 40 else None,
             )
+    # Enough others that a walk of the organization costs the planner what it costs (with a
+    # few dozen rows, walking them and probing cost it about the same).
+    for where in (container, other_container):
+        organization_id = where.organization_id
+        first = changes.allocate_usns(organization_id, FILLER)
+        rows = [
+            (organization_id, where.pk, "mailbox", f"Other {n}", f"other{n}", f"other{n}@x.example")
+            + (first + n,)
+            for n in range(FILLER)
+        ]
+        fields = ["organization_id", "container_id", "kind", "display_name", "alias"]
+        changes.insert_recipients(organization_id, [*fields, "primary_smtp", "usn"], rows)
     contacts = Recipient.objects.filter(
         organization=container.organization, global_key__isnull=False
     )
@@ -80,14 +95,46 @@ def test_a_plan_that_would_not_probe_is_not_run(org, field):
     )
 
 
-def test_the_plain_look_up_is_not_taken_for_a_probe(org):
-    """The check itself: the `= ANY` look-up's plan reads the organization (or the table),
-    whatever the planner prefers for it, and is told apart from a probe."""
-    plain = importer._looked_up(org, "primary_smtp", WANTED["primary_smtp"], "pk")
-    sql, params = plain.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-        (plan,) = cursor.fetchone()
-    assert not importer._probes(
-        plan[0]["Plan"], "directory_recipient", "recipient_smtp_unique_shown"
-    )
+T, SMTP, ALIAS = (
+    "directory_recipient",
+    "recipient_smtp_unique_shown",
+    "recipient_alias_unique_shown",
+)
+PROBE = {
+    "Node Type": "Index Scan",
+    "Relation Name": T,
+    "Index Name": SMTP,
+    "Index Cond": "((organization_id = 1) AND (lower((primary_smtp)::text) = w.value))",
+}
+
+
+@pytest.mark.parametrize(
+    ("node", "probes"),
+    [
+        (PROBE, True),
+        ({"Node Type": "Nested Loop", "Plans": [{"Node Type": "Function Scan"}, PROBE]}, True),
+        # The field's own index walked by the organization alone.
+        ({**PROBE, "Index Cond": "(organization_id = 1)"}, False),
+        ({**PROBE, "Index Cond": ""}, False),
+        ({k: v for k, v in PROBE.items() if k != "Index Cond"}, False),  # a whole index read
+        # Another index, whatever its key.
+        ({**PROBE, "Index Name": ALIAS}, False),
+        ({"Node Type": "Seq Scan", "Relation Name": T}, False),
+        ({"Node Type": "Bitmap Heap Scan", "Relation Name": T, "Recheck Cond": "x"}, False),
+        # One bad scan anywhere in the plan is enough.
+        (
+            {
+                "Node Type": "Nested Loop",
+                "Plans": [PROBE, {"Node Type": "Seq Scan", "Relation Name": T}],
+            },
+            False,
+        ),
+        (
+            {"Node Type": "Limit", "Plans": [{"Node Type": "Seq Scan", "Relation Name": "other"}]},
+            True,
+        ),
+    ],
+)
+def test_a_plan_probes_only_when_every_scan_of_the_recipients_uses_the_key(node, probes):
+    """The check reads PostgreSQL's EXPLAIN (FORMAT JSON) nodes: here in that shape."""
+    assert importer._probes(node, T, SMTP) is probes
