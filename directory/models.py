@@ -15,8 +15,8 @@ from django.core.validators import (
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Lower
-from uuid6 import uuid7
 
+from directory import guids
 from directory.constants import (
     CUSTOM_ATTRIBUTE_MAX_LENGTH,
     GENERAL_ATTRIBUTES,
@@ -57,11 +57,10 @@ def new_guid() -> uuid.UUID:
     in the process), so the unique index of GUIDs, and the global keys and object ids made
     from them at the master and in every organization importing them, take each new one at
     their right edge rather than at a random page: a bulk import reads and dirties far fewer
-    index pages. 74 of the bits are random. The clock means nothing to the sync: made faster
-    than one a millisecond, GUIDs run ahead of it to stay in order. A GUID scanned from a
-    directory (entryUUID, objectGUID) is kept as it is.
+    index pages (directory.guids says how they are made). The clock means nothing to the sync.
+    A GUID scanned from a directory (entryUUID, objectGUID) is kept as it is.
     """
-    return uuid7()
+    return guids.new_guid()
 
 
 # Set while directory.changes writes recipients: every change takes a local USN there and keeps
