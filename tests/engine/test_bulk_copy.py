@@ -1,16 +1,20 @@
 """The bulk helpers on PostgreSQL (COPY, one JSON parameter) and on SQLite: copy_insert and
 update_objects write values that read back exactly, OneOf finds what a list finds."""
 
+import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models.functions import Upper
 from django.test.utils import CaptureQueriesContext
+from hypothesis import given
+from hypothesis import strategies as st
 
 from directory import changes
-from directory.bulk import OneOf, copy_insert, update_objects
+from directory.bulk import OneOf, copy_insert, json_text, update_objects
 from directory.constants import Kind
 from directory.factories import ContainerFactory
 from directory.models import Recipient
@@ -311,3 +315,34 @@ def test_update_objects_takes_one_statement_whatever_the_number_of_rows(containe
 
     assert len(queries) == 1
     assert not Recipient.objects.exclude(title__startswith="Title of Person").exists()
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@pytest.mark.django_db(databases=[])
+@given(JSON_VALUES)
+def test_json_text_writes_what_json_dumps_writes(value):
+    # orjson, or json.dumps for what it does not take (integers beyond 64 bits)
+    assert json.loads(json_text(value)) == json.loads(json.dumps(value, ensure_ascii=False))
+
+
+@pytest.mark.django_db(databases=[])
+def test_json_text_hands_what_orjson_does_not_take_to_the_encoder():
+    moment = datetime(2026, 12, 7, 12, 30, 15, 123456, tzinfo=UTC)
+    odd = {1: "a key that is not a string", "when": moment, "big": 2**70}
+
+    assert json_text(odd, DjangoJSONEncoder) == json.dumps(odd, cls=DjangoJSONEncoder)
+    assert json_text({"when": moment}, DjangoJSONEncoder) == '{"when": "2026-12-07T12:30:15.123Z"}'
+    with pytest.raises(TypeError):
+        json_text({"when": moment})  # no encoder for it: refused, as json.dumps refuses it
+    # JSON has no word for these: null, where json.dumps writes what PostgreSQL refuses.
+    assert json_text([float("inf"), float("nan")]) == "[null,null]"
