@@ -95,6 +95,17 @@ def test_a_plan_that_would_not_probe_is_not_run(org, field):
     )
 
 
+def test_values_holding_the_separator_are_looked_up_plainly(org):
+    """The probes get the values as one string split at the unit separator: a value holding
+    one (never an address: the wire refuses control characters) takes the plain look-up."""
+    values = {"person.3@example.org", "odd\x1fvalue"}
+    assert importer._probed(org, "primary_smtp", values, ("pk",)) is None
+    assert set(importer._lowered(org, "primary_smtp", values, "global_key", "pk")) == held(
+        org, "primary_smtp", values
+    )
+    assert held(org, "primary_smtp", values)  # person.3 is found
+
+
 T, SMTP, ALIAS = (
     "directory_recipient",
     "recipient_smtp_unique_shown",
