@@ -6,6 +6,7 @@ import resource
 import time
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
@@ -100,6 +101,27 @@ def peak_rss_mib() -> float:
     return max(peaks) / 1024
 
 
+def cpu_snapshot() -> dict[str, float]:
+    """CPU seconds so far of this process and the sync workers it forked and waited for, and
+    of the whole machine (busy: neither idle, nor waiting for I/O, nor taken by the host)."""
+    own = sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )
+    # user nice system idle iowait irq softirq steal …, in clock ticks
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    busy = sum(ticks[:8]) - ticks[3] - ticks[4] - ticks[7]
+    return {"sync": own, "machine": busy / os.sysconf("SC_CLK_TCK")}
+
+
+def cpu_since(before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds since `before` (cpu_snapshot): the sync's processes, and the rest of the
+    machine, which on a quiet machine is the database server (when it runs on this host)."""
+    after = cpu_snapshot()
+    sync = after["sync"] - before["sync"]
+    return {"sync": sync, "rest": max(0.0, after["machine"] - before["machine"] - sync)}
+
+
 def sync_workers() -> int:
     """The processes W1 syncs on: every core on PostgreSQL, one on SQLite (one writer)."""
     if not parallel.supported():
@@ -116,9 +138,11 @@ def w1_full_sync(per_org: int, organizations: int = 3, workers: int = 1) -> dict
     setup = time.perf_counter() - start
     settle()
     with phases() as timer:
+        cpu = cpu_snapshot()
         start = time.perf_counter()
         rounds = sync_all(max_rounds=8, workers=workers)
         total = time.perf_counter() - start
+        cpu = cpu_since(cpu)
     source = organizations * per_org
     imported = Recipient.objects.filter(global_key__isnull=False).count()
     expected = organizations * (organizations - 1) * per_org
@@ -150,6 +174,7 @@ def w1_full_sync(per_org: int, organizations: int = 3, workers: int = 1) -> dict
             "delivered": _rate(imported, total),
         },
         "peak_rss_mib": peak_rss_mib(),
+        "cpu_seconds": cpu,
         # What the installation holds afterwards (every organization, the master, the archive).
         "tables": table_sizes(),
         "recipients_stored": stored,

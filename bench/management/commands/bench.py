@@ -140,6 +140,14 @@ class Command(BaseCommand):
             f"{_num(w1['rates']['delivered'])}/s end to end; peak memory "
             f"{w1['peak_rss_mib']:.0f} MiB"
         )
+        cpu, written = w1["cpu_seconds"], w1["contacts_imported"]
+        if written:
+            self.stdout.write(
+                f"  CPU {cpu['sync']:.2f} s in the sync's processes, {cpu['rest']:.2f} s in the "
+                f"rest of the machine (the database, when on this host) = "
+                f"{1e6 * cpu['sync'] / written:.0f} + {1e6 * cpu['rest'] / written:.0f} µs "
+                "per contact written"
+            )
         replies = w1["mail"].get("reply")
         if replies and w1["contacts_imported"]:
             self.stdout.write(
