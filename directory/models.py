@@ -317,12 +317,18 @@ class Recipient(models.Model):
     """A mailbox, distribution list or custom recipient (contact) in one container."""
 
     # No index of its own: recipient_org_usn starts with it.
+    # No constraint in the database: the container's is enough. A recipient's organization is
+    # its container's (save() and the sync's bulk writes take it from there), and the database
+    # keeps every recipient's container, and every container's organization. PostgreSQL checks
+    # a foreign key row by row at commit: two checks per contact were a sixth of the
+    # database's work in a full sync (docs/scaling.md).
     organization = models.ForeignKey(
         Organization,
         on_delete=models.CASCADE,
         related_name="recipients",
         editable=False,
         db_index=False,
+        db_constraint=False,
     )
     container = models.ForeignKey(Container, on_delete=models.PROTECT, related_name="recipients")
     guid = models.UUIDField(

@@ -272,8 +272,14 @@ class GlobalEntry(models.Model):
     """The master's current state of one object exported by one requestor (or its tombstone)."""
 
     # No indexes of their own: the unique constraints start with each.
+    # No constraint in the database: the requestor's is enough (a requestor belongs to its
+    # master, and the database keeps both; directory.models.Recipient.organization says why).
     master = models.ForeignKey(
-        MasterConfig, on_delete=models.CASCADE, related_name="entries", db_index=False
+        MasterConfig,
+        on_delete=models.CASCADE,
+        related_name="entries",
+        db_index=False,
+        db_constraint=False,
     )
     requestor = models.ForeignKey(
         AllowedRequestor, on_delete=models.PROTECT, related_name="entries", db_index=False

@@ -639,12 +639,16 @@ class ImportedChange(models.Model):
     # In the address book after the change.
     PRESENT = (Op.ADDED, Op.UPDATED, Op.RESTORED)
 
-    # No index of its own: imported_change_key starts with it.
+    # No index of its own: imported_change_key starts with it. No constraint in the database
+    # either (one check per row at commit, for every contact a full reply writes): the run's
+    # is kept, and a run belongs to the organization's requestor. Deleting an organization
+    # deletes its history; only the purge's rows, which name no run, rest on that alone.
     organization = models.ForeignKey(
         "directory.Organization",
         on_delete=models.CASCADE,
         related_name="imported_changes",
         db_index=False,
+        db_constraint=False,
     )
     global_key = models.CharField(max_length=200)
     origin = models.CharField("origin organization", max_length=64)
