@@ -13,7 +13,7 @@ import time
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from transport.models import SigningKey
@@ -67,9 +67,17 @@ def generate_key(organization_id: int) -> SigningKey:
 
 
 def active_key(organization_id: int) -> SigningKey:
-    """The organization's signing key, made on first use."""
+    """The organization's signing key, made on first use (by whichever session signs first:
+    two workers sending the organization's first messages at once use the same one)."""
     key = SigningKey.objects.filter(organization_id=organization_id, active=True).first()
-    return key or generate_key(organization_id)
+    if key is not None:
+        return key
+    try:
+        return generate_key(organization_id)
+    except IntegrityError:
+        # Another session made the first key meanwhile (the unique index held this one's
+        # insert until it committed): that one.
+        return SigningKey.objects.get(organization_id=organization_id, active=True)
 
 
 def _signed_bytes(recipient: str, payload: bytes) -> bytes:
