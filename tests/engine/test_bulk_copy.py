@@ -10,6 +10,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models.functions import Upper
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ from directory.factories import ContainerFactory
 from directory.models import Recipient
 from master.factories import AllowedRequestorFactory
 from master.models import GlobalEntry, LedgerEntry
+from requestor.models import ImportedChange
 
 pytestmark = pytest.mark.django_db
 
@@ -97,6 +99,35 @@ def test_it_gives_left_out_fields_their_defaults(container):
     assert first.guid != second.guid and isinstance(first.guid, uuid.UUID)
     assert first.trust_level == 0 and first.custom_attribute_15 == "" and first.first_name == ""
     assert first.created_at is not None and first.changed_at is not None
+
+
+def test_it_stamps_every_row_with_the_time_of_the_write(container):
+    before = timezone.now()
+    copy_insert(Recipient, FIELDS, contact_rows(container, ["a", "b"]))
+    after = timezone.now()
+
+    stamps = set(Recipient.objects.values_list("created_at", "changed_at"))
+    assert all(before <= at <= after for pair in stamps for at in pair)
+    if connection.vendor == "postgresql":
+        assert len(stamps) == 1  # COPY: one time for the whole write
+
+
+def test_it_writes_given_times_exactly():
+    organization = ContainerFactory().organization
+    paris = timezone.get_fixed_timezone(60)
+    times = [
+        datetime(2026, 12, 7, 12, 30, 15, 123456, tzinfo=UTC),
+        datetime(2026, 12, 7, 13, 30, 15, 123456, tzinfo=paris),  # the same instant
+        datetime(1999, 1, 2, 3, 4, 5, tzinfo=paris),  # no fraction of a second
+        datetime(2026, 12, 7, 12, 30, 15, 1, tzinfo=UTC),
+    ]
+    fields = ["organization_id", "global_key", "origin", "op", "at"]
+    rows = [(organization.pk, f"K:{n}", "K", "added", at) for n, at in enumerate(times * 2)]
+
+    copy_insert(ImportedChange, fields, rows)
+
+    stored = ImportedChange.objects.order_by("global_key").values_list("global_key", "at")
+    assert sorted(stored) == sorted((key, at) for _, key, _, _, at in rows)
 
 
 def test_it_round_trips_json_values():
