@@ -348,13 +348,17 @@ def test_update_objects_takes_one_statement_whatever_the_number_of_rows(containe
     assert not Recipient.objects.exclude(title__startswith="Title of Person").exists()
 
 
+def nested(children):
+    return st.lists(children) | st.dictionaries(st.text(), children)
+
+
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    nested,
     max_leaves=20,
 )
 
