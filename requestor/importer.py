@@ -440,8 +440,10 @@ def _probed(config, field: str, values: set[str], columns) -> list[tuple] | None
     quote = connection.ops.quote_name
     names = [meta.pk.column if c == "pk" else meta.get_field(c).column for c in columns]
     selected = ", ".join(f"r.{quote(name)}" for name in names)
-    if any(SEPARATOR in value for value in values):
-        return None  # (no address or alias holds a control character: the wire refuses them)
+    if "" in values or any(SEPARATOR in value for value in values):
+        # (The split string would lose these: an empty value, or one holding the separator,
+        # which the wire refuses in an address or alias anyway.)
+        return None
     # The values as one string the server splits: a list parameter is quoted value by value
     # in Python, which cost as much as the probes.
     sql = (

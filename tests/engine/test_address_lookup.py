@@ -95,10 +95,12 @@ def test_a_plan_that_would_not_probe_is_not_run(org, field):
     )
 
 
-def test_values_holding_the_separator_are_looked_up_plainly(org):
+@pytest.mark.parametrize("odd", ["odd\x1fvalue", ""])
+def test_values_the_split_would_lose_are_looked_up_plainly(org, odd):
     """The probes get the values as one string split at the unit separator: a value holding
-    one (never an address: the wire refuses control characters) takes the plain look-up."""
-    values = {"person.3@example.org", "odd\x1fvalue"}
+    one (never an address: the wire refuses control characters), or an empty one, takes the
+    plain look-up."""
+    values = {"person.3@example.org", odd}
     assert importer._probed(org, "primary_smtp", values, ("pk",)) is None
     assert set(importer._lowered(org, "primary_smtp", values, "global_key", "pk")) == held(
         org, "primary_smtp", values
