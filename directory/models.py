@@ -319,9 +319,10 @@ class Recipient(models.Model):
     # No index of its own: recipient_org_usn starts with it.
     # No constraint in the database: the container's is enough. A recipient's organization is
     # its container's (save() and the sync's bulk writes take it from there), and the database
-    # keeps every recipient's container, and every container's organization. PostgreSQL checks
-    # a foreign key row by row at commit: two checks per contact were a sixth of the
-    # database's work in a full sync (docs/scaling.md).
+    # keeps every recipient's container, and every container's organization (an organization
+    # holding recipients is not deleted: their containers protect them). PostgreSQL checks a
+    # foreign key row by row at commit, one of the costliest parts of a full sync
+    # (docs/scaling.md, "CPU per contact").
     organization = models.ForeignKey(
         Organization,
         on_delete=models.CASCADE,
