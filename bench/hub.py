@@ -30,6 +30,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from bench import topology
+from bench.workloads import machine_cpu_seconds
 from directory.changes import save_recipient
 from directory.models import Recipient
 from interorg_site import encryption
@@ -377,10 +378,8 @@ def cpu_snapshot(pool: "Workers") -> dict:
     database connections last one task each (Celery closes them after every task), too short
     to be sampled one by one."""
     workers = {pid: _cpu_seconds(pid) for p in pool.started for pid in _group_pids(p.pid)}
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle and iowait
-    ticks = os.sysconf("SC_CLK_TCK")
-    return {"workers": workers, "busy": (sum(fields) - idle) / ticks, "total": sum(fields) / ticks}
+    busy, total = machine_cpu_seconds()
+    return {"workers": workers, "busy": busy, "total": total}
 
 
 def cpu_used(before: dict, after: dict) -> dict[str, float]:

@@ -101,17 +101,24 @@ def peak_rss_mib() -> float:
     return max(peaks) / 1024
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """The whole machine's CPU seconds so far: busy (neither idle, nor waiting for I/O, nor
+    taken by the host), and in all."""
+    # user nice system idle iowait irq softirq steal …, in clock ticks
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    per_second = os.sysconf("SC_CLK_TCK")
+    busy = sum(ticks) - ticks[3] - ticks[4] - ticks[7]
+    return busy / per_second, sum(ticks) / per_second
+
+
 def cpu_snapshot() -> dict[str, float]:
     """CPU seconds so far of this process and the sync workers it forked and waited for, and
-    of the whole machine (busy: neither idle, nor waiting for I/O, nor taken by the host)."""
+    the machine's busy ones."""
     own = sum(
         usage.ru_utime + usage.ru_stime
         for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     )
-    # user nice system idle iowait irq softirq steal …, in clock ticks
-    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    busy = sum(ticks[:8]) - ticks[3] - ticks[4] - ticks[7]
-    return {"sync": own, "machine": busy / os.sysconf("SC_CLK_TCK")}
+    return {"sync": own, "machine": machine_cpu_seconds()[0]}
 
 
 def cpu_since(before: dict[str, float]) -> dict[str, float]:
