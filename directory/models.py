@@ -331,7 +331,10 @@ class Recipient(models.Model):
         db_index=False,
         db_constraint=False,
     )
-    container = models.ForeignKey(Container, on_delete=models.PROTECT, related_name="recipients")
+    # Checked once per statement by triggers, not row by row (directory.references).
+    container = models.ForeignKey(
+        Container, on_delete=models.PROTECT, related_name="recipients", db_constraint=False
+    )
     guid = models.UUIDField(
         "object GUID", default=new_guid, unique=True, editable=False, help_text="Never changes."
     )

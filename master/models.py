@@ -281,8 +281,13 @@ class GlobalEntry(models.Model):
         db_index=False,
         db_constraint=False,
     )
+    # Checked once per statement by triggers, not row by row (directory.references).
     requestor = models.ForeignKey(
-        AllowedRequestor, on_delete=models.PROTECT, related_name="entries", db_index=False
+        AllowedRequestor,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        db_index=False,
+        db_constraint=False,
     )
     object_id = models.UUIDField("source object GUID")
     global_key = models.CharField(max_length=200)
@@ -317,9 +322,15 @@ class LedgerEntry(models.Model):
 
     Op = Op
 
-    # No index of its own: ledger_usn_unique starts with it.
+    # No index of its own: ledger_usn_unique starts with it. This key and the message's are
+    # checked once per statement by triggers, not row by row (directory.references): the
+    # master writes its ledger while holding its row lock.
     master = models.ForeignKey(
-        MasterConfig, on_delete=models.CASCADE, related_name="ledger", db_index=False
+        MasterConfig,
+        on_delete=models.CASCADE,
+        related_name="ledger",
+        db_index=False,
+        db_constraint=False,
     )
     usn = models.BigIntegerField("master USN")
     global_key = models.CharField(max_length=200)
@@ -328,7 +339,12 @@ class LedgerEntry(models.Model):
     source_usn = models.BigIntegerField("source USN", null=True)
     attrs = models.JSONField(default=dict)
     message = models.ForeignKey(
-        "transport.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "transport.Message",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
     )
     chain = models.CharField(
         max_length=32,

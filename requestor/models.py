@@ -659,7 +659,15 @@ class ImportedChange(models.Model):
     detail = models.CharField(max_length=256, blank=True)
     # The reply part that made it (none for the grace period's purge), and the run it answered.
     batch = models.UUIDField(null=True, blank=True)
-    run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Checked once per statement by triggers, not row by row (directory.references).
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:
