@@ -21,10 +21,13 @@ class MasterAppConfig(AppConfig):
                 held=quarantine.held,
                 decided=quarantine.decided,
                 refused=quarantine.refused,
-                # Every export takes the master's row lock (its USN counter): they are applied
-                # one at a time anyway, and taking that turn first lets a worker sweeping the
-                # inbox go on to other work rather than wait for the lock.
+                # A requestor's exports are applied in order (a quarantine holds the ones after
+                # a held one), and every export takes the master's row lock (its USN counter).
+                # The turn is per requestor: a worker sweeping the inbox passes over a
+                # requestor's next export while another worker applies its previous one, and
+                # checks and decodes another requestor's export while it waits for the lock.
                 in_order=True,
+                turn_per_sender=True,
             )
         )
         register_master_view(peers.master_view)

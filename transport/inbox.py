@@ -215,16 +215,17 @@ def _take_turn_first(pk: int) -> None:
     _TurnTaken having held nothing: a message passed over for its turn is never locked by this
     session, even for a moment, so the task processing it (which waits for the turn) is not
     turned away meanwhile, which would leave it for the next sweep."""
-    recipient = (
+    addresses = (
         # (_process leaves a message no longer received anyway: this spares taking its turn.)
         Message.objects.filter(pk=pk, status=Status.RECEIVED)  # pragma: no mutate
-        .values_list("recipient", flat=True)
+        .values_list("recipient", "sender")
         .first()
     )
+    recipient, sender = addresses or (None, None)
     agent = agent_at(recipient) if recipient is not None else None
     if agent is None or not agent.in_order:
         return
-    if not in_order(agent, agent.organization_at(recipient), wait=False):
+    if not in_order(agent, agent.organization_at(recipient), wait=False, sender=sender):
         raise _TurnTaken
 
 
@@ -246,7 +247,7 @@ def _dispatch(message: Message) -> None:
     message.organization_id = agent.organization_at(message.recipient)
     if agent.in_order:
         # (A sweep took it already, or passed the message over: _take_turn_first.)
-        in_order(agent, message.organization_id)
+        in_order(agent, message.organization_id, sender=message.sender)
     _verify_sender(agent, message)
     try:
         document = wire.decode(bytes(message.payload))
@@ -274,10 +275,16 @@ def _dispatch(message: Message) -> None:
         raise
 
 
-def in_order(agent, organization_id: int, wait: bool = True) -> bool:
+def in_order(agent, organization_id: int, wait: bool = True, sender: str = "") -> bool:
     """Take the organization's turn at the agent's messages, until commit: on PostgreSQL an
     advisory lock (SQLite runs one writing transaction at a time anyway). Without `wait`, only
-    if no other session holds it: False then.
+    if no other session holds it: False then. For an agent whose turns are per sender, the
+    turn of the organization's messages from `sender`.
+
+    The master's turns are per requestor: its exports are applied one at a time under its row
+    lock anyway, and meanwhile another worker checks the signature of the next requestor's
+    export and decodes it, rather than passing it over (docs/scaling.md, "What serializes
+    W1").
 
     Without it, a reply part that finds its predecessor not applied yet could commit as
     deferred just after the predecessor's transaction looked for deferred parts to hand over
@@ -286,11 +293,15 @@ def in_order(agent, organization_id: int, wait: bool = True) -> bool:
     if connection.vendor != "postgresql" or organization_id is None:
         return True  # (an address no organization receives at is refused)
     kind = zlib.crc32(agent.document_type.encode()) & 0x7FFFFFFF
+    turn = organization_id
+    if agent.turn_per_sender:
+        # (Two senders sharing a number only take turns: nothing is lost but time.)
+        turn = zlib.crc32(f"{organization_id}\x1f{sender.lower()}".encode()) & 0x7FFFFFFF
     with connection.cursor() as cursor:
         if wait:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [kind, organization_id])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [kind, turn])
             return True
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [kind, organization_id])
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [kind, turn])
         return cursor.fetchone()[0]
 
 

@@ -33,6 +33,9 @@ class Agent:
     # (transport.inbox.in_order), and a worker sweeping the inbox passes over an organization
     # whose turn another one holds.
     in_order: bool = False
+    # The turn is the organization's per sender: what one sender's messages wait for is
+    # earlier messages of the same sender only (the master's exports, each requestor's own).
+    turn_per_sender: bool = False
 
 
 _agents: dict[str, Agent] = {}

@@ -9,14 +9,16 @@ import uuid
 import pytest
 from django.db import connections, transaction
 
+from requestor.cycle import run_cycle
 from requestor.models import RequestorConfig
 from tests.engine.conftest import MASTER_DN, build_scenario
 from tests.engine.helpers import in_thread
 from tests.transport.documents import NOW_MS
 from tests.transport.test_inbox import master_reply, receive
 from transport import inbox, registry
-from transport.constants import Status
+from transport.constants import Direction, Status
 from transport.models import Message
+from transport.outbox import deliver_pending
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -111,6 +113,50 @@ def test_the_sweep_passes_over_an_organization_another_worker_is_applying():
     assert busy.status == Status.PROCESSED
 
 
+def test_the_master_takes_turns_per_requestor():
+    """Two requestors' exports to one master: a worker sweeping the inbox while another one
+    applies a requestor's export passes over that requestor's next one, but takes the other
+    requestor's (checks and decodes it, then waits for the master's row lock, which this test
+    does not hold). The master applies exports one at a time under that lock anyway."""
+    scenario = build_scenario()
+    org2, org3 = scenario["ORG2"], scenario["ORG3"]
+    for org in (org2, org3):
+        run_cycle(org.config.pk)
+    deliver_pending()
+    exports = {
+        message.sender: message
+        for message in Message.objects.filter(
+            direction=Direction.INBOUND, status=Status.RECEIVED, recipient=MASTER_DN
+        )
+    }
+    busy, free = exports[org2.config.dn], exports[org3.config.dn]
+    agent = registry.agent_at(MASTER_DN)
+    taken, release = threading.Event(), threading.Event()
+
+    def apply_for_org2() -> None:
+        with transaction.atomic():
+            # (The sender's address in another case is the same requestor's turn.)
+            inbox.in_order(agent, agent.organization_at(MASTER_DN), sender=busy.sender.upper())
+            taken.set()
+            release.wait(30)
+
+    worker = in_thread(apply_for_org2)
+    try:
+        assert taken.wait(30)
+        assert inbox.process_message(busy.pk, wait=False) is inbox.TURN_TAKEN
+        assert inbox.process_message(free.pk, wait=False) is True
+        busy.refresh_from_db()
+        free.refresh_from_db()
+        assert (busy.status, busy.attempts) == (Status.RECEIVED, 0)
+        assert (free.status, free.error) == (Status.PROCESSED, "")
+    finally:
+        release.set()
+        worker.join(30)
+    assert inbox.process_message(busy.pk, wait=False) is True
+    busy.refresh_from_db()
+    assert busy.status == Status.PROCESSED
+
+
 def test_a_message_passed_over_is_not_held_from_its_own_task(monkeypatch):
     """The sweep looks at the organization's turn before it locks the message: the task that
     processes that message meanwhile (it waits for the turn) finds it free, rather than leaving
@@ -123,8 +169,8 @@ def test_a_message_passed_over_is_not_held_from_its_own_task(monkeypatch):
     held, looked, tried, release = (threading.Event() for _ in range(4))
     take = inbox.in_order
 
-    def looking(agent, organization_id, wait=True):
-        taken = take(agent, organization_id, wait)
+    def looking(agent, organization_id, wait=True, sender=""):
+        taken = take(agent, organization_id, wait, sender)
         if not wait and not taken:
             looked.set()
             tried.wait(10)  # the task tries the message while the sweep is here
