@@ -281,15 +281,15 @@ def in_order(agent, organization_id: int, wait: bool = True, sender: str = "") -
     if no other session holds it: False then. For an agent whose turns are per sender, the
     turn of the organization's messages from `sender`.
 
-    The master's turns are per requestor: its exports are applied one at a time under its row
-    lock anyway, and meanwhile another worker checks the signature of the next requestor's
-    export and decodes it, rather than passing it over (docs/scaling.md, "What serializes
-    W1").
-
     Without it, a reply part that finds its predecessor not applied yet could commit as
     deferred just after the predecessor's transaction looked for deferred parts to hand over
     (retry_deferred): it would wait for the next sweep, a minute. The handler's own row lock
-    does not prevent that: the savepoint a deferral rolls back releases it."""
+    does not prevent that: the savepoint a deferral rolls back releases it.
+
+    The master's turns are per requestor: its exports are applied one at a time under its row
+    lock anyway, and meanwhile another worker checks the signature of the next requestor's
+    export and decodes it, rather than passing it over (docs/scaling.md, "The master's turn
+    per requestor")."""
     if connection.vendor != "postgresql" or organization_id is None:
         return True  # (an address no organization receives at is refused)
     kind = zlib.crc32(agent.document_type.encode()) & 0x7FFFFFFF
