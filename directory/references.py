@@ -30,6 +30,20 @@ this project deletes rows in SQL."""
 from django.db.migrations.operations.base import Operation
 
 POSTGRESQL_FUNCTIONS = r"""
+CREATE OR REPLACE FUNCTION interorg_reference_missing(
+    child text, key_column text, parent text, missing text
+) RETURNS void
+LANGUAGE plpgsql AS $fn$
+-- A row of `child` names, by `key_column`, the value `missing` that `parent` does not hold.
+BEGIN
+    RAISE EXCEPTION 'insert or update on table "%" violates the reference of "%" to "%"',
+        child, key_column, parent
+        USING ERRCODE = 'foreign_key_violation',
+              DETAIL = format('Key (%s)=(%s) is not present in table "%s".',
+                              key_column, missing, parent);
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION interorg_references_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 -- After an INSERT statement: every non-null value of column TG_ARGV[0] of the new rows names
@@ -52,11 +66,7 @@ BEGIN
             '(SELECT FROM %2$I parent WHERE parent.%3$I = new_rows.%1$I) LIMIT 1',
             TG_ARGV[0], TG_ARGV[1], TG_ARGV[2]
         ) INTO missing;
-        RAISE EXCEPTION 'insert or update on table "%" violates the reference of "%" to "%"',
-            TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1]
-            USING ERRCODE = 'foreign_key_violation',
-                  DETAIL = format('Key (%s)=(%s) is not present in table "%s".',
-                                  TG_ARGV[0], missing, TG_ARGV[1]);
+        PERFORM interorg_reference_missing(TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1], missing);
     END IF;
     RETURN NULL;
 END
@@ -73,11 +83,9 @@ BEGIN
         TG_ARGV[1], TG_ARGV[2], TG_ARGV[0]
     ) INTO found USING NEW;
     IF found IS NULL THEN
-        RAISE EXCEPTION 'insert or update on table "%" violates the reference of "%" to "%"',
-            TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1]
-            USING ERRCODE = 'foreign_key_violation',
-                  DETAIL = format('Key (%s)=(%s) is not present in table "%s".',
-                                  TG_ARGV[0], to_jsonb(NEW) ->> TG_ARGV[0], TG_ARGV[1]);
+        PERFORM interorg_reference_missing(
+            TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1], to_jsonb(NEW) ->> TG_ARGV[0]
+        );
     END IF;
     RETURN NULL;
 END
@@ -108,22 +116,12 @@ $fn$;
 """
 
 
-def _quote(connection, name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
 def _names(child: str, column: str) -> dict[str, str]:
     """Trigger names (PostgreSQL keeps them per table; SQLite per schema)."""
-    stem = f"{child}_{column}"
-    return {
-        "inserted": f"{stem}_inserted"[:63],
-        "changed": f"{stem}_changed"[:63],
-        "deleted": f"{stem}_deleted"[:63],
-    }
+    return {which: f"{child}_{column}_{which}"[:63] for which in ("inserted", "changed", "deleted")}
 
 
-def _postgresql_create(connection, child, column, parent, key) -> list[str]:
-    q = lambda name: _quote(connection, name)  # noqa: E731
+def _postgresql_create(q, child, column, parent, key) -> list[str]:
     names = _names(child, column)
     arguments = f"'{column}', '{parent}', '{key}'"
     return [
@@ -141,8 +139,7 @@ def _postgresql_create(connection, child, column, parent, key) -> list[str]:
     ]
 
 
-def _postgresql_drop(connection, child, column, parent, key) -> list[str]:
-    q = lambda name: _quote(connection, name)  # noqa: E731
+def _postgresql_drop(q, child, column, parent, key) -> list[str]:
     names = _names(child, column)
     return [
         f"DROP TRIGGER IF EXISTS {q(names['inserted'])} ON {q(child)}",
@@ -151,8 +148,7 @@ def _postgresql_drop(connection, child, column, parent, key) -> list[str]:
     ]
 
 
-def _sqlite_create(connection, child, column, parent, key) -> list[str]:
-    q = lambda name: _quote(connection, name)  # noqa: E731
+def _sqlite_create(q, child, column, parent, key) -> list[str]:
     names = _names(child, column)
     absent = (
         f"NEW.{q(column)} IS NOT NULL AND NOT EXISTS "
@@ -167,10 +163,16 @@ def _sqlite_create(connection, child, column, parent, key) -> list[str]:
     ]
 
 
-def _sqlite_drop(connection, child, column, parent, key) -> list[str]:
-    q = lambda name: _quote(connection, name)  # noqa: E731
+def _sqlite_drop(q, child, column, parent, key) -> list[str]:
     names = _names(child, column)
     return [f"DROP TRIGGER IF EXISTS {q(names[which])}" for which in ("inserted", "changed")]
+
+
+# By database vendor: the statements that create the triggers, and those that drop them.
+_STATEMENTS = {
+    "postgresql": (_postgresql_create, _postgresql_drop),
+    "sqlite": (_sqlite_create, _sqlite_drop),
+}
 
 
 class CheckReferences(Operation):
@@ -200,25 +202,20 @@ class CheckReferences(Operation):
             field.target_field.column,
         )
 
-    def _run(self, schema_editor, statements) -> None:
-        for statement in statements:
+    def _run(self, schema_editor, state, app_label, create: bool) -> None:
+        statements = _STATEMENTS.get(schema_editor.connection.vendor)
+        if statements is None:
+            return
+        q = schema_editor.connection.ops.quote_name
+        make, drop = statements
+        for statement in (make if create else drop)(q, *self._tables(app_label, state)):
             schema_editor.execute(statement, params=None)
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        connection = schema_editor.connection
-        tables = self._tables(app_label, to_state)
-        if connection.vendor == "postgresql":
-            self._run(schema_editor, _postgresql_create(connection, *tables))
-        elif connection.vendor == "sqlite":
-            self._run(schema_editor, _sqlite_create(connection, *tables))
+        self._run(schema_editor, to_state, app_label, create=True)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        connection = schema_editor.connection
-        tables = self._tables(app_label, from_state)
-        if connection.vendor == "postgresql":
-            self._run(schema_editor, _postgresql_drop(connection, *tables))
-        elif connection.vendor == "sqlite":
-            self._run(schema_editor, _sqlite_drop(connection, *tables))
+        self._run(schema_editor, from_state, app_label, create=False)
 
     def describe(self):
         return f"Check the references of {self.model_name}.{self.name} by triggers"

@@ -279,6 +279,35 @@ def waiting_on_a_lock(query_start: str) -> bool:
         return cursor.fetchone()[0] > 0
 
 
+def elsewhere(work, waits_on: str) -> tuple[threading.Thread, dict]:
+    """Run `work` in another session, and return once it waits on a lock in a statement that
+    starts with `waits_on`; the outcome says whether it ended ("done") or raised ("error")."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            with transaction.atomic(), changes.writing():
+                work()
+            outcome["done"] = True
+        except Exception as exc:  # reported by the test
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not waiting_on_a_lock(waits_on):
+        assert time.monotonic() < deadline, outcome
+        time.sleep(0.02)
+    return thread, outcome
+
+
+def delete_container(pk: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM directory_container WHERE id = %s", [pk])
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_row_inserted_while_another_session_deletes_the_row_it_names_is_refused():
@@ -286,27 +315,12 @@ def test_a_row_inserted_while_another_session_deletes_the_row_it_names_is_refuse
     for the delete, and is refused once it commits."""
     container = ContainerFactory()
     row = recipient(container.pk)
-    outcome: dict = {}
-
-    def insert_elsewhere():
-        try:
-            with transaction.atomic(), changes.writing():
-                Recipient.objects.bulk_create([row])
-            outcome["inserted"] = True
-        except Exception as exc:  # reported below
-            outcome["error"] = exc
-        finally:
-            connection.close()
 
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM directory_container WHERE id = %s", [container.pk])
-        other = threading.Thread(target=insert_elsewhere)
-        other.start()
-        deadline = time.monotonic() + 30
-        while not waiting_on_a_lock('INSERT INTO "directory_recipient"'):
-            assert time.monotonic() < deadline, outcome
-            time.sleep(0.02)
+        delete_container(container.pk)
+        other, outcome = elsewhere(
+            lambda: Recipient.objects.bulk_create([row]), 'INSERT INTO "directory_recipient"'
+        )
     other.join(30)
 
     assert isinstance(outcome.get("error"), IntegrityError), outcome
@@ -318,26 +332,12 @@ def test_a_row_inserted_while_another_session_deletes_the_row_it_names_is_refuse
 def test_a_row_deleted_while_another_session_inserts_a_row_naming_it_is_refused():
     """The other way round: the delete waits for the insert's lock, then sees its row."""
     container = ContainerFactory()
-    outcome: dict = {}
-
-    def delete_elsewhere():
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("DELETE FROM directory_container WHERE id = %s", [container.pk])
-            outcome["deleted"] = True
-        except Exception as exc:  # reported below
-            outcome["error"] = exc
-        finally:
-            connection.close()
 
     with transaction.atomic(), changes.writing():
         Recipient.objects.bulk_create([recipient(container.pk)])
-        other = threading.Thread(target=delete_elsewhere)
-        other.start()
-        deadline = time.monotonic() + 30
-        while not waiting_on_a_lock("DELETE FROM directory_container"):
-            assert time.monotonic() < deadline, outcome
-            time.sleep(0.02)
+        other, outcome = elsewhere(
+            lambda: delete_container(container.pk), "DELETE FROM directory_container"
+        )
     other.join(30)
 
     assert isinstance(outcome.get("error"), IntegrityError), outcome
