@@ -115,11 +115,11 @@ class CellDelta:
         if not changed:
             return
         if not locked:
-            organization = Organization.objects.select_for_update()
+            organization = Organization.objects.select_for_update(no_key=True)
             list(organization.filter(pk=self.organization_id).values("pk"))
         cells = {
             (c.container_id, c.kind, c.trust_level, c.hidden, c.imported): c
-            for c in DigestCell.objects.select_for_update().filter(
+            for c in DigestCell.objects.select_for_update(no_key=True).filter(
                 organization_id=self.organization_id
             )
         }

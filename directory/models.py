@@ -87,13 +87,16 @@ def allocate_usns(organization_id: int, count: int = 1, *, own: bool = True) -> 
 
     The organization's row stays locked until the caller's transaction commits, so no change can
     commit with a USN lower than one already visible to an export (DESIGN.md, protocol rule 3).
+    The lock is FOR NO KEY UPDATE, as every lock that serializes writers here: it keeps other
+    writers of the row waiting, not the rows that name it (a message, a run), whose foreign key
+    check only share-locks its key.
     `own` is false for imported contacts, which are never exported: the organization's own USN
     (the last one an own recipient or its tombstone took) stays where it is.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("allocate_usns() must run inside transaction.atomic().")
     current = (
-        Organization.objects.select_for_update()
+        Organization.objects.select_for_update(no_key=True)
         .filter(pk=organization_id)
         .values_list("usn", flat=True)
         .get()

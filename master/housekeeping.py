@@ -31,7 +31,7 @@ def purge_master_tombstones(master_id: int) -> int:
     with transaction.atomic():
         # The master's row is where USNs are allocated: hold it so no export is processed while
         # the purge moves purged_through_usn.
-        master = MasterConfig.objects.select_for_update().filter(pk=master_id).first()
+        master = MasterConfig.objects.select_for_update(no_key=True).filter(pk=master_id).first()
         if master is None:
             return 0
         cutoff = timezone.now() - timedelta(days=master.tombstone_lifetime_days)

@@ -65,7 +65,7 @@ REQUESTOR_STATE = [
 
 def lock_master(address: str) -> MasterConfig:
     """The master receiving at `address`, locked until commit: the USN counter lives on it."""
-    master = MasterConfig.objects.select_for_update().filter(at_address(address)).first()
+    master = MasterConfig.objects.select_for_update(no_key=True).filter(at_address(address)).first()
     if master is None:
         raise MessageRejected(f"No master receives mail at {address}.")
     if not master.enabled:

@@ -132,7 +132,7 @@ def send_notice(
     export_all: bool = False,
 ) -> None:
     """A reply to `batch` that applies nothing and says why; once per batch and kind."""
-    master = MasterConfig.objects.select_for_update().select_related("organization")
+    master = MasterConfig.objects.select_for_update(no_key=True).select_related("organization")
     master = master.get(pk=requestor.master_id)
     answered = Message.objects.filter(
         direction=Direction.OUTBOUND,

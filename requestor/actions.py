@@ -121,7 +121,9 @@ def _pending_run(config: RequestorConfig, after_reset: bool) -> Run | None:
     may have read the USNs before the reset); it is locked, so that the cycle taking it over waits
     for the reset to commit."""
     if after_reset:
-        queued = Run.objects.select_for_update().filter(config=config, status=RunStatus.QUEUED)
+        queued = Run.objects.select_for_update(no_key=True).filter(
+            config=config, status=RunStatus.QUEUED
+        )
         return queued.order_by("-pk").first()
     pending = Run.objects.filter(config=config, status__in=PENDING_RUN_STATUSES)
     return pending.order_by("-pk").first()

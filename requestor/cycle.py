@@ -173,7 +173,9 @@ def lock_config(config_id: int) -> RequestorConfig | None:
     a reply) holds it, rather than queueing a second export behind the first. SQLite has no row
     locks: its IMMEDIATE transactions already run one writer at a time."""
     nowait = connection.features.has_select_for_update_nowait
-    query = RequestorConfig.objects.select_for_update(nowait=nowait).select_related("organization")
+    query = RequestorConfig.objects.select_for_update(nowait=nowait, no_key=True).select_related(
+        "organization"
+    )
     try:
         with transaction.atomic():  # a savepoint: the transaction stays usable after a refusal
             return query.filter(pk=config_id).first()

@@ -93,7 +93,7 @@ class Counts:
 def handle_reply(message: Message, document: wire.ReplyDocument) -> None:
     """Inbox entry point for a reply part addressed to a requestor of this installation."""
     config = (
-        RequestorConfig.objects.select_for_update()
+        RequestorConfig.objects.select_for_update(no_key=True)
         .select_related("organization")
         .filter(at_address(message.recipient))
         .get()

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def restart_after_restore(config: RequestorConfig, acknowledged: int) -> None:
-    organization = Organization.objects.select_for_update().get(pk=config.organization_id)
+    organization = Organization.objects.select_for_update(no_key=True).get(
+        pk=config.organization_id
+    )
     if organization.usn < acknowledged:  # pragma: no mutate (at equal, <= sets the same value)
         Organization.objects.filter(pk=organization.pk).update(usn=acknowledged)
     own = Recipient.objects.filter(organization_id=organization.pk)

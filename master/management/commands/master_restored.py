@@ -21,7 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args, organization: str, **options):
         with transaction.atomic():
             master = (
-                MasterConfig.objects.select_for_update()
+                MasterConfig.objects.select_for_update(no_key=True)
                 .filter(organization__name__iexact=organization)
                 .first()
             )
