@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from directory import backends
 from directory.models import Organization
+from interorg_site.collector import collector_paused
 from requestor.constants import PENDING_RUN_STATUSES, RunStatus, Trigger
 from requestor.export import build_export
 from requestor.models import RequestorConfig, Run
@@ -41,6 +42,7 @@ class RunDone(SyncError):
     took it over (or housekeeping closed it), so there is nothing left to do."""
 
 
+@collector_paused()
 def run_cycle(
     config_id: int,
     trigger: str = Trigger.COMMAND,

@@ -9,6 +9,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from interorg_site.collector import collector_paused
 from transport import archive, dispatch, holds, signing, wire
 from transport.constants import Direction, MessageKind, Status
 from transport.exceptions import (
@@ -157,6 +158,7 @@ def retry_at(pk: int):
     )
 
 
+@collector_paused()
 def process_message(pk: int, wait: bool = True) -> bool | object:
     """Process the message if it is still received; False if it is not, or another session
     holds it, and (with `wait` False) TURN_TAKEN, which is false too, if another session holds
