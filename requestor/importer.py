@@ -795,7 +795,9 @@ def sweep_absent(
     filtered entries of entries it no longer lists. Return how many contacts went."""
     present = set(_full_reply_keys(document))
     shown = _contacts(config).filter(master_usn__lte=document.through, hidden_at__isnull=True)
-    pks = [pk for pk, key in shown.values_list("pk", "global_key") if key not in present]
+    # (Unsorted: Recipient's default order sorted all of them by display name for nothing.)
+    listed = shown.order_by().values_list("pk", "global_key")
+    pks = [pk for pk, key in listed if key not in present]
     # (No query for nothing stale: the list is empty either way.)
     stale = list(Recipient.objects.filter(OneOf("pk", pks))) if pks else []  # pragma: no mutate
     counts = counts if counts is not None else Counts()
