@@ -137,6 +137,15 @@ REFERENCES = [
 ]
 
 
+def saved_row(reference: Reference):
+    """A parent row, and a row of `reference` naming it, saved."""
+    parent = reference.parent()
+    with changes.writing():
+        row = reference.child(parent.pk)
+        row.save()
+    return parent, row
+
+
 def model_and_field(reference: Reference):
     model_name, field_name = reference.name.split(".")
     model = next(m for m in apps.get_models() if m.__name__ == model_name)
@@ -211,11 +220,8 @@ def test_a_copy_naming_a_row_that_is_not_there_is_refused(reference):
 @pytest.mark.django_db
 @pytest.mark.parametrize("reference", REFERENCES, ids=str)
 def test_a_row_changed_to_name_a_row_that_is_not_there_is_refused(reference):
-    parent = reference.parent()
+    parent, row = saved_row(reference)
     model, field = model_and_field(reference)
-    with changes.writing():
-        row = reference.child(parent.pk)
-        row.save()
     rows = model.objects.filter(pk=row.pk)
 
     refused(lambda: rows.update(**{field.attname: missing_pk(parent)}))
@@ -232,11 +238,8 @@ def test_a_row_changed_to_name_a_row_that_is_not_there_is_refused(reference):
 @pytest.mark.django_db
 @pytest.mark.parametrize("reference", REFERENCES, ids=str)
 def test_django_deletes_what_on_delete_says(reference):
-    parent = reference.parent()
+    parent, row = saved_row(reference)
     model, field = model_and_field(reference)
-    with changes.writing():
-        row = reference.child(parent.pk)
-        row.save()
 
     if reference.on_delete == "protect":
         with pytest.raises(ProtectedError):
